@@ -1,0 +1,69 @@
+/**
+ * Control messages: the JSON payloads of HELLO, EXEC, EXIT, ... and the binary CREDIT payload.
+ */
+import { Schema } from "effect"
+
+export const Hello = Schema.Struct({ version: Schema.Number })
+export type Hello = typeof Hello.Type
+
+export const HelloAck = Schema.Struct({ version: Schema.Number, agent: Schema.String })
+export type HelloAck = typeof HelloAck.Type
+
+export const ExecRequest = Schema.Struct({
+  argv: Schema.NonEmptyArray(Schema.String),
+  env: Schema.Array(Schema.Tuple([Schema.String, Schema.String])),
+  cwd: Schema.optionalKey(Schema.String),
+  uid: Schema.optionalKey(Schema.Number),
+  gid: Schema.optionalKey(Schema.Number),
+  timeoutMs: Schema.optionalKey(Schema.Number)
+})
+export type ExecRequest = typeof ExecRequest.Type
+
+export const Started = Schema.Struct({ pid: Schema.Number })
+export type Started = typeof Started.Type
+
+export const SignalRequest = Schema.Struct({ signal: Schema.Number })
+export type SignalRequest = typeof SignalRequest.Type
+
+export const ExitStatus = Schema.Struct({
+  exitCode: Schema.Number,
+  signal: Schema.optionalKey(Schema.Number),
+  timedOut: Schema.optionalKey(Schema.Boolean)
+})
+export type ExitStatus = typeof ExitStatus.Type
+
+export const ErrorMessage = Schema.Struct({ code: Schema.String, message: Schema.String })
+export type ErrorMessage = typeof ErrorMessage.Type
+
+export const Channel = { stdin: 0, stdout: 1, stderr: 2 } as const
+export type Channel = (typeof Channel)[keyof typeof Channel]
+
+export const encodeJson = (value: unknown): Buffer => Buffer.from(JSON.stringify(value), "utf8")
+
+/** Parses a JSON payload against `schema`; undefined when it is not JSON or does not match. */
+export const decodeJson = <S extends Schema.ConstraintDecoder<unknown>>(
+  schema: S,
+  payload: Uint8Array
+): S["Type"] | undefined => {
+  let json: unknown
+  try {
+    json = JSON.parse(Buffer.from(payload).toString("utf8"))
+  } catch {
+    return undefined
+  }
+  const result = Schema.decodeUnknownExit(schema)(json)
+  return result._tag === "Success" ? result.value : undefined
+}
+
+export const encodeCredit = (channel: Channel, bytes: number): Buffer => {
+  const payload = Buffer.allocUnsafe(5)
+  payload.writeUInt8(channel, 0)
+  payload.writeUInt32BE(bytes, 1)
+  return payload
+}
+
+export const decodeCredit = (payload: Uint8Array): { channel: number; bytes: number } | undefined => {
+  if (payload.length !== 5) return undefined
+  const view = Buffer.from(payload.buffer, payload.byteOffset, payload.length)
+  return { channel: view.readUInt8(0), bytes: view.readUInt32BE(1) }
+}
