@@ -1,5 +1,4 @@
 import { defineConfig } from "vitest/config"
-import { fileURLToPath } from "node:url"
 
 // vitest 5 reports failures with Map.groupBy (Node >= 21); Node 20 lacks it.
 if (!("groupBy" in Map)) {
@@ -18,30 +17,14 @@ if (!("groupBy" in Map)) {
   })
 }
 
-const src = (pkg: string) => fileURLToPath(new URL(`./packages/${pkg}/src/index.ts`, import.meta.url))
-
-// Tests import the workspace packages from source, so they need no build step.
-const alias = {
-  "@boxlite/agent-protocol": src("agent-protocol"),
-  "@boxlite/oci": src("oci"),
-  "@boxlite/storage": src("storage"),
-  "@boxlite/core": src("core"),
-  "@boxlite/driver-qemu": src("driver-qemu"),
-  "@boxlite/boxes": src("boxes"),
-  boxlite: src("boxlite")
-}
-
 export default defineConfig({
-  resolve: { alias },
   test: {
     projects: [
       {
-        resolve: { alias },
         test: { name: "unit", include: ["packages/*/test/**/*.test.ts"], exclude: ["packages/*/test/vm/**"] }
       },
       {
         // Boots real VMs under QEMU: slow under TCG, so generous timeouts and limited parallelism.
-        resolve: { alias },
         test: {
           name: "vm",
           include: ["packages/*/test/vm/**/*.test.ts"],

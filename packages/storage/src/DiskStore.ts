@@ -1,0 +1,96 @@
+/**
+ * Disks of boxes (a containerd "snapshotter" for VMs): one read-only ext4 base per image,
+ * built once from its layers, and a qcow2 copy-on-write disk per box on top of it.
+ */
+import { Context, Data, Effect, Layer } from "effect"
+import type { ResolvedImage } from "@boxlite/oci"
+import { randomBytes } from "node:crypto"
+import * as fs from "node:fs/promises"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { runCommand } from "./internal/command.js"
+import type { RootfsJob } from "./internal/build-rootfs.js"
+
+export class StorageError extends Data.TaggedError("StorageError")<{
+  readonly message: string
+}> {}
+
+export interface DiskStoreOptions {
+  /** Directory of the per-image ext4 bases (`<home>/images/rootfs`). */
+  readonly rootfsDir: string
+  /** Free space each base filesystem leaves for a box's writes. Default 1 GiB. */
+  readonly headroomBytes?: number
+}
+
+export class DiskStore extends Context.Service<DiskStore, {
+  /** The ext4 base of `image`: built on first use, then reused (also by other processes). */
+  readonly baseFor: (image: ResolvedImage) => Effect.Effect<string, StorageError>
+  /** Creates a qcow2 disk at `diskPath` whose unwritten blocks read from `base`. */
+  readonly createBoxDisk: (base: string, diskPath: string) => Effect.Effect<void, StorageError>
+}>()("@boxlite/storage/DiskStore") {}
+
+const BUILD_SCRIPT = fileURLToPath(new URL("./internal/build-rootfs.js", import.meta.url))
+
+const failure = (what: string) => (e: { readonly command: string; readonly code: unknown; readonly stderr: string }) =>
+  new StorageError({
+    message: e.code === "ENOENT"
+      ? `${what}: ${e.command.split(" ")[0]} is not installed (apt-get install fakeroot e2fsprogs qemu-utils)`
+      : `${what}: ${e.stderr || `${e.command} exited with ${String(e.code)}`}`
+  })
+
+export const make = (options: DiskStoreOptions): Context.Service.Shape<typeof DiskStore> => {
+  const building = new Map<string, Promise<string>>()
+
+  const build = async (image: ResolvedImage, final: string): Promise<string> => {
+    await fs.mkdir(options.rootfsDir, { recursive: true })
+    const work = path.join(options.rootfsDir, `.build-${randomBytes(6).toString("hex")}`)
+    await fs.mkdir(work)
+    try {
+      const job: RootfsJob = {
+        tree: path.join(work, "tree"),
+        image: path.join(work, "rootfs.ext4"),
+        layers: image.layers.map((l) => ({ digest: l.digest, path: l.path, compression: l.compression })),
+        headroomBytes: options.headroomBytes ?? 1024 * 1024 * 1024
+      }
+      await fs.writeFile(path.join(work, "job.json"), JSON.stringify(job))
+      await Effect.runPromise(
+        runCommand("fakeroot", ["--", process.execPath, BUILD_SCRIPT, path.join(work, "job.json")]).pipe(
+          Effect.mapError(failure(`building the root filesystem of ${image.reference}`))
+        )
+      )
+      // link() refuses to replace: if another process finished first, its base (which its
+      // boxes may already use as a backing file) stays and ours is discarded.
+      await fs.link(job.image, final).catch((e: NodeJS.ErrnoException) => {
+        if (e.code !== "EEXIST") throw e
+      })
+      return final
+    } finally {
+      await fs.rm(work, { recursive: true, force: true })
+    }
+  }
+
+  return {
+    baseFor: (image) =>
+      Effect.tryPromise({
+        try: async () => {
+          const final = path.join(options.rootfsDir, `${image.configDigest.replace(":", "-")}.ext4`)
+          if (await fs.access(final).then(() => true, () => false)) return final
+          let pending = building.get(final)
+          if (!pending) {
+            pending = build(image, final).finally(() => building.delete(final))
+            building.set(final, pending)
+          }
+          return await pending
+        },
+        catch: (e) => e instanceof StorageError ? e : new StorageError({ message: `building the root filesystem of ${image.reference}: ${(e as Error).message}` })
+      }),
+
+    createBoxDisk: (base, diskPath) =>
+      runCommand("qemu-img", ["create", "-q", "-f", "qcow2", "-b", base, "-F", "raw", diskPath]).pipe(
+        Effect.asVoid,
+        Effect.mapError(failure(`creating the box disk ${diskPath}`))
+      )
+  }
+}
+
+export const layer = (options: DiskStoreOptions): Layer.Layer<DiskStore> => Layer.succeed(DiskStore, make(options))
