@@ -14,6 +14,7 @@ import { Transform } from "node:stream"
 import { pipeline } from "node:stream/promises"
 import { createGunzip } from "node:zlib"
 import * as tar from "tar"
+import { RootResolver } from "./RootResolver.js"
 
 export interface LayerSpec {
   readonly digest: string
@@ -52,17 +53,8 @@ const digestCheck = (expected: string) => {
   return stream
 }
 
-/** Resolves `rel` under `root` without following a symlink out of it. */
-const confined = async (root: string, rel: string): Promise<string | undefined> => {
-  const target = path.resolve(root, rel)
-  if (target !== root && !target.startsWith(root + path.sep)) return undefined
-  const parent = await fs.realpath(path.dirname(target)).catch(() => undefined)
-  if (parent === undefined) return target
-  if (parent !== root && !parent.startsWith(root + path.sep)) return undefined
-  return path.join(parent, path.basename(target))
-}
-
 export const applyLayer = async (root: string, layer: LayerSpec): Promise<void> => {
+  const resolver = new RootResolver(root)
   const written = new Set<string>()
   const opaqueDirs: Array<string> = []
   const pendingWhiteouts: Array<string> = []
@@ -72,18 +64,38 @@ export const applyLayer = async (root: string, layer: LayerSpec): Promise<void> 
     cwd: root,
     unlink: true,
     preserveOwner: true,
-    filter: (entryPath) => {
+    // Paths are confined by RootResolver; node-tar must keep symlink targets verbatim.
+    preservePaths: true,
+    filter: (entryPath, entry) => {
+      const header = entry as tar.ReadEntry
       const name = path.posix.basename(entryPath)
-      const dir = path.posix.dirname(entryPath)
-      if (name === OPAQUE) {
-        opaqueDirs.push(dir)
+      if (name === OPAQUE || name.startsWith(WHITEOUT)) {
+        const dir = resolver.resolveDir(path.posix.dirname(entryPath))
+        if (dir === undefined) {
+          problems.push(`whiteout ${entryPath} is under a symlink loop`)
+        } else if (name === OPAQUE) {
+          opaqueDirs.push(dir)
+        } else {
+          pendingWhiteouts.push(path.posix.join(dir, name.slice(WHITEOUT.length)))
+        }
         return false
       }
-      if (name.startsWith(WHITEOUT)) {
-        pendingWhiteouts.push(path.posix.join(dir, name.slice(WHITEOUT.length)))
+      const target = resolver.placeEntry(entryPath)
+      if (target === undefined) {
+        problems.push(`${entryPath}: path leaves the root filesystem`)
         return false
       }
-      written.add(path.posix.normalize(entryPath).replace(/\/$/, ""))
+      header.path = target === "" ? "." : target
+      if (header.type === "Link") {
+        const linkTarget = resolver.placeEntry(String(header.linkpath))
+        if (linkTarget === undefined || linkTarget === "") {
+          problems.push(`${entryPath}: hard link target ${String(header.linkpath)} leaves the root filesystem`)
+          return false
+        }
+        header.linkpath = linkTarget
+      }
+      resolver.record(target, header.type === "Directory" ? { type: "dir" } : header.type === "SymbolicLink" ? { type: "symlink", target: String(header.linkpath) } : { type: "file" })
+      written.add(target)
       return true
     },
     onwarn: (code: string, message: string) => {
@@ -95,23 +107,16 @@ export const applyLayer = async (root: string, layer: LayerSpec): Promise<void> 
   if (layer.compression === "zstd") await zstdDecompress(layer, extract)
   else if (layer.compression === "gzip") await pipeline(createReadStream(layer.path), digestCheck(layer.digest), createGunzip(), extract)
   else await pipeline(createReadStream(layer.path), digestCheck(layer.digest), extract)
-  if (problems.length > 0) throw new Error(`layer ${layer.digest} was refused: ${problems.join("; ")}`)
+  if (problems.length > 0) throw new Error(`layer ${layer.digest} was refused: ${problems.slice(0, 5).join("; ")}`)
 
   // Whiteouts and opaque markers hide lower layers only, so they are applied after extraction
   // and never remove what this same layer wrote.
-  for (const rel of pendingWhiteouts) {
-    const target = await confined(root, rel)
-    if (target === undefined) throw new Error(`layer ${layer.digest} has a whiteout outside the root: ${rel}`)
-    await fs.rm(target, { recursive: true, force: true })
-  }
+  for (const rel of pendingWhiteouts) await fs.rm(path.join(root, rel), { recursive: true, force: true })
   for (const dir of opaqueDirs) {
-    const target = await confined(root, dir)
-    if (target === undefined) throw new Error(`layer ${layer.digest} has an opaque marker outside the root: ${dir}`)
-    const entries = await fs.readdir(target).catch(() => [])
+    const entries = await fs.readdir(path.join(root, dir)).catch(() => [])
     for (const entry of entries) {
-      if (!written.has(path.posix.normalize(path.posix.join(dir, entry)))) {
-        await fs.rm(path.join(target, entry), { recursive: true, force: true })
-      }
+      const rel = dir === "" ? entry : `${dir}/${entry}`
+      if (!written.has(rel)) await fs.rm(path.join(root, rel), { recursive: true, force: true })
     }
   }
 }

@@ -1,0 +1,85 @@
+/**
+ * SimpleBox: run a command, get `{ exitCode, stdout, stderr }`. The box boots on first use and
+ * is stopped (and removed) when the SimpleBox is disposed.
+ */
+import { type Box, type BoxOptions, type ExecError, type ExecOptions, type Execution, type InvalidOptions, Runtime, type StartError, type TimeoutError, type CreateError } from "@boxlite/core"
+import type { Box as PromiseBox, Boxlite } from "@boxlite/core/promise"
+import { Effect, Scope, Stream } from "effect"
+
+export interface ExecOutput {
+  readonly exitCode: number
+  readonly signal?: number
+  readonly stdout: string
+  readonly stderr: string
+}
+
+const collect = (stream: Stream.Stream<Uint8Array, ExecError>) => Stream.mkString(Stream.decodeText(stream))
+
+/** Runs a command to completion in `box`, collecting its output (Effect face). */
+export const run = (
+  box: Box,
+  command: string,
+  args: ReadonlyArray<string> = [],
+  options?: ExecOptions
+): Effect.Effect<ExecOutput, ExecError | TimeoutError | InvalidOptions | StartError> =>
+  Effect.gen(function*() {
+    const execution: Execution = yield* box.exec(command, args, options)
+    const [stdout, stderr] = yield* Effect.all([collect(execution.stdout), collect(execution.stderr)], { concurrency: 2 })
+    const result = yield* execution.wait
+    return { ...result, stdout, stderr }
+  })
+
+/** A box that lives as long as the enclosing Scope (Effect face): stopped and removed on close. */
+export const scoped = (options?: BoxOptions): Effect.Effect<Box, CreateError, Runtime | Scope.Scope> =>
+  Effect.acquireRelease(
+    Runtime.use((runtime) => runtime.create(options)),
+    (box) => box.remove
+  )
+
+/** Splits `exec("cmd", "a", "b", { timeoutMs })` into arguments and options. */
+const splitArgs = (rest: ReadonlyArray<string | ExecOptions>): [Array<string>, ExecOptions | undefined] => {
+  const last = rest.at(-1)
+  return last !== undefined && typeof last === "object"
+    ? [rest.slice(0, -1) as Array<string>, last]
+    : [rest as Array<string>, undefined]
+}
+
+/** Promise face: `await using box = new SimpleBox({ image })`. */
+export class SimpleBox implements AsyncDisposable {
+  private box: Promise<PromiseBox> | undefined
+
+  constructor(private readonly options: BoxOptions, private readonly runtime: Boxlite) {}
+
+  /** Creates and boots the box; later calls return the same box. */
+  start(): Promise<PromiseBox> {
+    this.box ??= this.runtime.create(this.options).then(async (box) => {
+      await box.start().catch(async (e: unknown) => {
+        await box.remove()
+        throw e
+      })
+      return box
+    })
+    return this.box
+  }
+
+  /** `exec("python", "-c", "print(1)")`, optionally ending with ExecOptions. */
+  async exec(command: string, ...rest: Array<string | ExecOptions>): Promise<ExecOutput> {
+    const [args, options] = splitArgs(rest)
+    const box = await this.start()
+    const execution = await box.exec(command, args, options)
+    const [stdout, stderr] = await Promise.all([execution.stdout().text(), execution.stderr().text()])
+    const result = await execution.wait()
+    return { ...result, stdout, stderr }
+  }
+
+  /** Stops and removes the box (if it was started). */
+  async stop(): Promise<void> {
+    const box = this.box
+    this.box = undefined
+    if (box) await (await box.catch(() => undefined))?.remove()
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.stop()
+  }
+}

@@ -1,0 +1,35 @@
+/** The Promise face with the default platform bound: what `import { Boxlite } from "boxlite"` gives. */
+import type { BoxOptions, ExecOptions, RuntimeOptions } from "@boxlite/core"
+import { SimpleBox as SimpleBoxBase } from "@boxlite/boxes"
+import { Boxlite as BoxliteBase } from "@boxlite/core/promise"
+import { defaultPlatform } from "./Platform.js"
+
+export class Boxlite extends BoxliteBase {
+  private static shared: Boxlite | undefined
+
+  /** A runtime of `options.homeDir` (default `$BOXLITE_HOME` or `~/.boxlite`) on QEMU. */
+  constructor(options: RuntimeOptions = {}) {
+    super(options, defaultPlatform())
+  }
+
+  /** The process-wide runtime of the default home directory. */
+  static default(): Boxlite {
+    Boxlite.shared ??= new Boxlite()
+    return Boxlite.shared
+  }
+}
+
+export interface SimpleBoxOptions extends BoxOptions {
+  /** The runtime to create the box in; default `Boxlite.default()`. */
+  readonly runtime?: Boxlite
+}
+
+/** `await using box = new SimpleBox({ image })`: boots on first exec, removed on dispose. */
+export class SimpleBox extends SimpleBoxBase {
+  constructor(options: SimpleBoxOptions = {}) {
+    const { runtime, ...boxOptions } = options
+    super(boxOptions, runtime ?? Boxlite.default())
+  }
+}
+
+export type { ExecOptions }

@@ -1,0 +1,16 @@
+/**
+ * The Effect face: services, layers and tagged errors. `layer()` is the Runtime on the default
+ * platform; `Runtime.layer` + your own Hypervisor layer swaps the driver.
+ */
+import { Runtime, type RuntimeOptions } from "@boxlite/core"
+import * as Core from "@boxlite/core"
+import type { Layer } from "effect"
+import { Layer as L } from "effect"
+import { defaultPlatform } from "./Platform.js"
+
+export * from "@boxlite/core"
+export { SimpleBoxEffect as SimpleBox } from "@boxlite/boxes"
+export { defaultPlatform, guestLayer } from "./Platform.js"
+
+/** The Runtime of `options.homeDir` on QEMU. */
+export const layer = (options?: RuntimeOptions): Layer.Layer<Runtime> => Core.layer(options).pipe(L.provide(defaultPlatform()))

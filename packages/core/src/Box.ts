@@ -1,0 +1,40 @@
+/**
+ * A box: one micro-VM running one image. Created by the Runtime; boots on `start` or on its
+ * first `exec`; `stop` powers the guest off (and removes the box when `autoRemove` is set).
+ */
+import type { Effect } from "effect"
+import type { BootError, BoxStateError, ExecError, HypervisorUnavailable, InvalidOptions } from "./Errors.js"
+import type { Execution } from "./Execution.js"
+import type { ExecOptions } from "./Options.js"
+import type { BoxStatus } from "./StateStore.js"
+
+export interface BoxInfo {
+  readonly id: string
+  readonly name: string | undefined
+  readonly status: BoxStatus
+  readonly image: string
+  readonly cpus: number
+  readonly memoryMib: number
+  readonly createdAt: Date
+  /** Process id of the VMM while the box runs. */
+  readonly pid: number | undefined
+}
+
+export type StartError = BootError | HypervisorUnavailable | BoxStateError
+
+export interface Box {
+  /** ULID, unique in the home directory. */
+  readonly id: string
+  readonly name: string | undefined
+  readonly info: Effect.Effect<BoxInfo>
+  /** Boots the VM and waits until the guest agent answers; a no-op when running. */
+  readonly start: Effect.Effect<void, StartError>
+  /** Runs `command` with `args` (no shell); boots the box first if needed. */
+  readonly exec: (command: string, args?: ReadonlyArray<string>, options?: ExecOptions) => Effect.Effect<Execution, ExecError | InvalidOptions | StartError>
+  /** Round trip to the guest agent and back (ms): a health check and the protocol's latency floor. */
+  readonly ping: Effect.Effect<number, ExecError | StartError>
+  /** Graceful: the guest syncs and powers off (forced after a timeout). Removes the box if `autoRemove`. */
+  readonly stop: Effect.Effect<void>
+  /** Stops the box if needed and deletes it with its disk. */
+  readonly remove: Effect.Effect<void>
+}

@@ -1,0 +1,108 @@
+/**
+ * Every error BoxLite raises. They are classes (so `instanceof` works for Promise users) and
+ * tagged (so Effect users can `Effect.catchTag("TimeoutError", ...)`). All extend BoxliteError.
+ */
+import { Data } from "effect"
+
+export class BoxliteError extends Data.Error<{ readonly message: string }> {
+  readonly _tag: string = "BoxliteError"
+  override get name(): string {
+    return this._tag
+  }
+}
+
+/** An option had a value out of range or of the wrong shape; nothing was started. */
+export class InvalidOptions extends BoxliteError {
+  override readonly _tag = "InvalidOptions" as const
+  constructor(readonly field: string, problem: string) {
+    super({ message: `invalid option "${field}": ${problem}` })
+  }
+}
+
+/** A command could not be run (not found, not executable, bad working directory) or its box went away. */
+export class ExecError extends BoxliteError {
+  override readonly _tag = "ExecError" as const
+  constructor(message: string, readonly command?: ReadonlyArray<string>) {
+    super({ message })
+  }
+}
+
+/** An operation (a command with `timeoutMs`, or the guest becoming ready) took too long. */
+export class TimeoutError extends BoxliteError {
+  override readonly _tag = "TimeoutError" as const
+  constructor(message: string, readonly timeoutMs: number) {
+    super({ message })
+  }
+}
+
+/** Output could not be parsed into the expected form. */
+export class ParseError extends BoxliteError {
+  override readonly _tag = "ParseError" as const
+  constructor(message: string) {
+    super({ message })
+  }
+}
+
+/** The image does not exist where the reference points. */
+export class ImageNotFound extends BoxliteError {
+  override readonly _tag = "ImageNotFound" as const
+  constructor(readonly reference: string, message: string) {
+    super({ message })
+  }
+}
+
+/** The image exists but is not usable (corrupt or unsupported content). */
+export class ImageError extends BoxliteError {
+  override readonly _tag = "ImageError" as const
+  constructor(readonly reference: string, message: string) {
+    super({ message })
+  }
+}
+
+/** Building or creating a disk failed. */
+export class StorageError extends BoxliteError {
+  override readonly _tag = "StorageError" as const
+  constructor(message: string) {
+    super({ message })
+  }
+}
+
+/** No usable hypervisor on this host (e.g. QEMU is not installed); says what to install. */
+export class HypervisorUnavailable extends BoxliteError {
+  override readonly _tag = "HypervisorUnavailable" as const
+  constructor(message: string) {
+    super({ message })
+  }
+}
+
+/** The VM did not come up; `consoleTail` is the end of the guest's console log. */
+export class BootError extends BoxliteError {
+  override readonly _tag = "BootError" as const
+  constructor(problem: string, readonly consoleTail: string) {
+    super({ message: consoleTail ? `${problem}\n--- guest console (tail) ---\n${consoleTail}` : problem })
+  }
+}
+
+/** No box with that id or name in this home directory. */
+export class BoxNotFound extends BoxliteError {
+  override readonly _tag = "BoxNotFound" as const
+  constructor(readonly idOrName: string) {
+    super({ message: `no box with id or name "${idOrName}"` })
+  }
+}
+
+/** The request does not fit the box's current state (e.g. a duplicate name, exec on a removed box). */
+export class BoxStateError extends BoxliteError {
+  override readonly _tag = "BoxStateError" as const
+  constructor(message: string) {
+    super({ message })
+  }
+}
+
+/** The host<->guest channel broke the protocol. */
+export class AgentProtocolError extends BoxliteError {
+  override readonly _tag = "AgentProtocolError" as const
+  constructor(message: string) {
+    super({ message })
+  }
+}

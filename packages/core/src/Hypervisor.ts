@@ -1,0 +1,65 @@
+/**
+ * The seam for VMMs: QEMU today (packages/driver-qemu), cloud-hypervisor and vfkit later.
+ * A driver boots a VM from a VmSpec and hands back the guest agent's byte stream; everything
+ * above (protocol, boxes, state) is the same whatever runs the VM.
+ */
+import { Context, type Effect, type Scope } from "effect"
+import type { Duplex } from "node:stream"
+import type { BootError, HypervisorUnavailable } from "./Errors.js"
+
+export interface VmSpec {
+  readonly boxId: string
+  /** The box's directory: the driver keeps its sockets and the console log here. */
+  readonly dir: string
+  readonly kernel: string
+  readonly initrd: string
+  readonly cmdline: string
+  /** The box's root disk (qcow2). */
+  readonly rootDisk: string
+  readonly cpus: number
+  readonly memoryMib: number
+}
+
+export interface VmExit {
+  readonly code: number | null
+  readonly signal: string | null
+}
+
+export interface Vm {
+  /** Process id of the VMM. */
+  readonly pid: number
+  /** The guest agent's channel (virtio-serial, vsock, ...), already connected. */
+  readonly agent: Duplex
+  /** Resolves when the VMM process has exited. */
+  readonly exited: Promise<VmExit>
+  /** The last `bytes` of the guest console. */
+  readonly consoleTail: (bytes?: number) => Promise<string>
+  /** Ends the VMM at once. */
+  readonly kill: () => void
+}
+
+export interface HypervisorInfo {
+  readonly driver: string
+  /** `kvm`, `hvf` or `tcg`. */
+  readonly accelerator: string
+  /** Why this accelerator (e.g. why not KVM). */
+  readonly reason: string
+}
+
+export class Hypervisor extends Context.Service<Hypervisor, {
+  readonly info: Effect.Effect<HypervisorInfo, HypervisorUnavailable>
+  /** Boots a VM; closing the scope kills it (if still running) and waits for its exit. */
+  readonly start: (spec: VmSpec) => Effect.Effect<Vm, HypervisorUnavailable | BootError, Scope.Scope>
+}>()("@boxlite/core/Hypervisor") {}
+
+export interface GuestFiles {
+  readonly kernel: string
+  readonly initrd: string
+  /** The base kernel command line; drivers append what their machine needs. */
+  readonly cmdline: string
+}
+
+/** Where the guest kernel and initramfs (with the agent) are; fails if they are not built. */
+export class GuestArtifacts extends Context.Service<GuestArtifacts, {
+  readonly files: Effect.Effect<GuestFiles, HypervisorUnavailable>
+}>()("@boxlite/core/GuestArtifacts") {}

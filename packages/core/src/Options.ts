@@ -1,0 +1,133 @@
+/**
+ * Box and exec options: their schemas (effect/Schema), defaults, and the validation that turns
+ * a bad value into an InvalidOptions error naming the field, before anything starts.
+ */
+import { Effect, Exit, Schema } from "effect"
+import * as os from "node:os"
+import { InvalidOptions } from "./Errors.js"
+
+/** Environment variables as a record or as the reference's `[key, value]` pairs. */
+export type EnvInput = Readonly<Record<string, string>> | ReadonlyArray<readonly [string, string]>
+
+export interface BoxOptions {
+  /** OCI image: `python:slim`, `oci:/path/to/layout:tag`. Default `python:slim`. */
+  readonly image?: string
+  /** Unique name in this home directory (letters, digits, `.`, `_`, `-`). */
+  readonly name?: string
+  /** vCPUs, 1 to the host's CPU count. Default 1. */
+  readonly cpus?: number
+  /** Guest memory in MiB, 128 to 65536. Default 512. */
+  readonly memoryMib?: number
+  /** Working directory of commands (absolute). Default: the image's, else `/root`. */
+  readonly workingDir?: string
+  /** Environment of every command, on top of the image's. */
+  readonly env?: EnvInput
+  /** Remove the box (and its disk) when it stops. Default true. */
+  readonly autoRemove?: boolean
+  /** How long the guest may take to boot and answer. Default 60000 (suits TCG). */
+  readonly readyTimeoutMs?: number
+}
+
+export interface ExecOptions {
+  /** Added to (and overriding) the box's and image's environment. */
+  readonly env?: EnvInput
+  /** Working directory for this command (absolute). */
+  readonly workingDir?: string
+  /** Kill the command's process group after this many ms and fail with TimeoutError. */
+  readonly timeoutMs?: number
+}
+
+export interface ResolvedBoxOptions {
+  readonly image: string
+  readonly name: string | undefined
+  readonly cpus: number
+  readonly memoryMib: number
+  readonly workingDir: string | undefined
+  readonly env: ReadonlyArray<readonly [string, string]>
+  readonly autoRemove: boolean
+  readonly readyTimeoutMs: number
+}
+
+export interface ResolvedExecOptions {
+  readonly env: ReadonlyArray<readonly [string, string]>
+  readonly workingDir: string | undefined
+  readonly timeoutMs: number | undefined
+}
+
+const check = <T>(predicate: (value: T) => boolean, message: string) =>
+  Schema.makeFilter<T>((value) => (predicate(value) ? undefined : message))
+
+const AbsolutePath = Schema.String.check(check((s: string) => s.startsWith("/"), "must be an absolute path (start with /)"))
+const EnvKey = Schema.String.check(check((k: string) => k.length > 0 && !k.includes("=") && !k.includes("\0"), "environment variable names must be non-empty, without '=' or NUL"))
+const EnvValue = Schema.String.check(check((v: string) => !v.includes("\0"), "environment values must not contain NUL"))
+const Env = Schema.Union([Schema.Record(EnvKey, EnvValue), Schema.Array(Schema.Tuple([EnvKey, EnvValue]))])
+const PositiveInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
+
+const boxFields = {
+  image: Schema.String.check(check((s: string) => s.trim().length > 0, "must be a non-empty image reference")),
+  name: Schema.String.check(check((s: string) => /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(s), "must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit")),
+  cpus: Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: os.cpus().length })),
+  memoryMib: Schema.Int.check(Schema.isBetween({ minimum: 128, maximum: 65536 })),
+  workingDir: AbsolutePath,
+  env: Env,
+  autoRemove: Schema.Boolean,
+  readyTimeoutMs: PositiveInt
+} satisfies Record<keyof BoxOptions, Schema.Top>
+
+const execFields = {
+  env: Env,
+  workingDir: AbsolutePath,
+  timeoutMs: PositiveInt
+} satisfies Record<keyof ExecOptions, Schema.Top>
+
+/** Validates each present field with its schema, and refuses fields that do not exist. */
+const validate = (fields: Record<string, Schema.Top>, input: unknown, prefix: string): Effect.Effect<void, InvalidOptions> =>
+  Effect.suspend(() => {
+    if (input === undefined) return Effect.void
+    if (typeof input !== "object" || input === null || Array.isArray(input)) {
+      return Effect.fail(new InvalidOptions(prefix || "options", "must be an object"))
+    }
+    for (const [key, value] of Object.entries(input)) {
+      const schema = fields[key]
+      if (schema === undefined) {
+        return Effect.fail(new InvalidOptions(`${prefix}${key}`, `unknown option (known: ${Object.keys(fields).join(", ")})`))
+      }
+      if (value === undefined) continue
+      const result = Schema.decodeUnknownExit(schema as Schema.Codec<unknown>)(value)
+      if (Exit.isFailure(result)) {
+        const reason = result.cause.reasons[0]
+        const detail = reason && "error" in reason ? String((reason.error as { message?: string }).message) : "invalid value"
+        return Effect.fail(new InvalidOptions(`${prefix}${key}`, `${detail} (got ${JSON.stringify(value)})`))
+      }
+    }
+    return Effect.void
+  })
+
+export const normalizeEnv = (env: EnvInput | undefined): ReadonlyArray<readonly [string, string]> =>
+  env === undefined ? [] : Array.isArray(env) ? env.map(([k, v]) => [k, v] as const) : Object.entries(env as Record<string, string>)
+
+export const resolveBoxOptions = (input: BoxOptions | undefined): Effect.Effect<ResolvedBoxOptions, InvalidOptions> =>
+  validate(boxFields, input, "").pipe(
+    Effect.as({
+      image: input?.image ?? "python:slim",
+      name: input?.name,
+      cpus: input?.cpus ?? 1,
+      memoryMib: input?.memoryMib ?? 512,
+      workingDir: input?.workingDir,
+      env: normalizeEnv(input?.env),
+      autoRemove: input?.autoRemove ?? true,
+      readyTimeoutMs: input?.readyTimeoutMs ?? 60_000
+    })
+  )
+
+export const resolveExecOptions = (input: ExecOptions | undefined): Effect.Effect<ResolvedExecOptions, InvalidOptions> =>
+  validate(execFields, input, "exec.").pipe(
+    Effect.as({ env: normalizeEnv(input?.env), workingDir: input?.workingDir, timeoutMs: input?.timeoutMs })
+  )
+
+/** Later entries win; the first position of a key is kept so the order stays stable. */
+export const mergeEnv = (...layers: ReadonlyArray<ReadonlyArray<readonly [string, string]>>): Array<[string, string]> => {
+  const merged = new Map<string, string>()
+  for (const layer of layers) for (const [k, v] of layer) merged.set(k, v)
+  return [...merged]
+}

@@ -1,0 +1,151 @@
+/**
+ * The runtime of one home directory (`~/.boxlite` by default): creates boxes from images,
+ * finds them again, lists and removes them, and counts what it did.
+ */
+import { DiskStore, layer as diskStoreLayer, type StorageError as DiskStorageError } from "@boxlite/storage"
+import {
+  type ImageNotFound as OciImageNotFound, InvalidReference, type InvalidImage, parseReference, type ResolvedImage, resolveLayout
+} from "@boxlite/oci"
+import { Context, Effect, Layer } from "effect"
+import * as fs from "node:fs/promises"
+import * as os from "node:os"
+import * as path from "node:path"
+import { ulid } from "ulid"
+import type { Box, BoxInfo } from "./Box.js"
+import { BoxNotFound, BoxStateError, type HypervisorUnavailable, ImageError, ImageNotFound, type InvalidOptions, StorageError } from "./Errors.js"
+import { GuestArtifacts, Hypervisor, type HypervisorInfo } from "./Hypervisor.js"
+import { LiveBox } from "./internal/LiveBox.js"
+import { type BoxOptions, resolveBoxOptions } from "./Options.js"
+import { layerSqlite, StateStore } from "./StateStore.js"
+
+export interface RuntimeOptions {
+  /** Where boxes, images and state live. Default: `$BOXLITE_HOME`, else `~/.boxlite`. */
+  readonly homeDir?: string
+}
+
+export interface RuntimeMetrics {
+  readonly boxesCreated: number
+  readonly boxesDestroyed: number
+  readonly totalExecCalls: number
+  readonly activeBoxes: number
+}
+
+export interface RuntimeInfo {
+  readonly homeDir: string
+  readonly hypervisor: HypervisorInfo
+}
+
+export type CreateError = InvalidOptions | ImageNotFound | ImageError | StorageError | BoxStateError
+
+export class Runtime extends Context.Service<Runtime, {
+  readonly homeDir: string
+  /** Validates, gets the image ready, records the box and makes its disk. Boots on first use. */
+  readonly create: (options?: BoxOptions) => Effect.Effect<Box, CreateError>
+  /** A box by id or name. */
+  readonly get: (idOrName: string) => Effect.Effect<Box, BoxNotFound>
+  readonly list: Effect.Effect<ReadonlyArray<BoxInfo>>
+  /** Stops (if needed) and deletes a box. */
+  readonly remove: (idOrName: string) => Effect.Effect<void, BoxNotFound>
+  readonly metrics: Effect.Effect<RuntimeMetrics>
+  readonly info: Effect.Effect<RuntimeInfo, HypervisorUnavailable>
+}>()("@boxlite/core/Runtime") {}
+
+export const defaultHomeDir = (): string => process.env["BOXLITE_HOME"] || path.join(os.homedir(), ".boxlite")
+
+const resolveImage = (reference: string): Effect.Effect<ResolvedImage, ImageNotFound | ImageError> =>
+  Effect.suspend(() => {
+    let ref
+    try {
+      ref = parseReference(reference)
+    } catch (e) {
+      return Effect.fail(new ImageError(reference, `invalid image reference "${reference}": ${(e as InvalidReference).message}`))
+    }
+    if (ref._tag === "Registry") {
+      return Effect.fail(new ImageNotFound(reference, `image "${reference}" is not available: pulling from registries is not supported yet; use an OCI layout (oci:/path/to/layout:tag)`))
+    }
+    return resolveLayout(ref).pipe(
+      Effect.mapError((e: OciImageNotFound | InvalidImage) =>
+        e._tag === "ImageNotFound" ? new ImageNotFound(reference, `image "${reference}": ${e.message}`) : new ImageError(reference, `image "${reference}": ${e.message}`))
+    )
+  })
+
+const make = (homeDir: string) =>
+  Effect.gen(function*() {
+    const hypervisor = yield* Hypervisor
+    const guest = yield* GuestArtifacts
+    const store = yield* StateStore
+    const disks = yield* DiskStore
+    const boxesDir = path.join(homeDir, "boxes")
+    const live = new Map<string, LiveBox>()
+    const deps = { hypervisor, guest, store, onRemoved: (id: string) => void live.delete(id) }
+
+    // A non-detached box never outlives its creator, whatever way the process ends.
+    const killAll = () => { for (const box of live.values()) box.killNow() }
+    process.on("exit", killAll)
+    yield* Effect.addFinalizer(() =>
+      Effect.andThen(
+        Effect.forEach([...live.values()], (box) => box.stop, { concurrency: "unbounded", discard: true }),
+        Effect.sync(() => process.off("exit", killAll))
+      ))
+
+    const create = (input?: BoxOptions) =>
+      Effect.gen(function*() {
+        const options = yield* resolveBoxOptions(input)
+        if (options.name !== undefined && (yield* store.find(options.name))) {
+          return yield* new BoxStateError(`a box named "${options.name}" already exists`)
+        }
+        const image = yield* resolveImage(options.image)
+        const base = yield* disks.baseFor(image).pipe(Effect.mapError((e: DiskStorageError) => new StorageError(e.message)))
+        const id = ulid()
+        const dir = path.join(boxesDir, id)
+        const diskPath = path.join(dir, "disk.qcow2")
+        const record = { id, name: options.name, status: "configured" as const, image: options.image, options, createdAt: new Date(), pid: undefined }
+        // Whatever fails from here on leaves neither a box directory nor a record behind.
+        yield* Effect.promise(() => fs.mkdir(dir, { recursive: true, mode: 0o700 }))
+        yield* disks.createBoxDisk(base, diskPath).pipe(
+          Effect.mapError((e: DiskStorageError) => new StorageError(e.message)),
+          Effect.andThen(store.insert(record)),
+          Effect.tapError(() => Effect.promise(() => fs.rm(dir, { recursive: true, force: true })))
+        )
+        yield* store.increment("boxesCreated")
+        const box = new LiveBox(record, dir, diskPath, image.config, deps)
+        live.set(id, box)
+        return box as Box
+      })
+
+    const get = (idOrName: string) =>
+      Effect.gen(function*() {
+        const record = yield* store.find(idOrName)
+        const box = record && live.get(record.id)
+        if (!box) return yield* new BoxNotFound(idOrName)
+        return box as Box
+      })
+
+    return Runtime.of({
+      homeDir,
+      create,
+      get,
+      list: Effect.gen(function*() {
+        const records = yield* store.list
+        return yield* Effect.forEach(records, (r) => {
+          const box = live.get(r.id)
+          return box ? box.info : Effect.succeed({ id: r.id, name: r.name, status: r.status, image: r.image, cpus: r.options.cpus, memoryMib: r.options.memoryMib, createdAt: r.createdAt, pid: r.pid })
+        })
+      }),
+      remove: (idOrName) => Effect.flatMap(get(idOrName), (box) => box.remove),
+      metrics: Effect.gen(function*() {
+        const counters = yield* store.counters
+        const infos = yield* Effect.forEach([...live.values()], (b) => b.info)
+        return { ...counters, activeBoxes: infos.filter((i) => i.status === "running").length }
+      }),
+      info: Effect.map(hypervisor.info, (h) => ({ homeDir, hypervisor: h }))
+    })
+  })
+
+/** The Runtime of `options.homeDir`, with its state store and disk store; needs a Hypervisor and GuestArtifacts. */
+export const layer = (options: RuntimeOptions = {}): Layer.Layer<Runtime, never, Hypervisor | GuestArtifacts> => {
+  const homeDir = path.resolve(options.homeDir ?? defaultHomeDir())
+  return Layer.effect(Runtime)(make(homeDir)).pipe(
+    Layer.provide(Layer.mergeAll(layerSqlite(homeDir), diskStoreLayer({ rootfsDir: path.join(homeDir, "images", "rootfs") })))
+  )
+}

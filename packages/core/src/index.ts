@@ -1,0 +1,14 @@
+/** The Runtime service of a home directory: create, get, list, remove boxes; metrics. */
+export * from "./Runtime.js"
+/** A box: start, exec, stop, remove. */
+export type { Box, BoxInfo, StartError } from "./Box.js"
+/** A running command: streams, stdin, kill, wait. */
+export type { ExecResult, Execution } from "./Execution.js"
+/** Box and exec options, their validation and defaults. */
+export * from "./Options.js"
+/** Typed errors; all extend BoxliteError. */
+export * from "./Errors.js"
+/** The driver seam: the Hypervisor service and the guest artifacts it boots. */
+export * from "./Hypervisor.js"
+/** Durable box records and counters (SQLite). */
+export { type BoxRecord, type BoxStatus, layerSqlite, StateStore } from "./StateStore.js"

@@ -1,0 +1,251 @@
+/**
+ * The host end of the agent protocol (packages/agent-protocol/PROTOCOL.md) over one byte
+ * stream: handshake, exec streams multiplexed by id, credit-based flow control, ping.
+ * Promise-based on purpose: it is driven by socket events; the Effect API wraps it.
+ */
+import {
+  Channel, decodeCredit, decodeJson, encodeCredit, encodeFrame, encodeJson, ErrorMessage, type ExecRequest,
+  ExitStatus, type Frame, FrameDecoder, FrameType, HelloAck, INITIAL_WINDOW, MAX_DATA_CHUNK, PROTOCOL_VERSION, Started
+} from "@boxlite/agent-protocol"
+import type { Duplex } from "node:stream"
+import { OutputQueue } from "./OutputQueue.js"
+
+export class ChannelClosed extends Error {}
+
+export class SpawnFailed extends Error {}
+
+/** One exec stream: its output queues, its stdin with window accounting, and its outcome. */
+export class ExecChannel {
+  readonly stdout: OutputQueue
+  readonly stderr: OutputQueue
+  readonly started: Promise<number>
+  readonly exit: Promise<ExitStatus>
+  private stdinWindow = INITIAL_WINDOW
+  private stdinClosed = false
+  private creditWaiter: (() => void) | undefined
+  private settleStarted!: { resolve: (pid: number) => void; reject: (e: Error) => void }
+  private settleExit!: { resolve: (s: ExitStatus) => void; reject: (e: Error) => void }
+  done = false
+
+  constructor(private readonly conn: AgentConnection, readonly id: number) {
+    this.stdout = new OutputQueue((n) => conn.send(FrameType.CREDIT, id, encodeCredit(Channel.stdout, n)))
+    this.stderr = new OutputQueue((n) => conn.send(FrameType.CREDIT, id, encodeCredit(Channel.stderr, n)))
+    this.started = new Promise((resolve, reject) => (this.settleStarted = { resolve, reject }))
+    this.exit = new Promise((resolve, reject) => (this.settleExit = { resolve, reject }))
+    // Callers may only look at `exit`; a failed start must not become an unhandled rejection.
+    this.started.catch(() => {})
+    this.exit.catch(() => {})
+  }
+
+  /** Writes to the process's stdin, waiting for the guest's credit when the window is used up. */
+  async writeStdin(data: Uint8Array): Promise<void> {
+    let offset = 0
+    while (offset < data.length) {
+      if (this.done || this.stdinClosed) throw new ChannelClosed("stdin is closed")
+      if (this.stdinWindow === 0) {
+        await new Promise<void>((resolve) => (this.creditWaiter = resolve))
+        continue
+      }
+      const n = Math.min(MAX_DATA_CHUNK, this.stdinWindow, data.length - offset)
+      this.conn.send(FrameType.STDIN, this.id, data.subarray(offset, offset + n))
+      this.stdinWindow -= n
+      offset += n
+    }
+  }
+
+  closeStdin(): void {
+    if (this.stdinClosed || this.done) return
+    this.stdinClosed = true
+    this.conn.send(FrameType.STDIN_CLOSE, this.id)
+  }
+
+  signal(signal: number): void {
+    if (!this.done) this.conn.send(FrameType.SIGNAL, this.id, encodeJson({ signal }))
+  }
+
+  /** @internal called by the connection for each frame of this stream. */
+  onFrame(frame: Frame): string | undefined {
+    switch (frame.type) {
+      case FrameType.STARTED: {
+        const started = decodeJson(Started, frame.payload)
+        if (!started) return "bad STARTED payload"
+        this.settleStarted.resolve(started.pid)
+        return undefined
+      }
+      case FrameType.STDOUT:
+        return this.stdout.push(frame.payload) ? undefined : "stdout exceeded its window"
+      case FrameType.STDERR:
+        return this.stderr.push(frame.payload) ? undefined : "stderr exceeded its window"
+      case FrameType.CREDIT: {
+        const credit = decodeCredit(frame.payload)
+        if (!credit) return "bad CREDIT payload"
+        if (credit.channel === Channel.stdin) {
+          this.stdinWindow += credit.bytes
+          const waiter = this.creditWaiter
+          this.creditWaiter = undefined
+          waiter?.()
+        }
+        return undefined
+      }
+      case FrameType.EXIT: {
+        const status = decodeJson(ExitStatus, frame.payload)
+        if (!status) return "bad EXIT payload"
+        this.finish()
+        this.settleExit.resolve(status)
+        return undefined
+      }
+      case FrameType.ERROR: {
+        const error = decodeJson(ErrorMessage, frame.payload)
+        const failure = new SpawnFailed(error ? error.message : "the guest refused the command")
+        this.fail(failure)
+        return undefined
+      }
+      default:
+        return `unexpected frame type ${frame.type} on an exec stream`
+    }
+  }
+
+  /** @internal the stream ended without an exit: connection lost or spawn failure. */
+  fail(error: Error): void {
+    this.finish()
+    this.settleStarted.reject(error)
+    this.settleExit.reject(error)
+    this.stdout.fail(error)
+    this.stderr.fail(error)
+  }
+
+  private finish(): void {
+    this.done = true
+    this.conn.forget(this.id)
+    const waiter = this.creditWaiter
+    this.creditWaiter = undefined
+    waiter?.()
+  }
+}
+
+export class AgentConnection {
+  private readonly decoder = new FrameDecoder()
+  private readonly streams = new Map<number, ExecChannel>()
+  private readonly pings = new Map<string, () => void>()
+  private nextStream = 1
+  private closedWith: Error | undefined
+  private helloWaiter: { resolve: (agent: string) => void; reject: (e: Error) => void } | undefined
+  /** Resolves when the channel is gone, with the reason. */
+  readonly closed: Promise<Error>
+  private markClosed!: (e: Error) => void
+  agentVersion = ""
+
+  private constructor(private readonly socket: Duplex) {
+    this.closed = new Promise((resolve) => (this.markClosed = resolve))
+    socket.on("data", (chunk: Buffer) => this.onData(chunk))
+    socket.on("error", (e) => this.close(new ChannelClosed(`agent channel error: ${e.message}`)))
+    socket.on("close", () => this.close(new ChannelClosed("the box's agent channel closed (the VM stopped)")))
+  }
+
+  /** Sends HELLO and resolves once the guest answers; rejects if the channel closes first. */
+  static async open(socket: Duplex): Promise<AgentConnection> {
+    const conn = new AgentConnection(socket)
+    const acked = new Promise<string>((resolve, reject) => (conn.helloWaiter = { resolve, reject }))
+    conn.send(FrameType.HELLO, 0, encodeJson({ version: PROTOCOL_VERSION }))
+    conn.agentVersion = await acked
+    return conn
+  }
+
+  exec(request: ExecRequest): ExecChannel {
+    if (this.closedWith) throw this.closedWith
+    const id = this.nextStream++
+    const channel = new ExecChannel(this, id)
+    this.streams.set(id, channel)
+    this.send(FrameType.EXEC, id, encodeJson(request))
+    return channel
+  }
+
+  /** Round trip of a PING through the guest agent, in milliseconds. */
+  async ping(): Promise<number> {
+    if (this.closedWith) throw this.closedWith
+    const token = `${process.hrtime.bigint()}`
+    const start = performance.now()
+    await new Promise<void>((resolve) => {
+      this.pings.set(token, resolve)
+      this.send(FrameType.PING, 0, Buffer.from(token))
+    })
+    return performance.now() - start
+  }
+
+  /** Asks the guest to sync and power off; the channel closes when the VM is gone. */
+  shutdown(): void {
+    if (!this.closedWith) this.send(FrameType.SHUTDOWN, 0)
+  }
+
+  get isClosed(): boolean {
+    return this.closedWith !== undefined
+  }
+
+  /** @internal */
+  send(type: number, stream: number, payload?: Uint8Array): void {
+    if (this.closedWith) return
+    this.socket.write(encodeFrame(type, stream, payload))
+  }
+
+  /** @internal */
+  forget(id: number): void {
+    this.streams.delete(id)
+  }
+
+  close(reason: Error): void {
+    if (this.closedWith) return
+    this.closedWith = reason
+    this.helloWaiter?.reject(reason)
+    for (const stream of [...this.streams.values()]) stream.fail(reason)
+    for (const resolve of this.pings.values()) resolve()
+    this.socket.destroy()
+    this.markClosed(reason)
+  }
+
+  private onData(chunk: Buffer): void {
+    let frames: Array<Frame>
+    try {
+      frames = this.decoder.push(chunk)
+    } catch (e) {
+      this.close(new ChannelClosed(`agent protocol error: ${(e as Error).message}`))
+      return
+    }
+    for (const frame of frames) {
+      const problem = this.dispatch(frame)
+      if (problem) {
+        this.close(new ChannelClosed(`agent protocol error: ${problem}`))
+        return
+      }
+    }
+  }
+
+  private dispatch(frame: Frame): string | undefined {
+    if (frame.stream !== 0) {
+      const stream = this.streams.get(frame.stream)
+      // Late frames of a finished stream (e.g. credits) are harmless.
+      return stream ? stream.onFrame(frame) : undefined
+    }
+    switch (frame.type) {
+      case FrameType.HELLO_ACK: {
+        const ack = decodeJson(HelloAck, frame.payload)
+        if (!ack) return "bad HELLO_ACK"
+        if (ack.version !== PROTOCOL_VERSION) return `the guest agent speaks protocol ${ack.version}, the host ${PROTOCOL_VERSION}`
+        this.helloWaiter?.resolve(ack.agent)
+        this.helloWaiter = undefined
+        return undefined
+      }
+      case FrameType.PONG: {
+        const token = Buffer.from(frame.payload).toString()
+        this.pings.get(token)?.()
+        this.pings.delete(token)
+        return undefined
+      }
+      case FrameType.ERROR: {
+        const error = decodeJson(ErrorMessage, frame.payload)
+        return `the guest reported: ${error ? `${error.code}: ${error.message}` : "an unreadable error"}`
+      }
+      default:
+        return `unexpected frame type ${frame.type} on stream 0`
+    }
+  }
+}

@@ -1,0 +1,214 @@
+/**
+ * The in-process state machine of one box: boots its VM, connects to its agent, runs execs,
+ * stops and removes it, and keeps the state store's record true to what happens.
+ */
+import type { ExecRequest } from "@boxlite/agent-protocol"
+import type { RunConfig } from "@boxlite/oci"
+import { Effect, Exit, Scope, Semaphore } from "effect"
+import * as fs from "node:fs/promises"
+import type { Box, BoxInfo, StartError } from "../Box.js"
+import { BootError, BoxStateError, ExecError } from "../Errors.js"
+import { ExecutionImpl } from "../Execution.js"
+import { GuestArtifacts, Hypervisor, type Vm } from "../Hypervisor.js"
+import { mergeEnv, type ExecOptions, resolveExecOptions } from "../Options.js"
+import { type BoxRecord, type BoxStatus, StateStore } from "../StateStore.js"
+import { AgentConnection, SpawnFailed } from "./AgentConnection.js"
+
+export interface LiveBoxDeps {
+  readonly hypervisor: Hypervisor["Service"]
+  readonly guest: GuestArtifacts["Service"]
+  readonly store: StateStore["Service"]
+  /** Called once the box is gone (removed), so the runtime forgets it. */
+  readonly onRemoved: (id: string) => void
+}
+
+interface Running {
+  readonly scope: Scope.Closeable
+  readonly vm: Vm
+  readonly agent: AgentConnection
+}
+
+const STOP_GRACE_MS = 10_000
+const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+export class LiveBox implements Box {
+  private status: BoxStatus
+  private running: Running | undefined
+  private removed = false
+  private readonly lifecycle = Semaphore.makeUnsafe(1)
+
+  constructor(
+    private record: BoxRecord,
+    readonly dir: string,
+    readonly diskPath: string,
+    private readonly runConfig: RunConfig,
+    private readonly deps: LiveBoxDeps
+  ) {
+    this.status = record.status
+  }
+
+  get id() {
+    return this.record.id
+  }
+  get name() {
+    return this.record.name
+  }
+
+  get info(): Effect.Effect<BoxInfo> {
+    return Effect.sync(() => ({
+      id: this.record.id,
+      name: this.record.name,
+      status: this.status,
+      image: this.record.image,
+      cpus: this.record.options.cpus,
+      memoryMib: this.record.options.memoryMib,
+      createdAt: this.record.createdAt,
+      pid: this.running?.vm.pid
+    }))
+  }
+
+  private setStatus(status: BoxStatus, pid?: number) {
+    this.status = status
+    return this.deps.store.update(this.record.id, { status, pid })
+  }
+
+  get start() {
+    return this.lifecycle.withPermit(this.startLocked)
+  }
+
+  private get startLocked(): Effect.Effect<void, StartError> {
+    return Effect.gen({ self: this }, function*() {
+      if (this.removed) return yield* new BoxStateError(`box ${this.id} has been removed`)
+      if (this.running && !this.running.agent.isClosed) return
+      yield* this.setStatus("starting")
+      const guest = yield* this.deps.guest.files.pipe(Effect.tapError(() => this.setStatus("failed")))
+      const scope = yield* Scope.make()
+      const options = this.record.options
+      const booted = yield* this.deps.hypervisor.start({
+        boxId: this.id,
+        dir: this.dir,
+        kernel: guest.kernel,
+        initrd: guest.initrd,
+        cmdline: guest.cmdline,
+        rootDisk: this.diskPath,
+        cpus: options.cpus,
+        memoryMib: options.memoryMib
+      }).pipe(Scope.provide(scope), Effect.exit)
+      if (Exit.isFailure(booted)) {
+        yield* Scope.close(scope, Exit.void)
+        yield* this.setStatus("failed")
+        return yield* Effect.failCause(booted.cause)
+      }
+      const vm = booted.value
+      const boxId = this.id
+      const agent = yield* Effect.tryPromise({
+        try: () => Promise.race([
+          AgentConnection.open(vm.agent),
+          vm.exited.then((exit) => Promise.reject(new Error(`the VM exited during boot (${exit.signal ?? `code ${exit.code}`})`)))
+        ]),
+        catch: (e) => (e as Error).message
+      }).pipe(
+        Effect.timeoutOrElse({
+          duration: options.readyTimeoutMs,
+          orElse: () => Effect.fail(`the guest agent did not answer within ${options.readyTimeoutMs} ms (option readyTimeoutMs)`)
+        }),
+        Effect.catch((problem: string) =>
+          Effect.gen(function*() {
+            const tail = yield* Effect.promise(() => vm.consoleTail(4096))
+            yield* Scope.close(scope, Exit.void)
+            return yield* new BootError(`box ${boxId} failed to boot: ${problem}`, tail)
+          })
+        ),
+        Effect.tapError(() => this.setStatus("failed"))
+      )
+      this.running = { scope, vm, agent }
+      yield* this.setStatus("running", vm.pid)
+      // A VM that dies on its own (guest panic, killed VMM) must not stay "running".
+      void vm.exited.then(() => {
+        if (this.running?.vm === vm && this.status === "running") {
+          agent.close(new Error("the VM exited"))
+          this.running = undefined
+          Effect.runFork(Effect.andThen(Scope.close(scope, Exit.void), this.setStatus("stopped")))
+        }
+      })
+    })
+  }
+
+  private get connection(): Effect.Effect<AgentConnection, ExecError | StartError> {
+    return Effect.suspend(() => {
+      const running = this.running
+      if (running && !running.agent.isClosed) return Effect.succeed(running.agent)
+      return Effect.andThen(this.start, () => {
+        const agent = this.running?.agent
+        return agent ? Effect.succeed(agent) : Effect.fail(new ExecError(`box ${this.id} stopped while starting`))
+      })
+    })
+  }
+
+  exec(command: string, args: ReadonlyArray<string> = [], options?: ExecOptions) {
+    return Effect.gen({ self: this }, function*() {
+      const resolved = yield* resolveExecOptions(options)
+      const argv = [command, ...args]
+      if (command.length === 0) return yield* new ExecError("the command is empty", argv)
+      const agent = yield* this.connection
+      const box = this.record.options
+      const env = mergeEnv([["PATH", DEFAULT_PATH], ["HOME", "/root"]], this.runConfig.env, box.env, resolved.env)
+      const request: ExecRequest = {
+        argv: [command, ...args] as unknown as ExecRequest["argv"],
+        env,
+        cwd: resolved.workingDir ?? box.workingDir ?? this.runConfig.workingDir ?? "/root",
+        ...(resolved.timeoutMs !== undefined ? { timeoutMs: resolved.timeoutMs } : {})
+      }
+      const channel = agent.exec(request)
+      yield* this.deps.store.increment("totalExecCalls")
+      const pid = yield* Effect.tryPromise({
+        try: () => channel.started,
+        catch: (e) => new ExecError(e instanceof SpawnFailed ? `cannot run ${command}: ${e.message}` : `${command}: ${(e as Error).message}`, argv)
+      })
+      return new ExecutionImpl(channel, argv, pid, resolved.timeoutMs)
+    })
+  }
+
+  get ping() {
+    return Effect.flatMap(this.connection, (agent) =>
+      Effect.tryPromise({ try: () => agent.ping(), catch: (e) => new ExecError(`ping: ${(e as Error).message}`) }))
+  }
+
+  /** Powers the guest off; the box stays (stopped) unless `autoRemove`. */
+  get stop(): Effect.Effect<void> {
+    return Effect.andThen(this.lifecycle.withPermit(this.halt), () =>
+      this.record.options.autoRemove ? this.remove : Effect.void)
+  }
+
+  get remove(): Effect.Effect<void> {
+    return this.lifecycle.withPermit(Effect.gen({ self: this }, function*() {
+      if (this.removed) return
+      yield* this.halt
+      this.removed = true
+      yield* Effect.promise(() => fs.rm(this.dir, { recursive: true, force: true }))
+      yield* this.deps.store.delete(this.id)
+      yield* this.deps.store.increment("boxesDestroyed")
+      this.deps.onRemoved(this.id)
+    }))
+  }
+
+  private get halt(): Effect.Effect<void> {
+    return Effect.gen({ self: this }, function*() {
+      const running = this.running
+      if (!running) return
+      this.running = undefined
+      yield* this.setStatus("stopping")
+      running.agent.shutdown()
+      const exited = yield* Effect.promise(() => running.vm.exited).pipe(Effect.timeoutOrElse({ duration: STOP_GRACE_MS, orElse: () => Effect.succeed(undefined) }))
+      if (exited === undefined) running.vm.kill()
+      running.agent.close(new Error("the box was stopped"))
+      yield* Scope.close(running.scope, Exit.void)
+      yield* this.setStatus("stopped")
+    })
+  }
+
+  /** Synchronous last resort at process exit: no VMM may outlive a non-detached creator. */
+  killNow(): void {
+    this.running?.vm.kill()
+  }
+}

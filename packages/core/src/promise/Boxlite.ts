@@ -1,0 +1,95 @@
+import { Effect, Layer, ManagedRuntime } from "effect"
+import type { Box as EffectBox, BoxInfo } from "../Box.js"
+import type { ExecutionImpl } from "../Execution.js"
+import type { GuestArtifacts, Hypervisor } from "../Hypervisor.js"
+import type { BoxOptions, ExecOptions } from "../Options.js"
+import { layer as runtimeLayer, Runtime, type RuntimeInfo, type RuntimeMetrics, type RuntimeOptions } from "../Runtime.js"
+import { Execution } from "./Execution.js"
+
+/** The Hypervisor and guest artifacts a Boxlite runs on; the `boxlite` package supplies the default. */
+export type Platform = Layer.Layer<Hypervisor | GuestArtifacts>
+
+/** A box (Promise face of the Effect `Box`). `await using` stops it (and removes it if autoRemove). */
+export class Box implements AsyncDisposable {
+  constructor(private readonly box: EffectBox, private readonly run: <A, E>(effect: Effect.Effect<A, E>) => Promise<A>) {}
+
+  get id(): string {
+    return this.box.id
+  }
+  get name(): string | undefined {
+    return this.box.name
+  }
+
+  /** Runs `command args...` in the box (booting it first if needed) and returns at once. */
+  async exec(command: string, args: ReadonlyArray<string> = [], options?: ExecOptions): Promise<Execution> {
+    const execution = await this.run(this.box.exec(command, args, options))
+    return new Execution(execution as ExecutionImpl)
+  }
+
+  start(): Promise<void> {
+    return this.run(this.box.start)
+  }
+  info(): Promise<BoxInfo> {
+    return this.run(this.box.info)
+  }
+  /** Round trip to the guest agent, in ms. */
+  ping(): Promise<number> {
+    return this.run(this.box.ping)
+  }
+  stop(): Promise<void> {
+    return this.run(this.box.stop)
+  }
+  remove(): Promise<void> {
+    return this.run(this.box.remove)
+  }
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.stop()
+  }
+}
+
+/**
+ * The BoxLite runtime of one home directory (Promise face of the Effect `Runtime`).
+ * `close()` (or `await using`) stops the boxes it started.
+ */
+export class Boxlite implements AsyncDisposable {
+  private readonly managed: ManagedRuntime.ManagedRuntime<Runtime, never>
+
+  constructor(options: RuntimeOptions, platform: Platform) {
+    this.managed = ManagedRuntime.make(runtimeLayer(options).pipe(Layer.provide(platform)))
+  }
+
+  private readonly run = <A, E>(effect: Effect.Effect<A, E, Runtime>): Promise<A> => this.managed.runPromise(effect)
+
+  async create(options?: BoxOptions): Promise<Box> {
+    const box = await this.run(Runtime.use((r) => r.create(options)))
+    return new Box(box, this.run)
+  }
+
+  async get(idOrName: string): Promise<Box> {
+    const box = await this.run(Runtime.use((r) => r.get(idOrName)))
+    return new Box(box, this.run)
+  }
+
+  list(): Promise<ReadonlyArray<BoxInfo>> {
+    return this.run(Runtime.use((r) => r.list))
+  }
+  remove(idOrName: string): Promise<void> {
+    return this.run(Runtime.use((r) => r.remove(idOrName)))
+  }
+  metrics(): Promise<RuntimeMetrics> {
+    return this.run(Runtime.use((r) => r.metrics))
+  }
+  info(): Promise<RuntimeInfo> {
+    return this.run(Runtime.use((r) => r.info))
+  }
+  get homeDir(): Promise<string> {
+    return this.run(Runtime.useSync((r) => r.homeDir))
+  }
+
+  close(): Promise<void> {
+    return this.managed.dispose()
+  }
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close()
+  }
+}

@@ -1,0 +1,87 @@
+import { Effect } from "effect"
+import type { ExecResult, ExecutionImpl } from "../Execution.js"
+
+/** One output stream of a command: iterate it for lines, or take bytes or the whole text. */
+export class OutputStream implements AsyncIterable<string> {
+  constructor(private readonly source: () => AsyncIterable<Uint8Array>) {}
+
+  /** Raw chunks as the process writes them. */
+  bytes(): AsyncIterable<Uint8Array> {
+    return this.source()
+  }
+
+  /** Lines as they are produced, decoded as UTF-8, without the line break. */
+  async *[Symbol.asyncIterator](): AsyncIterator<string> {
+    const decoder = new TextDecoder()
+    let pending = ""
+    for await (const chunk of this.source()) {
+      pending += decoder.decode(chunk, { stream: true })
+      let newline
+      while ((newline = pending.indexOf("\n")) >= 0) {
+        yield pending.slice(0, newline)
+        pending = pending.slice(newline + 1)
+      }
+    }
+    pending += decoder.decode()
+    if (pending.length > 0) yield pending
+  }
+
+  /** Everything until the stream ends, as one string. */
+  async text(): Promise<string> {
+    const decoder = new TextDecoder()
+    let text = ""
+    for await (const chunk of this.source()) text += decoder.decode(chunk, { stream: true })
+    return text + decoder.decode()
+  }
+}
+
+/** The command's standard input. */
+export class ExecStdin {
+  constructor(private readonly execution: ExecutionImpl) {}
+
+  /** Resolves once the guest has room for the data (flow control), not when the process read it. */
+  write(data: string | Uint8Array): Promise<void> {
+    return Effect.runPromise(this.execution.writeStdin(data))
+  }
+
+  close(): Promise<void> {
+    return Effect.runPromise(this.execution.closeStdin)
+  }
+}
+
+/** A running command (Promise face of the Effect `Execution`). */
+export class Execution {
+  constructor(private readonly impl: ExecutionImpl) {}
+
+  get pid(): number {
+    return this.impl.pid
+  }
+  get command(): ReadonlyArray<string> {
+    return this.impl.command
+  }
+
+  /** stdout as lines (`for await`), bytes or text. One reader; unread output is dropped by `wait()`. */
+  stdout(): OutputStream {
+    const source = this.impl.chunks("stdout")
+    return new OutputStream(() => source)
+  }
+
+  stderr(): OutputStream {
+    const source = this.impl.chunks("stderr")
+    return new OutputStream(() => source)
+  }
+
+  stdin(): ExecStdin {
+    return new ExecStdin(this.impl)
+  }
+
+  /** Resolves with the exit status; rejects with TimeoutError when `timeoutMs` ran out. */
+  wait(): Promise<ExecResult> {
+    return Effect.runPromise(this.impl.wait)
+  }
+
+  /** Sends `signal` (default 9) to the command's process group. */
+  kill(signal = 9): Promise<void> {
+    return Effect.runPromise(this.impl.kill(signal))
+  }
+}

@@ -1,0 +1,180 @@
+/**
+ * The QEMU driver: boots a box as a `microvm` (x86_64) or `virt` (aarch64) machine with direct
+ * kernel boot, its disk on virtio-blk and the agent channel on a virtio-serial port.
+ */
+import { BootError, Hypervisor, HypervisorUnavailable, type Vm, type VmExit, type VmSpec } from "@boxlite/core"
+import { Effect, Layer } from "effect"
+import { spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as net from "node:net"
+import * as os from "node:os"
+import * as path from "node:path"
+import { type AcceleratorChoice, chooseAccelerator, probeHost } from "./Accelerator.js"
+import { hostTscKhz } from "./internal/cmdline.js"
+
+export interface QemuDriverOptions {
+  /** The qemu-system binary; default `qemu-system-x86_64` or `qemu-system-aarch64` from PATH. */
+  readonly binary?: string
+  /** How long QEMU may take to connect to the agent socket. Default 10 s. */
+  readonly connectTimeoutMs?: number
+}
+
+const MACHINE: Record<string, { binary: string; machine: string; install: string }> = {
+  x64: { binary: "qemu-system-x86_64", machine: "microvm,x-option-roms=off", install: "apt-get install qemu-system-x86 qemu-utils" },
+  arm64: { binary: "qemu-system-aarch64", machine: "virt", install: "apt-get install qemu-system-arm qemu-utils" }
+}
+
+const findOnPath = (name: string): string | undefined => {
+  if (name.includes("/")) return fs.existsSync(name) ? name : undefined
+  for (const dir of (process.env["PATH"] ?? "").split(path.delimiter)) {
+    const candidate = path.join(dir, name)
+    try {
+      fs.accessSync(candidate, fs.constants.X_OK)
+      return candidate
+    } catch {
+      continue
+    }
+  }
+  return undefined
+}
+
+/** Unix socket paths are limited to 108 bytes; a deep home directory falls back to the temp dir. */
+const agentSocketPath = (spec: VmSpec): string => {
+  const inBox = path.join(spec.dir, "agent.sock")
+  return inBox.length < 100 ? inBox : path.join(os.tmpdir(), `boxlite-${spec.boxId}.sock`)
+}
+
+export const qemuArgs = (spec: VmSpec, machine: string, accel: AcceleratorChoice, socket: string, consoleLog: string): Array<string> => {
+  const tsc = accel.accelerator === "tcg" && machine.startsWith("microvm") ? hostTscKhz() : undefined
+  const cmdline = [spec.cmdline, tsc ? `tsc_early_khz=${tsc}` : ""].filter(Boolean).join(" ")
+  return [
+    "-M", machine,
+    "-accel", accel.accelerator,
+    ...(accel.accelerator === "tcg" ? [] : ["-cpu", "host"]),
+    "-m", `${spec.memoryMib}M`,
+    "-smp", String(spec.cpus),
+    "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+    "-chardev", `file,id=con0,path=${consoleLog}`, "-serial", "chardev:con0",
+    "-kernel", spec.kernel, "-initrd", spec.initrd, "-append", cmdline,
+    "-drive", `file=${spec.rootDisk},if=none,id=root,format=qcow2,discard=unmap`,
+    "-device", "virtio-blk-device,drive=root",
+    "-device", "virtio-serial-device",
+    "-chardev", `socket,id=agent,path=${socket},server=off`,
+    "-device", "virtserialport,chardev=agent,name=boxlite.agent"
+  ]
+}
+
+export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => {
+  const host = MACHINE[process.arch]
+  let choice: AcceleratorChoice | undefined
+  const accelerator = Effect.suspend(() => {
+    if (choice) return Effect.succeed(choice)
+    try {
+      choice = chooseAccelerator(probeHost())
+    } catch (e) {
+      return Effect.fail(new HypervisorUnavailable((e as Error).message))
+    }
+    const chosen = choice
+    return Effect.as(chosen.accelerator === "tcg" ? Effect.logWarning(`boxlite: using QEMU TCG: ${chosen.reason}`) : Effect.logInfo(`boxlite: using QEMU ${chosen.accelerator}`), chosen)
+  })
+  const binary = Effect.suspend(() => {
+    if (!host) return Effect.fail(new HypervisorUnavailable(`the QEMU driver does not support ${process.arch} hosts`))
+    const found = findOnPath(options.binary ?? host.binary)
+    return found ? Effect.succeed(found) : Effect.fail(new HypervisorUnavailable(`QEMU (${options.binary ?? host.binary}) is not installed or not on PATH; on Debian/Ubuntu: ${host.install}`))
+  })
+
+  const start = (spec: VmSpec) =>
+    Effect.gen(function*() {
+      const qemu = yield* binary
+      const accel = yield* accelerator
+      const socket = agentSocketPath(spec)
+      const consoleLog = path.join(spec.dir, "console.log")
+      const vm = yield* Effect.acquireRelease(
+        Effect.tryPromise({
+          try: () => launch(qemu, qemuArgs(spec, host!.machine, accel, socket, consoleLog), socket, consoleLog, options.connectTimeoutMs ?? 10_000),
+          catch: (e) => e as BootError
+        }),
+        (vm) => Effect.promise(async () => {
+          vm.kill()
+          await vm.exited
+          fs.rmSync(socket, { force: true })
+        })
+      )
+      return vm
+    })
+
+  return Hypervisor.of({
+    info: Effect.map(Effect.andThen(binary, accelerator), (a) => ({ driver: "qemu", accelerator: a.accelerator, reason: a.reason })),
+    start
+  })
+}
+
+const tail = (file: string, bytes: number): string => {
+  try {
+    const fd = fs.openSync(file, "r")
+    try {
+      const size = fs.fstatSync(fd).size
+      const buffer = Buffer.alloc(Math.min(bytes, size))
+      fs.readSync(fd, buffer, 0, buffer.length, size - buffer.length)
+      return buffer.toString("utf8")
+    } finally {
+      fs.closeSync(fd)
+    }
+  } catch {
+    return ""
+  }
+}
+
+/** Listens on the agent socket, starts QEMU (which connects to it), resolves once it has. */
+const launch = (qemu: string, args: Array<string>, socket: string, consoleLog: string, connectTimeoutMs: number): Promise<Vm> =>
+  new Promise((resolve, reject) => {
+    fs.rmSync(socket, { force: true })
+    const server = net.createServer()
+    server.on("error", (e) => fail(`cannot listen on ${socket}: ${e.message}`))
+    let stderr = ""
+    let settled = false
+    let child: ReturnType<typeof spawn> | undefined
+    const timer = setTimeout(() => fail(`QEMU did not connect to the agent socket within ${connectTimeoutMs} ms`), connectTimeoutMs)
+    const fail = (problem: string) => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      server.close()
+      child?.kill("SIGKILL")
+      fs.rmSync(socket, { force: true })
+      reject(new BootError(`${problem}${stderr ? `: ${stderr.trim()}` : ""}`, tail(consoleLog, 4096)))
+    }
+    server.listen(socket, () => {
+      // setpriv makes the kernel kill QEMU if this process dies, even by SIGKILL.
+      const setpriv = process.platform === "linux" ? findOnPath("setpriv") : undefined
+      const [file, argv] = setpriv ? [setpriv, ["--pdeathsig", "KILL", "--", qemu, ...args]] : [qemu, args]
+      const proc = spawn(file, argv, { stdio: ["ignore", "ignore", "pipe"] })
+      child = proc
+      proc.stderr?.on("data", (d: Buffer) => {
+        stderr = (stderr + d.toString()).slice(-4096)
+      })
+      const exited = new Promise<VmExit>((done) => proc.on("exit", (code, signal) => done({ code, signal })))
+      proc.on("error", (e) => fail(`cannot start ${qemu}: ${e.message}`))
+      void exited.then((exit) => fail(`QEMU exited before the guest started (${exit.signal ?? `code ${exit.code}`})`))
+      server.once("connection", (agent) => {
+        if (settled) return agent.destroy()
+        settled = true
+        clearTimeout(timer)
+        // One agent connection per VM: stop listening and drop the socket file.
+        server.close()
+        fs.rmSync(socket, { force: true })
+        resolve({
+          pid: proc.pid ?? -1,
+          agent,
+          exited,
+          consoleTail: async (bytes = 4096) => tail(consoleLog, bytes),
+          kill: () => {
+            if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL")
+          }
+        })
+      })
+    })
+  })
+
+/** The QEMU Hypervisor, accelerator chosen by probing (BOXLITE_ACCEL=kvm|tcg overrides). */
+export const layer = (options?: QemuDriverOptions): Layer.Layer<Hypervisor> => Layer.succeed(Hypervisor, make(options))
