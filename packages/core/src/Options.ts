@@ -58,9 +58,14 @@ const check = <T>(predicate: (value: T) => boolean, message: string) =>
   Schema.makeFilter<T>((value) => (predicate(value) ? undefined : message))
 
 const AbsolutePath = Schema.String.check(check((s: string) => s.startsWith("/"), "must be an absolute path (start with /)"))
-const EnvKey = Schema.String.check(check((k: string) => k.length > 0 && !k.includes("=") && !k.includes("\0"), "environment variable names must be non-empty, without '=' or NUL"))
+const validEnvKey = (k: string) => k.length > 0 && !k.includes("=") && !k.includes("\0")
+const EnvKey = Schema.String.check(check(validEnvKey, "environment variable names must be non-empty, without '=' or NUL"))
 const EnvValue = Schema.String.check(check((v: string) => !v.includes("\0"), "environment values must not contain NUL"))
-const Env = Schema.Union([Schema.Record(EnvKey, EnvValue), Schema.Array(Schema.Tuple([EnvKey, EnvValue]))])
+// Record keys are checked on the whole record: key schemas of a Record do not run their filters.
+const EnvRecord = Schema.Record(Schema.String, EnvValue).check(
+  check((r: Readonly<Record<string, string>>) => Object.keys(r).every(validEnvKey), "environment variable names must be non-empty, without '=' or NUL")
+)
+const Env = Schema.Union([EnvRecord, Schema.Array(Schema.Tuple([EnvKey, EnvValue]))])
 const PositiveInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
 
 const boxFields = {

@@ -1,0 +1,89 @@
+// Benchmarks with their floors, measured in the same run (see bench/README.md).
+//   cold start: create -> result of `true`, vs a bare QEMU boot of the same kernel+initramfs to /init
+//   exec round trip: `true` in a running box, vs a protocol ping through the same agent
+import { Boxlite } from "boxlite"
+import { guestArtifacts } from "@boxlite/guest"
+import { make as qemuDriver, qemuArgs } from "@boxlite/driver-qemu"
+import { spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+
+const image = `oci:${fileURLToPath(new URL("../images/out/busybox", import.meta.url))}:latest`
+const rounds = Number(process.env.BENCH_ROUNDS ?? 7)
+const execRounds = Number(process.env.BENCH_EXEC_ROUNDS ?? 100)
+
+const quantile = (xs, q) => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))]
+}
+const median = (xs) => quantile(xs, 0.5)
+const fmt = (ms) => `${ms.toFixed(ms < 10 ? 2 : 0)} ms`
+
+/** QEMU started with the box's own arguments, the agent told to power off as soon as it runs. */
+const bareBoot = async (dir) => {
+  const guest = guestArtifacts()
+  const { Effect } = await import("effect")
+  const info = await Effect.runPromise(qemuDriver().info)
+  const spec = { boxId: "bench", dir, kernel: guest.kernel, initrd: guest.initrd, cmdline: `${guest.cmdline} boxlite.probe=1`, rootDisk: "", cpus: 1, memoryMib: 512 }
+  const args = qemuArgs(spec, "microvm,x-option-roms=off", { accelerator: info.accelerator, reason: "" }, path.join(dir, "unused.sock"), path.join(dir, "console.log"))
+  // Only what the kernel needs to reach /init: no disk, no agent channel.
+  const cut = args.indexOf("-drive")
+  const bare = args.slice(0, cut)
+  const start = performance.now()
+  await new Promise((resolve, reject) => {
+    const qemu = spawn("qemu-system-x86_64", bare, { stdio: "ignore" })
+    qemu.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`bare boot exited ${code}`))))
+  })
+  if (!fs.readFileSync(path.join(dir, "console.log"), "utf8").includes("boxlite-agent: init")) throw new Error("bare boot did not reach /init")
+  return performance.now() - start
+}
+
+const main = async () => {
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), "bl-bench-"))
+  const runtime = new Boxlite({ homeDir: home })
+  const info = await runtime.info()
+  console.log(`host: ${os.cpus().length} CPUs, accelerator ${info.hypervisor.accelerator} (${info.hypervisor.reason})`)
+
+  // Warm the image cache so cold start measures booting, not the one-time rootfs build.
+  await (await runtime.create({ image })).remove()
+
+  const floorBoot = []
+  const coldStart = []
+  for (let i = 0; i < rounds; i++) {
+    floorBoot.push(await bareBoot(fs.mkdtempSync(path.join(home, "bare-"))))
+    const start = performance.now()
+    const box = await runtime.create({ image })
+    const result = await (await box.exec("true")).wait()
+    coldStart.push(performance.now() - start)
+    if (result.exitCode !== 0) throw new Error("true failed")
+    await box.remove()
+  }
+
+  const box = await runtime.create({ image })
+  await box.start()
+  const pings = []
+  const execs = []
+  for (let i = 0; i < execRounds; i++) {
+    pings.push(await box.ping())
+    const start = performance.now()
+    await (await box.exec("true")).wait()
+    execs.push(performance.now() - start)
+  }
+  await box.remove()
+  await runtime.close()
+  fs.rmSync(home, { recursive: true, force: true })
+
+  const rows = [
+    ["cold start (create -> `true` result)", median(coldStart), "bare QEMU boot to /init", median(floorBoot), "<= 1.5x"],
+    ["exec round trip p50 (`true`)", median(execs), "agent ping p50", median(pings), "<= 20 ms"]
+  ]
+  console.log(`\n${rounds} cold starts, ${execRounds} execs`)
+  for (const [name, value, floorName, floor, target] of rows) {
+    console.log(`${name}: median ${fmt(value)} | floor (${floorName}): ${fmt(floor)} | ratio ${(value / floor).toFixed(2)}x | target ${target}`)
+  }
+  console.log(`exec round trip p90 ${fmt(quantile(execs, 0.9))}, ping p90 ${fmt(quantile(pings, 0.9))}`)
+}
+
+await main()

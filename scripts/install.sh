@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Sets up BoxLite from a clone on Debian/Ubuntu: system packages, npm dependencies, the
+# TypeScript build, the guest (kernel + initramfs with the agent) and the offline test images.
+# Idempotent: a second run only checks. Needs root or sudo (apt, debootstrap).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+PACKAGES=(
+  qemu-system-x86 qemu-utils       # the VMM and qemu-img (box disks)
+  fakeroot e2fsprogs zstd          # root filesystems from image layers, without root
+  golang-go cpio kmod lz4          # the guest agent and the initramfs
+  umoci skopeo debootstrap busybox-static  # the offline test and demo images
+  util-linux procps ca-certificates
+)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+node -e 'if (+process.versions.node.split(".")[0] < 20) { console.error("BoxLite needs Node.js >= 20"); process.exit(1) }'
+npm ci --no-audit --no-fund --loglevel=error
+npm run build --silent
+npm run build:guest --silent
+$SUDO bash images/build.sh
