@@ -109,3 +109,24 @@ describe("exec in one running box", () => {
     expect((await execution.wait()).exitCode).toBe(0)
   })
 })
+
+describe("flow control", () => {
+  const runtime = new Boxlite({ homeDir: tempHome() })
+  afterAll(() => runtime.close())
+
+  it("a reader that does not read stalls the writer instead of buffering without bound", async () => {
+    const box = await runtime.create({ image: BUSYBOX })
+    const writer = await box.exec("sh", ["-c", "dd if=/dev/zero bs=1M count=64 2>/dev/null; echo done > /tmp/writer-done"])
+    const stdout = writer.stdout().bytes()[Symbol.asyncIterator]()
+    await stdout.next()
+    await new Promise((resolve) => setTimeout(resolve, 3000))
+    // 64 MiB cannot fit in the window: the writer must still be blocked in write().
+    const probe = await box.exec("sh", ["-c", "test -e /tmp/writer-done && echo finished || echo blocked"])
+    expect((await probe.stdout().text()).trim()).toBe("blocked")
+    let bytes = 0
+    for (let r = await stdout.next(); !r.done; r = await stdout.next()) bytes += r.value.length
+    expect((await writer.wait()).exitCode).toBe(0)
+    expect(bytes).toBeGreaterThan(60 * 1024 * 1024)
+    await box.remove()
+  })
+})
