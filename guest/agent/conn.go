@@ -1,0 +1,228 @@
+package main
+
+// One connection (session) over the agent channel: handshake, dispatch of incoming frames,
+// and a single writer goroutine that owns the outgoing side of the channel.
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sync"
+)
+
+// Config is what the session needs from its environment; tests fill it without a VM.
+type Config struct {
+	Agent    string                        // HELLO_ACK "agent" field
+	Shutdown func()                        // SHUTDOWN; in the VM it powers off and never returns
+	Logf     func(format string, a ...any) // console log, for rare events only
+}
+
+type outFrame struct {
+	typ     uint8
+	stream  uint32
+	payload []byte
+	buf     *[]byte // returned to bufPool once written
+}
+
+// bufPool recycles data chunk buffers between the pipe readers and the writer.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, maxDataChunk); return &b }}
+
+type session struct {
+	cfg   Config
+	out   chan outFrame
+	done  chan struct{}
+	mu    sync.Mutex
+	execs map[uint32]*execution
+	ready bool // only touched by the read loop
+}
+
+// Serve runs one session until the channel ends (io.EOF), a framing error or an I/O error,
+// which it returns. Processes still running when it returns are killed.
+func Serve(rw io.ReadWriter, cfg Config) error {
+	s := &session{
+		cfg:   cfg,
+		out:   make(chan outFrame, 64),
+		done:  make(chan struct{}),
+		execs: map[uint32]*execution{},
+	}
+	go s.writeLoop(rw)
+	defer s.close()
+	dec := NewDecoder(rw)
+	for {
+		f, err := dec.Next()
+		if err != nil {
+			return err
+		}
+		s.dispatch(f)
+	}
+}
+
+func (s *session) close() {
+	close(s.done)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range s.execs {
+		e.abort()
+	}
+}
+
+// writeLoop batches frames into large writes and flushes whenever the queue runs dry.
+func (s *session) writeLoop(w io.Writer) {
+	bw := bufio.NewWriterSize(w, 128<<10)
+	var hdr [headerSize]byte
+	var err error
+	for {
+		select {
+		case f := <-s.out:
+			if err == nil {
+				bw.Write(AppendHeader(hdr[:0], f.typ, f.stream, len(f.payload)))
+				_, err = bw.Write(f.payload)
+				if err == nil && len(s.out) == 0 {
+					err = bw.Flush()
+				}
+				if err != nil {
+					s.cfg.Logf("write: %v", err)
+				}
+			}
+			if f.buf != nil {
+				bufPool.Put(f.buf)
+			}
+		case <-s.done:
+			return
+		}
+	}
+}
+
+// send queues a frame; it reports false (and drops it) once the session is over.
+func (s *session) send(f outFrame) bool {
+	select {
+	case s.out <- f:
+		return true
+	case <-s.done:
+		if f.buf != nil {
+			bufPool.Put(f.buf)
+		}
+		return false
+	}
+}
+
+func (s *session) sendJSON(typ uint8, stream uint32, v any) {
+	b, _ := json.Marshal(v)
+	s.send(outFrame{typ: typ, stream: stream, payload: b})
+}
+
+func (s *session) sendError(stream uint32, code, format string, a ...any) {
+	s.sendJSON(tError, stream, struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}{code, fmt.Sprintf(format, a...)})
+}
+
+func (s *session) sendCredit(stream uint32, channel byte, n int) {
+	p := make([]byte, 5)
+	p[0] = channel
+	binary.BigEndian.PutUint32(p[1:], uint32(n))
+	s.send(outFrame{typ: tCredit, stream: stream, payload: p})
+}
+
+func (s *session) lookup(id uint32) *execution {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.execs[id]
+}
+
+func (s *session) dispatch(f Frame) {
+	if f.Type == tHello {
+		s.hello(f)
+		return
+	}
+	if !s.ready {
+		s.sendError(f.Stream, "not_ready", "send HELLO first")
+		return
+	}
+	switch f.Type {
+	case tExec:
+		s.exec(f)
+	case tStdin:
+		if e := s.lookup(f.Stream); e != nil && len(f.Payload) > 0 {
+			e.stdin.push(f.Payload)
+		}
+	case tStdinClose:
+		if e := s.lookup(f.Stream); e != nil {
+			e.stdin.closeInput()
+		}
+	case tCredit:
+		if len(f.Payload) != 5 || f.Payload[0] > 2 {
+			s.sendError(f.Stream, "bad_message", "bad CREDIT payload")
+			return
+		}
+		// Channel 0 (stdin) credit only flows guest -> host; ignore it from the host.
+		if e := s.lookup(f.Stream); e != nil && f.Payload[0] > 0 {
+			e.out[f.Payload[0]-1].credit(binary.BigEndian.Uint32(f.Payload[1:]))
+		}
+	case tSignal:
+		var m struct {
+			Signal *int `json:"signal"`
+		}
+		if json.Unmarshal(f.Payload, &m) != nil || m.Signal == nil || *m.Signal < 1 || *m.Signal > 64 {
+			s.sendError(f.Stream, "bad_message", "bad SIGNAL payload")
+			return
+		}
+		if e := s.lookup(f.Stream); e != nil {
+			e.signal(*m.Signal, false)
+		}
+	case tPing:
+		if len(f.Payload) > 64 {
+			s.sendError(0, "bad_message", "PING payload over 64 bytes")
+			return
+		}
+		s.send(outFrame{typ: tPong, payload: f.Payload})
+	case tShutdown:
+		s.cfg.Shutdown()
+	case tError:
+		s.cfg.Logf("host error on stream %d: %s", f.Stream, f.Payload)
+	default:
+		s.sendError(f.Stream, "bad_message", "unexpected frame type %d", f.Type)
+	}
+}
+
+func (s *session) hello(f Frame) {
+	var m struct {
+		Version *int `json:"version"`
+	}
+	if json.Unmarshal(f.Payload, &m) != nil || m.Version == nil {
+		s.sendError(f.Stream, "bad_message", "bad HELLO payload")
+		return
+	}
+	if *m.Version < 1 {
+		s.sendError(f.Stream, "bad_message", "unsupported protocol version %d", *m.Version)
+		return
+	}
+	s.ready = true
+	s.sendJSON(tHelloAck, 0, struct {
+		Version int    `json:"version"`
+		Agent   string `json:"agent"`
+	}{protocolVersion, s.cfg.Agent})
+}
+
+func (s *session) exec(f Frame) {
+	var req execRequest
+	if err := json.Unmarshal(f.Payload, &req); err != nil || f.Stream == 0 || req.validate() != nil {
+		s.sendError(f.Stream, "bad_message", "bad EXEC request")
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.execs[f.Stream] != nil {
+		s.sendError(f.Stream, "stream_in_use", "stream %d is in use", f.Stream)
+		return
+	}
+	e, err := startExec(s, f.Stream, &req)
+	if err != nil {
+		s.sendError(f.Stream, "spawn_failed", "%v", err)
+		return
+	}
+	s.execs[f.Stream] = e
+}

@@ -1,0 +1,346 @@
+package main
+
+// One EXEC stream: a process in its own process group with stdin/stdout/stderr on pipes,
+// flow-controlled output pumps, a stdin feeder that grants credit as it writes, and an EXIT
+// sent only after the process is reaped and both output pipes reached end of file.
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+type execRequest struct {
+	Argv      []string   `json:"argv"`
+	Env       [][]string `json:"env"`
+	Cwd       string     `json:"cwd"`
+	UID       uint32     `json:"uid"`
+	GID       uint32     `json:"gid"`
+	TimeoutMs int64      `json:"timeoutMs"`
+}
+
+func (r *execRequest) validate() error {
+	if len(r.Argv) == 0 || r.Argv[0] == "" || r.TimeoutMs < 0 {
+		return errors.New("bad request")
+	}
+	for _, kv := range r.Env {
+		if len(kv) != 2 || kv[0] == "" || strings.ContainsRune(kv[0], '=') {
+			return errors.New("bad env")
+		}
+	}
+	return nil
+}
+
+type execution struct {
+	s        *session
+	id       uint32
+	pid      int
+	out      [2]*window  // stdout, stderr
+	outPipes [2]*os.File // their read ends
+	stdin    *stdinFeed
+	outputs  sync.WaitGroup
+	mu       sync.Mutex
+	finished bool // EXIT is being sent: the pid no longer names our group
+	timedOut atomic.Bool
+}
+
+func startExec(s *session, id uint32, req *execRequest) (*execution, error) {
+	env := make([]string, 0, len(req.Env)+1)
+	path, hasPath := "", false
+	for _, kv := range req.Env {
+		env = append(env, kv[0]+"="+kv[1])
+		if kv[0] == "PATH" {
+			path, hasPath = kv[1], true
+		}
+	}
+	if !hasPath {
+		path = defaultPath
+		env = append(env, "PATH="+path)
+	}
+	cwd := req.Cwd
+	if cwd == "" {
+		cwd = "/"
+	}
+	prog, err := lookPath(req.Argv[0], path, cwd)
+	if err != nil {
+		return nil, err
+	}
+
+	var child, parent [3]*os.File
+	defer func() {
+		for _, f := range child {
+			if f != nil {
+				f.Close()
+			}
+		}
+	}()
+	for i := range child {
+		r, w, err := os.Pipe()
+		if err != nil {
+			closeAll(parent[:])
+			return nil, err
+		}
+		if i == 0 {
+			child[i], parent[i] = r, w
+		} else {
+			child[i], parent[i] = w, r
+			growPipe(r)
+		}
+	}
+	sys := &syscall.SysProcAttr{Setpgid: true}
+	if req.UID != 0 || req.GID != 0 {
+		sys.Credential = &syscall.Credential{Uid: req.UID, Gid: req.GID}
+	}
+	attr := &syscall.ProcAttr{
+		Dir: cwd,
+		Env: env,
+		// Fd() also switches the child's ends to blocking mode, which the child expects.
+		Files: []uintptr{child[0].Fd(), child[1].Fd(), child[2].Fd()},
+		Sys:   sys,
+	}
+	done := make(chan syscall.WaitStatus, 1)
+	pid, err := theReaper.spawn(prog, req.Argv, attr, done)
+	if err != nil {
+		closeAll(parent[:])
+		return nil, fmt.Errorf("%s: %w", req.Argv[0], err)
+	}
+
+	e := &execution{s: s, id: id, pid: pid, out: [2]*window{newWindow(), newWindow()},
+		outPipes: [2]*os.File{parent[1], parent[2]}}
+	e.stdin = newStdinFeed(e, parent[0])
+	s.sendJSON(tStarted, id, struct {
+		Pid int `json:"pid"`
+	}{pid})
+	e.outputs.Add(2)
+	go e.pump(parent[1], tStdout, e.out[0])
+	go e.pump(parent[2], tStderr, e.out[1])
+	go e.stdin.run()
+	var timer *time.Timer
+	if req.TimeoutMs > 0 {
+		timer = time.AfterFunc(time.Duration(req.TimeoutMs)*time.Millisecond, func() {
+			e.signal(int(syscall.SIGKILL), true)
+		})
+	}
+	go e.wait(done, timer)
+	return e, nil
+}
+
+// growPipe enlarges a pipe: fewer wakeups per MB streamed. Failure is harmless.
+// (SyscallConn, unlike Fd, keeps the parent's end non-blocking.)
+func growPipe(f *os.File) {
+	if rc, err := f.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) {
+			syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_SETPIPE_SZ, 1<<20)
+		})
+	}
+}
+
+func closeAll(fs []*os.File) {
+	for _, f := range fs {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+// lookPath resolves argv[0] against the exec's own PATH, as seen from its cwd.
+func lookPath(name, path, cwd string) (string, error) {
+	if strings.ContainsRune(name, '/') {
+		if err := checkExecutable(name, cwd); err != nil {
+			return "", fmt.Errorf("%s: %w", name, err)
+		}
+		return name, nil
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, name)
+		if dir == "." {
+			p = "./" + name
+		}
+		if checkExecutable(p, cwd) == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s: not found in PATH", name)
+}
+
+func checkExecutable(p, cwd string) error {
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(cwd, p)
+	}
+	st, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	if !st.Mode().IsRegular() || st.Mode().Perm()&0o111 == 0 {
+		return errors.New("not an executable file")
+	}
+	return nil
+}
+
+// pump copies one output pipe to the channel, reading only as much as the window allows so
+// that a slow host makes the process block in write.
+func (e *execution) pump(f *os.File, typ uint8, w *window) {
+	defer e.outputs.Done()
+	defer f.Close()
+	for {
+		n := w.take(maxDataChunk)
+		if n == 0 {
+			return // session over
+		}
+		bp := bufPool.Get().(*[]byte)
+		k, err := f.Read((*bp)[:n])
+		if k < n {
+			w.giveBack(n - k)
+		}
+		if k > 0 {
+			if !e.s.send(outFrame{typ: typ, stream: e.id, payload: (*bp)[:k], buf: bp}) {
+				return
+			}
+		} else {
+			bufPool.Put(bp)
+		}
+		if err != nil {
+			break
+		}
+	}
+	e.s.send(outFrame{typ: typ, stream: e.id})
+}
+
+func (e *execution) wait(done <-chan syscall.WaitStatus, timer *time.Timer) {
+	ws := <-done
+	if timer != nil {
+		timer.Stop()
+	}
+	e.outputs.Wait()
+	e.mu.Lock()
+	e.finished = true
+	e.mu.Unlock()
+	e.stdin.stop()
+	e.s.mu.Lock()
+	delete(e.s.execs, e.id)
+	e.s.mu.Unlock()
+
+	st := struct {
+		ExitCode int  `json:"exitCode"`
+		Signal   int  `json:"signal,omitempty"`
+		TimedOut bool `json:"timedOut,omitempty"`
+	}{ExitCode: ws.ExitStatus()}
+	if ws.Signaled() {
+		st.Signal = int(ws.Signal())
+		st.ExitCode = 128 + st.Signal
+		st.TimedOut = e.timedOut.Load() && ws.Signal() == syscall.SIGKILL
+	}
+	e.s.sendJSON(tExit, e.id, st)
+}
+
+// signal sends sig to the exec's process group until its EXIT is on its way.
+func (e *execution) signal(sig int, timeout bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.finished {
+		return
+	}
+	if timeout {
+		e.timedOut.Store(true)
+	}
+	syscall.Kill(-e.pid, syscall.Signal(sig))
+}
+
+// abort ends the exec when its session goes away: nobody is left to read its output.
+// Closing the pipes also frees pumps blocked on a pipe that an escaped process holds open.
+func (e *execution) abort() {
+	e.signal(int(syscall.SIGKILL), false)
+	for i := range e.out {
+		e.out[i].close()
+		e.outPipes[i].Close()
+	}
+	e.stdin.stop()
+}
+
+// stdinFeed queues STDIN frames and writes them into the process's stdin pipe, granting the
+// host credit for what has been written (or dropped, once the process stopped reading).
+type stdinFeed struct {
+	e      *execution
+	f      *os.File
+	mu     sync.Mutex
+	cond   sync.Cond
+	queue  [][]byte
+	closed bool // no more input: STDIN_CLOSE or the exec is over
+	done   chan struct{}
+}
+
+func newStdinFeed(e *execution, f *os.File) *stdinFeed {
+	q := &stdinFeed{e: e, f: f, done: make(chan struct{})}
+	q.cond.L = &q.mu
+	return q
+}
+
+func (q *stdinFeed) push(b []byte) {
+	q.mu.Lock()
+	if !q.closed {
+		q.queue = append(q.queue, b)
+	}
+	q.mu.Unlock()
+	q.cond.Signal()
+}
+
+func (q *stdinFeed) closeInput() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	q.cond.Signal()
+}
+
+// stop drops pending input, unblocks a pending write and waits for the feeder to finish, so
+// no CREDIT can follow the EXIT.
+func (q *stdinFeed) stop() {
+	q.mu.Lock()
+	q.closed = true
+	q.queue = nil
+	q.mu.Unlock()
+	q.cond.Signal()
+	q.f.Close()
+	<-q.done
+}
+
+func (q *stdinFeed) run() {
+	defer close(q.done)
+	defer q.f.Close()
+	pending, broken := 0, false
+	for {
+		q.mu.Lock()
+		for len(q.queue) == 0 && !q.closed {
+			q.cond.Wait()
+		}
+		if len(q.queue) == 0 {
+			q.mu.Unlock()
+			return
+		}
+		b := q.queue[0]
+		q.queue[0] = nil
+		q.queue = q.queue[1:]
+		drained := len(q.queue) == 0
+		q.mu.Unlock()
+
+		if !broken {
+			_, err := q.f.Write(b)
+			broken = err != nil
+		}
+		pending += len(b)
+		if pending >= 64<<10 || drained {
+			q.e.s.sendCredit(q.e.id, 0, pending)
+			pending = 0
+		}
+	}
+}

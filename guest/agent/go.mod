@@ -1,0 +1,3 @@
+module boxlite.dev/agent
+
+go 1.19

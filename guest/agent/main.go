@@ -1,0 +1,119 @@
+// Command agent is BoxLite's guest agent: PID 1 of the VM's initramfs. It loads the virtio
+// modules, switches into the box's root disk and serves the host over a virtio-serial port.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+	"time"
+)
+
+const agentName = "boxlite-agent 0.1.0"
+
+var console io.Writer = os.Stderr
+
+func logf(format string, a ...any) {
+	fmt.Fprintf(console, "boxlite-agent: "+format+"\n", a...)
+}
+
+// fatal reports on the console (the host shows its tail) and powers off.
+func fatal(format string, a ...any) {
+	logf("error: "+format, a...)
+	powerOff()
+}
+
+func main() {
+	if c, err := os.OpenFile("/dev/console", os.O_WRONLY|syscall.O_NOCTTY, 0); err == nil {
+		console = c
+	}
+	logf("init")
+	if os.Getpid() != 1 {
+		logf("error: must run as PID 1 (init of the VM)")
+		os.Exit(2)
+	}
+	if err := mountProc(); err != nil {
+		fatal("%v", err)
+	}
+	cmd := readCmdline()
+	if cmd["boxlite.probe"] == "1" {
+		powerOff()
+	}
+	if err := mountEarly(); err != nil {
+		fatal("%v", err)
+	}
+	t0 := time.Now()
+	nmod, err := loadModules("/lib/modules/order")
+	if err != nil {
+		fatal("%v", err)
+	}
+	t1 := time.Now()
+	portPath, err := findPort(cmd.get("boxlite.port", "boxlite.agent"), 5*time.Second)
+	if err != nil {
+		fatal("%v", err)
+	}
+	t2 := time.Now()
+	root := cmd.get("boxlite.root", "/dev/vda")
+	if err := switchRoot(root, cmd.get("boxlite.rootfstype", "ext4")); err != nil {
+		fatal("cannot mount root disk %s: %v", root, err)
+	}
+	// One line of boot timing: the host keeps the console tail for diagnosis.
+	logf("%d modules %v, port %v, root %v", nmod, t1.Sub(t0).Round(time.Millisecond),
+		t2.Sub(t1).Round(time.Millisecond), time.Since(t2).Round(time.Millisecond))
+	if err := setupRoot(); err != nil {
+		fatal("%v", err)
+	}
+	if err := syscall.Sethostname([]byte(cmd.get("boxlite.hostname", "boxlite"))); err != nil {
+		logf("sethostname: %v", err)
+	}
+	if err := ifUp("lo"); err != nil {
+		logf("lo: %v", err)
+	}
+	serve(portPath)
+}
+
+// serve runs sessions on the port forever. The port is opened once per session: opening it
+// per message loses data. Only a session that ended in an error reopens it.
+func serve(portPath string) {
+	cfg := Config{Agent: agentName, Shutdown: shutdown, Logf: logf}
+	logf("ready")
+	for {
+		port, err := os.OpenFile(portPath, os.O_RDWR, 0)
+		if err != nil {
+			fatal("open %s: %v", portPath, err)
+		}
+		for {
+			r := &activity{r: port}
+			err = Serve(struct {
+				io.Reader
+				io.Writer
+			}{r, port}, cfg)
+			if err != io.EOF || r.seen {
+				break
+			}
+			// No host on the other end yet: the port reads EOF until one connects.
+			time.Sleep(20 * time.Millisecond)
+		}
+		var pe *ProtocolError
+		if errors.As(err, &pe) {
+			logf("%v; reopening the channel", err)
+		}
+		port.Close()
+	}
+}
+
+// activity records whether a reader ever returned data.
+type activity struct {
+	r    io.Reader
+	seen bool
+}
+
+func (a *activity) Read(p []byte) (int, error) {
+	n, err := a.r.Read(p)
+	if n > 0 {
+		a.seen = true
+	}
+	return n, err
+}
