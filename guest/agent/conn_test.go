@@ -239,13 +239,13 @@ func TestExecOutputsAndExitCode(t *testing.T) {
 func TestEnvCwdAndDefaultPath(t *testing.T) {
 	h := newHost(t, true)
 	r := h.run(1, map[string]any{"argv": []string{"env"}}, nil, nil)
-	if string(r.stdout) != "PATH="+defaultPath+"\n" {
+	if string(r.stdout) != "PATH="+defaultPath+"\nHOME=/root\n" {
 		t.Fatalf("default env: %q", r.stdout)
 	}
 	r = h.run(2, map[string]any{
-		"argv": []string{"env"}, "env": [][]string{{"PATH", "/usr/bin:/bin"}, {"K", "V=1"}},
+		"argv": []string{"env"}, "env": [][]string{{"PATH", "/usr/bin:/bin"}, {"K", "V=1"}, {"HOME", "/h"}},
 	}, nil, nil)
-	if string(r.stdout) != "PATH=/usr/bin:/bin\nK=V=1\n" {
+	if string(r.stdout) != "PATH=/usr/bin:/bin\nK=V=1\nHOME=/h\n" {
 		t.Fatalf("env: %q", r.stdout)
 	}
 	r = h.run(3, map[string]any{"argv": []string{"pwd"}, "cwd": "/tmp"}, nil, nil)

@@ -24,6 +24,7 @@ type execRequest struct {
 	Cwd       string     `json:"cwd"`
 	UID       uint32     `json:"uid"`
 	GID       uint32     `json:"gid"`
+	User      string     `json:"user"`
 	TimeoutMs int64      `json:"timeoutMs"`
 }
 
@@ -53,17 +54,30 @@ type execution struct {
 }
 
 func startExec(s *session, id uint32, req *execRequest) (*execution, error) {
-	env := make([]string, 0, len(req.Env)+1)
-	path, hasPath := "", false
+	who := identity{uid: req.UID, gid: req.GID, home: "/root"}
+	if req.User != "" {
+		var err error
+		if who, err = resolveUser(req.User, "/etc/passwd", "/etc/group"); err != nil {
+			return nil, err
+		}
+	}
+	env := make([]string, 0, len(req.Env)+2)
+	path, hasPath, hasHome := "", false, false
 	for _, kv := range req.Env {
 		env = append(env, kv[0]+"="+kv[1])
-		if kv[0] == "PATH" {
+		switch kv[0] {
+		case "PATH":
 			path, hasPath = kv[1], true
+		case "HOME":
+			hasHome = true
 		}
 	}
 	if !hasPath {
 		path = defaultPath
 		env = append(env, "PATH="+path)
+	}
+	if !hasHome {
+		env = append(env, "HOME="+who.home)
 	}
 	cwd := req.Cwd
 	if cwd == "" {
@@ -96,8 +110,8 @@ func startExec(s *session, id uint32, req *execRequest) (*execution, error) {
 		}
 	}
 	sys := &syscall.SysProcAttr{Setpgid: true}
-	if req.UID != 0 || req.GID != 0 {
-		sys.Credential = &syscall.Credential{Uid: req.UID, Gid: req.GID}
+	if who.uid != 0 || who.gid != 0 || len(who.groups) > 0 {
+		sys.Credential = &syscall.Credential{Uid: who.uid, Gid: who.gid, Groups: who.groups}
 	}
 	attr := &syscall.ProcAttr{
 		Dir: cwd,

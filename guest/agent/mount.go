@@ -51,6 +51,13 @@ func switchRoot(dev, fstype string) error {
 	if err := mountAll([]mountSpec{{dev, "/newroot", fstype, 0, "", 0o755}}); err != nil {
 		return err
 	}
+	if fstype == "ext4" {
+		if grown, err := growRoot(dev, "/newroot"); err != nil {
+			logf("cannot grow the root filesystem: %v", err)
+		} else if grown > 0 {
+			logf("root filesystem grown to %d MiB", grown>>20)
+		}
+	}
 	for _, d := range []string{"/dev", "/proc", "/sys"} {
 		if err := os.MkdirAll("/newroot"+d, 0o755); err != nil {
 			return err

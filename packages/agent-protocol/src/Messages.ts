@@ -15,6 +15,7 @@ export const ExecRequest = Schema.Struct({
   cwd: Schema.optionalKey(Schema.String),
   uid: Schema.optionalKey(Schema.Number),
   gid: Schema.optionalKey(Schema.Number),
+  user: Schema.optionalKey(Schema.String),
   timeoutMs: Schema.optionalKey(Schema.Number)
 })
 export type ExecRequest = typeof ExecRequest.Type

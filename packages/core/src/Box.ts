@@ -3,7 +3,7 @@
  * first `exec`; `stop` powers the guest off (and removes the box when `autoRemove` is set).
  */
 import type { Effect } from "effect"
-import type { BootError, BoxStateError, ExecError, HypervisorUnavailable, InvalidOptions } from "./Errors.js"
+import type { BootError, BoxStateError, ExecError, HypervisorUnavailable, InvalidOptions, StorageError } from "./Errors.js"
 import type { Execution } from "./Execution.js"
 import type { ExecOptions } from "./Options.js"
 import type { BoxStatus } from "./StateStore.js"
@@ -20,7 +20,7 @@ export interface BoxInfo {
   readonly pid: number | undefined
 }
 
-export type StartError = BootError | HypervisorUnavailable | BoxStateError
+export type StartError = BootError | HypervisorUnavailable | BoxStateError | StorageError
 
 export interface Box {
   /** ULID, unique in the home directory. */

@@ -18,10 +18,17 @@ export interface BoxOptions {
   readonly cpus?: number
   /** Guest memory in MiB, 128 to 65536. Default 512. */
   readonly memoryMib?: number
+  /**
+   * Size of the box's disk in GiB, which then persists across stop/start until the box is
+   * removed. Default: none, an ephemeral disk of the image's size, fresh at every start.
+   */
+  readonly diskSizeGb?: number
   /** Working directory of commands (absolute). Default: the image's, else `/root`. */
   readonly workingDir?: string
   /** Environment of every command, on top of the image's. */
   readonly env?: EnvInput
+  /** User of commands: `name`, `uid`, `name:group` or `uid:gid`. Default: the image's, else root. */
+  readonly user?: string
   /** Remove the box (and its disk) when it stops. Default true. */
   readonly autoRemove?: boolean
   /** How long the guest may take to boot and answer. Default 60000 (suits TCG). */
@@ -33,6 +40,8 @@ export interface ExecOptions {
   readonly env?: EnvInput
   /** Working directory for this command (absolute). */
   readonly workingDir?: string
+  /** User for this command: `name`, `uid`, `name:group` or `uid:gid`. */
+  readonly user?: string
   /** Kill the command's process group after this many ms and fail with TimeoutError. */
   readonly timeoutMs?: number
 }
@@ -42,8 +51,10 @@ export interface ResolvedBoxOptions {
   readonly name: string | undefined
   readonly cpus: number
   readonly memoryMib: number
+  readonly diskSizeGb: number | undefined
   readonly workingDir: string | undefined
   readonly env: ReadonlyArray<readonly [string, string]>
+  readonly user: string | undefined
   readonly autoRemove: boolean
   readonly readyTimeoutMs: number
 }
@@ -51,6 +62,7 @@ export interface ResolvedBoxOptions {
 export interface ResolvedExecOptions {
   readonly env: ReadonlyArray<readonly [string, string]>
   readonly workingDir: string | undefined
+  readonly user: string | undefined
   readonly timeoutMs: number | undefined
 }
 
@@ -67,14 +79,17 @@ const EnvRecord = Schema.Record(Schema.String, EnvValue).check(
 )
 const Env = Schema.Union([EnvRecord, Schema.Array(Schema.Tuple([EnvKey, EnvValue]))])
 const PositiveInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
+const User = Schema.String.check(check((s: string) => /^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$/.test(s), "must be name, uid, name:group or uid:gid"))
 
 const boxFields = {
   image: Schema.String.check(check((s: string) => s.trim().length > 0, "must be a non-empty image reference")),
   name: Schema.String.check(check((s: string) => /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(s), "must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit")),
   cpus: Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: os.cpus().length })),
   memoryMib: Schema.Int.check(Schema.isBetween({ minimum: 128, maximum: 65536 })),
+  diskSizeGb: Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 16384 })),
   workingDir: AbsolutePath,
   env: Env,
+  user: User,
   autoRemove: Schema.Boolean,
   readyTimeoutMs: PositiveInt
 } satisfies Record<keyof BoxOptions, Schema.Top>
@@ -82,6 +97,7 @@ const boxFields = {
 const execFields = {
   env: Env,
   workingDir: AbsolutePath,
+  user: User,
   timeoutMs: PositiveInt
 } satisfies Record<keyof ExecOptions, Schema.Top>
 
@@ -118,8 +134,10 @@ export const resolveBoxOptions = (input: BoxOptions | undefined): Effect.Effect<
       name: input?.name,
       cpus: input?.cpus ?? 1,
       memoryMib: input?.memoryMib ?? 512,
+      diskSizeGb: input?.diskSizeGb,
       workingDir: input?.workingDir,
       env: normalizeEnv(input?.env),
+      user: input?.user,
       autoRemove: input?.autoRemove ?? true,
       readyTimeoutMs: input?.readyTimeoutMs ?? 60_000
     })
@@ -127,7 +145,7 @@ export const resolveBoxOptions = (input: BoxOptions | undefined): Effect.Effect<
 
 export const resolveExecOptions = (input: ExecOptions | undefined): Effect.Effect<ResolvedExecOptions, InvalidOptions> =>
   validate(execFields, input, "exec.").pipe(
-    Effect.as({ env: normalizeEnv(input?.env), workingDir: input?.workingDir, timeoutMs: input?.timeoutMs })
+    Effect.as({ env: normalizeEnv(input?.env), workingDir: input?.workingDir, user: input?.user, timeoutMs: input?.timeoutMs })
   )
 
 /** Later entries win; the first position of a key is kept so the order stays stable. */

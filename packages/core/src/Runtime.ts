@@ -12,7 +12,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { ulid } from "ulid"
 import type { Box, BoxInfo } from "./Box.js"
-import { BoxNotFound, BoxStateError, type HypervisorUnavailable, ImageError, ImageNotFound, type InvalidOptions, StorageError } from "./Errors.js"
+import { BoxNotFound, BoxStateError, type HypervisorUnavailable, ImageError, ImageNotFound, InvalidOptions, StorageError } from "./Errors.js"
 import { GuestArtifacts, Hypervisor, type HypervisorInfo } from "./Hypervisor.js"
 import { LiveBox } from "./internal/LiveBox.js"
 import { type BoxOptions, resolveBoxOptions } from "./Options.js"
@@ -49,6 +49,8 @@ export class Runtime extends Context.Service<Runtime, {
   readonly metrics: Effect.Effect<RuntimeMetrics>
   readonly info: Effect.Effect<RuntimeInfo, HypervisorUnavailable>
 }>()("@boxlite/core/Runtime") {}
+
+const GiB = 1024 ** 3
 
 export const defaultHomeDir = (): string => process.env["BOXLITE_HOME"] || path.join(os.homedir(), ".boxlite")
 
@@ -96,19 +98,26 @@ const make = (homeDir: string) =>
         }
         const image = yield* resolveImage(options.image)
         const base = yield* disks.baseFor(image).pipe(Effect.mapError((e: DiskStorageError) => new StorageError(e.message)))
+        const sizeBytes = options.diskSizeGb === undefined ? undefined : options.diskSizeGb * GiB
+        if (sizeBytes !== undefined) {
+          const baseBytes = (yield* Effect.promise(() => fs.stat(base))).size
+          if (sizeBytes < baseBytes) {
+            return yield* new InvalidOptions("diskSizeGb", `image ${options.image} needs at least ${Math.ceil(baseBytes / GiB)} GiB (got ${options.diskSizeGb})`)
+          }
+        }
         const id = ulid()
         const dir = path.join(boxesDir, id)
         const diskPath = path.join(dir, "disk.qcow2")
+        const makeDisk = disks.createBoxDisk(base, diskPath, sizeBytes).pipe(Effect.mapError((e: DiskStorageError) => new StorageError(e.message)))
         const record = { id, name: options.name, status: "configured" as const, image: options.image, options, createdAt: new Date(), pid: undefined }
         // Whatever fails from here on leaves neither a box directory nor a record behind.
         yield* Effect.promise(() => fs.mkdir(dir, { recursive: true, mode: 0o700 }))
-        yield* disks.createBoxDisk(base, diskPath).pipe(
-          Effect.mapError((e: DiskStorageError) => new StorageError(e.message)),
+        yield* makeDisk.pipe(
           Effect.andThen(store.insert(record)),
           Effect.tapError(() => Effect.promise(() => fs.rm(dir, { recursive: true, force: true })))
         )
         yield* store.increment("boxesCreated")
-        const box = new LiveBox(record, dir, diskPath, image.config, deps)
+        const box = new LiveBox(record, dir, { path: diskPath, persistent: sizeBytes !== undefined, recreate: makeDisk }, image.config, deps)
         live.set(id, box)
         return box as Box
       })

@@ -12,7 +12,7 @@ const fieldOf = async (effect: Effect.Effect<unknown, InvalidOptions>) => {
 describe("box options", () => {
   it("applies the reference's defaults", async () => {
     expect(await Effect.runPromise(resolveBoxOptions({}))).toEqual({
-      image: "python:slim", name: undefined, cpus: 1, memoryMib: 512, workingDir: undefined, env: [], autoRemove: true, readyTimeoutMs: 60_000
+      image: "python:slim", name: undefined, cpus: 1, memoryMib: 512, diskSizeGb: undefined, workingDir: undefined, env: [], user: undefined, autoRemove: true, readyTimeoutMs: 60_000
     })
   })
 
@@ -24,7 +24,7 @@ describe("box options", () => {
   it.each([
     [{ cpus: 0 }, "cpus"], [{ cpus: 10_000 }, "cpus"], [{ memoryMib: 127 }, "memoryMib"], [{ memoryMib: 65537 }, "memoryMib"],
     [{ image: " " }, "image"], [{ workingDir: "x" }, "workingDir"], [{ env: [["", "v"]] }, "env"], [{ env: { "A=B": "v" } }, "env"],
-    [{ autoRemove: "yes" }, "autoRemove"], [{ readyTimeoutMs: 0 }, "readyTimeoutMs"], [{ volumes: [] }, "volumes"]
+    [{ autoRemove: "yes" }, "autoRemove"], [{ user: "a b" }, "user"], [{ diskSizeGb: 0 }, "diskSizeGb"], [{ readyTimeoutMs: 0 }, "readyTimeoutMs"], [{ volumes: [] }, "volumes"]
   ])("%j is refused naming %s", async (options, field) => {
     expect(await fieldOf(resolveBoxOptions(options as never))).toBe(field)
   })

@@ -25,8 +25,11 @@ export interface DiskStoreOptions {
 export class DiskStore extends Context.Service<DiskStore, {
   /** The ext4 base of `image`: built on first use, then reused (also by other processes). */
   readonly baseFor: (image: ResolvedImage) => Effect.Effect<string, StorageError>
-  /** Creates a qcow2 disk at `diskPath` whose unwritten blocks read from `base`. */
-  readonly createBoxDisk: (base: string, diskPath: string) => Effect.Effect<void, StorageError>
+  /**
+   * Creates (or recreates, empty) a qcow2 disk at `diskPath` whose unwritten blocks read from
+   * `base`; `sizeBytes` makes it larger than the base (the guest grows its filesystem).
+   */
+  readonly createBoxDisk: (base: string, diskPath: string, sizeBytes?: number) => Effect.Effect<void, StorageError>
 }>()("@boxlite/storage/DiskStore") {}
 
 const BUILD_SCRIPT = fileURLToPath(new URL("./internal/build-rootfs.js", import.meta.url))
@@ -85,8 +88,8 @@ export const make = (options: DiskStoreOptions): Context.Service.Shape<typeof Di
         catch: (e) => e instanceof StorageError ? e : new StorageError({ message: `building the root filesystem of ${image.reference}: ${(e as Error).message}` })
       }),
 
-    createBoxDisk: (base, diskPath) =>
-      runCommand("qemu-img", ["create", "-q", "-f", "qcow2", "-b", base, "-F", "raw", diskPath]).pipe(
+    createBoxDisk: (base, diskPath, sizeBytes) =>
+      runCommand("qemu-img", ["create", "-q", "-f", "qcow2", "-b", base, "-F", "raw", diskPath, ...(sizeBytes ? [String(sizeBytes)] : [])]).pipe(
         Effect.asVoid,
         Effect.mapError(failure(`creating the box disk ${diskPath}`))
       )

@@ -1,4 +1,5 @@
 import { execFileSync } from "node:child_process"
+import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -39,4 +40,31 @@ export const pathWithout = (hidden: RegExp): string => {
     }
   }
   return bin
+}
+
+/**
+ * A copy of the OCI layout behind `image` whose config is changed by `patch` (e.g. a User),
+ * with the config, manifest and index digests rewritten to match.
+ */
+export const layoutWithConfig = (image: string, patch: (config: Record<string, unknown>) => void): string => {
+  const source = image.slice("oci:".length, image.lastIndexOf(":"))
+  const tag = image.slice(image.lastIndexOf(":") + 1)
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bl-layout-"))
+  fs.cpSync(source, dir, { recursive: true })
+  const blob = (digest: string) => path.join(dir, "blobs/sha256", digest.slice("sha256:".length))
+  const put = (json: unknown) => {
+    const bytes = Buffer.from(JSON.stringify(json))
+    const digest = `sha256:${createHash("sha256").update(bytes).digest("hex")}`
+    fs.writeFileSync(blob(digest), bytes)
+    return { digest, size: bytes.length }
+  }
+  const index = JSON.parse(fs.readFileSync(path.join(dir, "index.json"), "utf8"))
+  const entry = index.manifests.find((m: { annotations?: Record<string, string> }) => m.annotations?.["org.opencontainers.image.ref.name"] === tag)
+  const manifest = JSON.parse(fs.readFileSync(blob(entry.digest), "utf8"))
+  const config = JSON.parse(fs.readFileSync(blob(manifest.config.digest), "utf8"))
+  patch(config)
+  manifest.config = { ...manifest.config, ...put(config) }
+  Object.assign(entry, put(manifest))
+  fs.writeFileSync(path.join(dir, "index.json"), JSON.stringify(index))
+  return `oci:${dir}:${tag}`
 }

@@ -7,7 +7,7 @@ import type { RunConfig } from "@boxlite/oci"
 import { Effect, Exit, Scope, Semaphore } from "effect"
 import * as fs from "node:fs/promises"
 import type { Box, BoxInfo, StartError } from "../Box.js"
-import { BootError, BoxStateError, ExecError } from "../Errors.js"
+import { BootError, BoxStateError, ExecError, type StorageError } from "../Errors.js"
 import { ExecutionImpl } from "../Execution.js"
 import { GuestArtifacts, Hypervisor, type Vm } from "../Hypervisor.js"
 import { mergeEnv, type ExecOptions, resolveExecOptions } from "../Options.js"
@@ -20,6 +20,13 @@ export interface LiveBoxDeps {
   readonly store: StateStore["Service"]
   /** Called once the box is gone (removed), so the runtime forgets it. */
   readonly onRemoved: (id: string) => void
+}
+
+/** The box's disk; an ephemeral one is recreated empty (over the image) at every start. */
+export interface BoxDisk {
+  readonly path: string
+  readonly persistent: boolean
+  readonly recreate: Effect.Effect<void, StorageError>
 }
 
 interface Running {
@@ -35,12 +42,13 @@ export class LiveBox implements Box {
   private status: BoxStatus
   private running: Running | undefined
   private removed = false
+  private booted = false
   private readonly lifecycle = Semaphore.makeUnsafe(1)
 
   constructor(
     private record: BoxRecord,
     readonly dir: string,
-    readonly diskPath: string,
+    private readonly disk: BoxDisk,
     private readonly runConfig: RunConfig,
     private readonly deps: LiveBoxDeps
   ) {
@@ -81,6 +89,10 @@ export class LiveBox implements Box {
       if (this.removed) return yield* new BoxStateError(`box ${this.id} has been removed`)
       if (this.running && !this.running.agent.isClosed) return
       yield* this.setStatus("starting")
+      if (this.booted && !this.disk.persistent) {
+        yield* this.disk.recreate.pipe(Effect.tapError(() => this.setStatus("failed")))
+      }
+      this.booted = true
       const guest = yield* this.deps.guest.files.pipe(Effect.tapError(() => this.setStatus("failed")))
       const scope = yield* Scope.make()
       const options = this.record.options
@@ -90,7 +102,7 @@ export class LiveBox implements Box {
         kernel: guest.kernel,
         initrd: guest.initrd,
         cmdline: guest.cmdline,
-        rootDisk: this.diskPath,
+        rootDisk: this.disk.path,
         cpus: options.cpus,
         memoryMib: options.memoryMib
       }).pipe(Scope.provide(scope), Effect.exit)
@@ -152,11 +164,13 @@ export class LiveBox implements Box {
       if (command.length === 0) return yield* new ExecError("the command is empty", argv)
       const agent = yield* this.connection
       const box = this.record.options
-      const env = mergeEnv([["PATH", DEFAULT_PATH], ["HOME", "/root"]], this.runConfig.env, box.env, resolved.env)
+      const env = mergeEnv([["PATH", DEFAULT_PATH]], this.runConfig.env, box.env, resolved.env)
+      const user = resolved.user ?? box.user ?? this.runConfig.user
       const request: ExecRequest = {
         argv: [command, ...args] as unknown as ExecRequest["argv"],
         env,
         cwd: resolved.workingDir ?? box.workingDir ?? this.runConfig.workingDir ?? "/root",
+        ...(user !== undefined ? { user } : {}),
         ...(resolved.timeoutMs !== undefined ? { timeoutMs: resolved.timeoutMs } : {})
       }
       const channel = agent.exec(request)
