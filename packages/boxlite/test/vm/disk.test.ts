@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, it } from "vitest"
 import { Boxlite, InvalidOptions } from "boxlite"
-import { BUSYBOX, layoutWithConfig, tempHome } from "./helpers.js"
+import { execFileSync } from "node:child_process"
+import { boxDirs, BUSYBOX, layoutWithConfig, tempHome } from "./helpers.js"
 
 const runtime = new Boxlite({ homeDir: tempHome() })
 afterAll(() => runtime.close())
@@ -57,4 +58,26 @@ describe("the image config is the default for commands", () => {
     await box.remove()
     await boxLevel.remove()
   })
+})
+
+describe("no leaks", () => {
+  it("the home directory stays flat across 20 create/boot/remove cycles of the same image", async () => {
+    const home = tempHome()
+    const cycles = new Boxlite({ homeDir: home })
+    const du = () => Number(execFileSync("du", ["-sb", home]).toString().split("\t")[0])
+    const cycle = async () => {
+      const box = await cycles.create({ image: BUSYBOX })
+      const write = await box.exec("dd", ["if=/dev/urandom", "of=/root/junk", "bs=1M", "count=8"])
+      expect((await write.wait()).exitCode).toBe(0)
+      await box.remove()
+    }
+    await cycle()
+    const after1 = du()
+    for (let i = 0; i < 19; i++) await cycle()
+    const after20 = du()
+    // Only the state database may grow a little (its WAL), never by a box's disk.
+    expect(after20 - after1).toBeLessThan(1024 * 1024)
+    expect(boxDirs(home)).toEqual([])
+    await cycles.close()
+  }, 300_000)
 })
