@@ -20,6 +20,12 @@ export interface DiskStoreOptions {
   readonly rootfsDir: string
   /** Free space each base filesystem leaves for a box's writes. Default 1 GiB. */
   readonly headroomBytes?: number
+  /**
+   * Limit on the bytes an image's layers unpack to, together (their tar streams after
+   * decompression): a build that goes past it fails, so a compression bomb cannot fill the
+   * disk. Default 32 GiB.
+   */
+  readonly maxUnpackedBytes?: number
 }
 
 export class DiskStore extends Context.Service<DiskStore, {
@@ -53,7 +59,8 @@ export const make = (options: DiskStoreOptions): Context.Service.Shape<typeof Di
         tree: path.join(work, "tree"),
         image: path.join(work, "rootfs.ext4"),
         layers: image.layers.map((l) => ({ digest: l.digest, path: l.path, compression: l.compression })),
-        headroomBytes: options.headroomBytes ?? 1024 * 1024 * 1024
+        headroomBytes: options.headroomBytes ?? 1024 * 1024 * 1024,
+        maxUnpackedBytes: options.maxUnpackedBytes ?? 32 * 1024 * 1024 * 1024
       }
       await fs.writeFile(path.join(work, "job.json"), JSON.stringify(job))
       await Effect.runPromise(

@@ -7,6 +7,7 @@ import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { debugfs, imageOf, layerOf, tarBytes } from "./layers.js"
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), "storage-"))
 
@@ -29,7 +30,7 @@ const image = (layers: ResolvedImage["layers"], id: string): ResolvedImage => ({
   os: "linux", architecture: "amd64", config: { env: [], entrypoint: [], cmd: [], workingDir: undefined, user: undefined }, layers
 })
 
-const debugfs = (img: string, cmd: string) => execFileSync("debugfs", ["-R", cmd, img], { stdio: ["ignore", "pipe", "ignore"] }).toString()
+const inode = (img: string, file: string) => /Inode: (\d+)/.exec(debugfs(img, `stat ${file}`))?.[1]
 
 describe("DiskStore", () => {
   it("builds an ext4 base with ownership and whiteouts applied, once, and a qcow2 box disk on it", async () => {
@@ -67,5 +68,63 @@ describe("DiskStore", () => {
     const exit = await Effect.runPromiseExit(store.baseFor(image([{ ...good, digest: `sha256:${"0".repeat(64)}` }], "b2")))
     expect(String(exit)).toMatch(/StorageError.*is corrupt/s)
     expect(fs.readdirSync(rootfsDir)).toEqual([])
+  })
+
+  it("keeps modes, owners, hard links, symlinks, devices and xattrs, and applies whiteouts across layers", async () => {
+    const dir = tmp()
+    // security.capability v2 granting cap_net_bind_service: binary, as in real images.
+    const capability = Buffer.from("0100000200040000000000000000000000000000", "hex")
+    const first = layerOf(dir, tarBytes([
+      { path: "bin/", type: "5" },
+      { path: "bin/setuid", body: "#!", mode: 0o4755, uid: 1234, gid: 5678 },
+      { path: "bin/setgid", body: "#!", mode: 0o2711, gid: 42 },
+      { path: "shared/", type: "5", mode: 0o1777 },
+      { path: "bin/original", body: "same inode", mode: 0o700 },
+      { path: "bin/hardlink", type: "1", linkpath: "bin/original" },
+      { path: "bin/absolute", type: "2", linkpath: "/usr/bin/python3" },
+      { path: "bin/relative", type: "2", linkpath: "../lib/x" },
+      { path: "dev/char", type: "3", mode: 0o666, devmajor: 1, devminor: 3 },
+      { path: "dev/block", type: "4", mode: 0o660, gid: 6, devmajor: 259, devminor: 300 },
+      { path: "dev/fifo", type: "6", mode: 0o600 },
+      { path: "bin/ping", body: "elf", mode: 0o755, pax: { "SCHILY.xattr.security.capability": capability, "SCHILY.xattr.user.note": "hello" } },
+      { path: "doomed/", type: "5" },
+      { path: "doomed/old", body: "lower" },
+      { path: "opaque/old", body: "lower" },
+      { path: "file-then-dir", body: "file" },
+      { path: "dir-then-file/child", body: "child" }
+    ]))
+    const second = layerOf(dir, tarBytes([
+      { path: ".wh.doomed" },
+      { path: "opaque/", type: "5" },
+      { path: "opaque/.wh..wh..opq" },
+      { path: "opaque/new", body: "upper" },
+      { path: "file-then-dir/", type: "5", mode: 0o750 },
+      { path: "file-then-dir/inside", body: "inside" },
+      { path: "dir-then-file", body: "now a file" }
+    ]), "gzip")
+    const third = layerOf(dir, tarBytes([{ path: "doomed/new", body: "recreated" }]), "zstd")
+    const base = await Effect.runPromise(make({ rootfsDir: path.join(dir, "rootfs"), headroomBytes: 4 * 1024 * 1024 }).baseFor(imageOf([first, second, third])))
+
+    expect(debugfs(base, "stat /bin/setuid")).toMatch(/Mode:\s+04755[\s\S]*User:\s+1234\s+Group:\s+5678/)
+    expect(debugfs(base, "stat /bin/setgid")).toMatch(/Mode:\s+02711[\s\S]*Group:\s+42/)
+    expect(debugfs(base, "stat /shared")).toMatch(/Type: directory\s+Mode:\s+01777/)
+    expect(inode(base, "/bin/hardlink")).toBe(inode(base, "/bin/original"))
+    expect(debugfs(base, "stat /bin/original")).toMatch(/Links: 2/)
+    expect(debugfs(base, "stat /bin/absolute")).toMatch(/Fast link dest: "\/usr\/bin\/python3"/)
+    expect(debugfs(base, "stat /bin/relative")).toMatch(/Fast link dest: "\.\.\/lib\/x"/)
+    expect(debugfs(base, "stat /dev/char")).toMatch(/Type: character special\s+Mode:\s+0666[\s\S]*Device major\/minor number: 01:03/)
+    expect(debugfs(base, "stat /dev/block")).toMatch(/Type: block special\s+Mode:\s+0660[\s\S]*Group:\s+6[\s\S]*Device major\/minor number: 259:300/)
+    expect(debugfs(base, "stat /dev/fifo")).toMatch(/Type: FIFO\s+Mode:\s+0600/)
+    const xattrs = debugfs(base, "ea_list /bin/ping")
+    expect(xattrs).toContain("security.capability (20) = 01 00 00 02 00 04 00 00 00 00 00 00 00 00 00 00 00 00 00 00")
+    expect(xattrs).toContain('user.note (5) = "hello"')
+
+    expect(debugfs(base, "cat /doomed/new")).toBe("recreated")
+    expect(debugfs(base, "ls /doomed")).not.toMatch(/old/)
+    expect(debugfs(base, "ls /opaque")).toMatch(/new/)
+    expect(debugfs(base, "ls /opaque")).not.toMatch(/old/)
+    expect(debugfs(base, "stat /file-then-dir")).toMatch(/Type: directory\s+Mode:\s+0750/)
+    expect(debugfs(base, "cat /file-then-dir/inside")).toBe("inside")
+    expect(debugfs(base, "cat /dir-then-file")).toBe("now a file")
   })
 })

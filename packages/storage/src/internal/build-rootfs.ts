@@ -6,7 +6,7 @@
 import { execFile } from "node:child_process"
 import * as fs from "node:fs/promises"
 import { promisify } from "node:util"
-import { applyLayer, type LayerSpec } from "./unpack.js"
+import { applyLayer, type LayerSpec, UnpackBudget } from "./unpack.js"
 
 export interface RootfsJob {
   readonly tree: string
@@ -14,6 +14,8 @@ export interface RootfsJob {
   readonly layers: ReadonlyArray<LayerSpec>
   /** Free space to leave in the filesystem for the box's writes. */
   readonly headroomBytes: number
+  /** Limit on the tar bytes all layers unpack to, together. */
+  readonly maxUnpackedBytes: number
 }
 
 const run = promisify(execFile)
@@ -22,7 +24,8 @@ const MiB = 1024 * 1024
 const main = async () => {
   const job = JSON.parse(await fs.readFile(process.argv[2] ?? "", "utf8")) as RootfsJob
   await fs.mkdir(job.tree, { recursive: true })
-  for (const layer of job.layers) await applyLayer(job.tree, layer)
+  const budget = new UnpackBudget(job.maxUnpackedBytes)
+  for (const layer of job.layers) await applyLayer(job.tree, layer, budget)
   // Mount points the guest agent needs, in case the image lacks them.
   for (const dir of ["proc", "sys", "dev", "run", "tmp"]) {
     const created = await fs.mkdir(`${job.tree}/${dir}`, { recursive: true })
