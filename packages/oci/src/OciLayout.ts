@@ -2,13 +2,13 @@
  * OCI image layouts (image-spec `image-layout.md`): a directory with `oci-layout`,
  * `index.json` and `blobs/<alg>/<hex>`, as written by skopeo, umoci or buildah.
  */
-import { Effect, Schema } from "effect"
+import { Effect } from "effect"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
-import { ImageNotFound, InvalidImage, layerCompression, type ResolvedImage, type RunConfig } from "./Image.js"
+import { ImageNotFound, InvalidImage, layerCompression, type ResolvedImage } from "./Image.js"
 import type { LayoutReference } from "./ImageReference.js"
-import { Descriptor, ImageConfig, Index, Manifest } from "./internal/json.js"
+import { Descriptor, ImageConfig, Index, Manifest, parseJson, runConfig } from "./internal/json.js"
 import { formatPlatform, hostPlatform, type Platform, platformMatches } from "./Platform.js"
 
 const REF_NAME = "org.opencontainers.image.ref.name"
@@ -88,24 +88,6 @@ export const resolveLayout = (
 
 const readText = (file: string) => Effect.promise(() => fs.readFile(file, "utf8").catch(() => undefined))
 
-const parseJson = <S extends Schema.ConstraintDecoder<unknown>>(
-  schema: S,
-  text: string | undefined,
-  what: string,
-  invalid: (message: string) => InvalidImage
-): Effect.Effect<S["Type"], InvalidImage> => {
-  if (text === undefined) return Effect.fail(invalid(`${what} is missing`))
-  let json: unknown
-  try {
-    json = JSON.parse(text)
-  } catch (e) {
-    return Effect.fail(invalid(`${what} is not valid JSON: ${(e as Error).message}`))
-  }
-  return Schema.decodeUnknownEffect(schema)(json).pipe(
-    Effect.mapError((e) => invalid(`${what} is not a valid document: ${e.message}`))
-  ) as Effect.Effect<S["Type"], InvalidImage>
-}
-
 const pickByTag = (manifests: ReadonlyArray<Descriptor>, ref: LayoutReference, dir: string) => {
   const tags = manifests.map((m) => m.annotations?.[REF_NAME]).filter((t): t is string => t !== undefined)
   const wanted = ref.tag
@@ -116,19 +98,4 @@ const pickByTag = (manifests: ReadonlyArray<Descriptor>, ref: LayoutReference, d
   const have = tags.length > 0 ? `it has: ${tags.join(", ")}` : "it has no tagged images"
   const what = wanted !== undefined ? `no image tagged "${wanted}"` : "no tag given and no single or \"latest\" image"
   return Effect.fail(new ImageNotFound({ reference: ref.raw, message: `${what} in the layout at ${dir} (${have})` }))
-}
-
-const runConfig = (config: ImageConfig): RunConfig => {
-  const c = config.config
-  const env = (c?.Env ?? []).map((kv) => {
-    const eq = kv.indexOf("=")
-    return (eq < 0 ? [kv, ""] : [kv.slice(0, eq), kv.slice(eq + 1)]) as readonly [string, string]
-  })
-  return {
-    env,
-    entrypoint: c?.Entrypoint ?? [],
-    cmd: c?.Cmd ?? [],
-    workingDir: c?.WorkingDir || undefined,
-    user: c?.User || undefined
-  }
 }

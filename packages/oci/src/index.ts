@@ -6,3 +6,7 @@ export * from "./Image.js"
 export { blobPath, resolveLayout } from "./OciLayout.js"
 /** OCI platforms and the host's own. */
 export * from "./Platform.js"
+/** Registry settings (mirrors, TLS, credentials), pull options and progress, registry errors, manifest resolution. */
+export * from "./Registry.js"
+/** The content store of pulled images: pull, resolveLocal, list, inspect, remove, prune; as a service and as functions. */
+export * from "./ContentStore.js"
