@@ -26,7 +26,7 @@ const bareBoot = async (dir) => {
   const guest = guestArtifacts()
   const { Effect } = await import("effect")
   const info = await Effect.runPromise(qemuDriver().info)
-  const spec = { boxId: "bench", dir, kernel: guest.kernel, initrd: guest.initrd, cmdline: `${guest.cmdline} boxlite.probe=1`, rootDisk: "", cpus: 1, memoryMib: 512 }
+  const spec = { boxId: "bench", dir, kernel: guest.kernel, initrd: guest.initrd, cmdline: `${guest.cmdline} boxlite.probe=1`, rootDisk: "", cpus: 1, memoryMib: 512, network: undefined, volumes: [] }
   const args = qemuArgs(spec, "microvm,x-option-roms=off", { accelerator: info.accelerator, reason: "" }, path.join(dir, "unused.sock"), path.join(dir, "console.log"))
   // Only what the kernel needs to reach /init: no disk, no agent channel.
   const cut = args.indexOf("-drive")

@@ -7,6 +7,33 @@ import { Context, type Effect, type Scope } from "effect"
 import type { Duplex } from "node:stream"
 import type { BootError, HypervisorUnavailable } from "./Errors.js"
 
+export interface PortForward {
+  readonly protocol: "tcp" | "udp"
+  /** Host address to bind; 127.0.0.1 unless the user said otherwise. */
+  readonly hostIp: string
+  /** Concrete host port (the runtime has already replaced 0 with a free port). */
+  readonly hostPort: number
+  readonly guestPort: number
+}
+
+export interface VmNetwork {
+  /** Let the guest reach services on the host's loopback through the gateway. Default false. */
+  readonly allowHostLoopback: boolean
+  readonly ports: ReadonlyArray<PortForward>
+}
+
+export interface VmVolume {
+  /** virtiofs tag the guest mounts (`v0`, `v1`, ...). */
+  readonly tag: string
+  /** Absolute host directory shared with the guest. */
+  readonly hostPath: string
+  /** Enforced by the host: the guest cannot write even if it remounts read-write. */
+  readonly readOnly: boolean
+}
+
+/** Fixed addresses of the guest side of the user-mode network; the agent configures them. */
+export const GUEST_NETWORK = { address: "10.0.2.15", prefixLength: 24, gateway: "10.0.2.2", dns: "10.0.2.3" } as const
+
 export interface VmSpec {
   readonly boxId: string
   /** The box's directory: the driver keeps its sockets and the console log here. */
@@ -18,6 +45,9 @@ export interface VmSpec {
   readonly rootDisk: string
   readonly cpus: number
   readonly memoryMib: number
+  /** NAT networking with port forwards; undefined = no network device at all. */
+  readonly network: VmNetwork | undefined
+  readonly volumes: ReadonlyArray<VmVolume>
 }
 
 export interface VmExit {

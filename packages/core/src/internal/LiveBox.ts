@@ -104,7 +104,9 @@ export class LiveBox implements Box {
         cmdline: guest.cmdline,
         rootDisk: this.disk.path,
         cpus: options.cpus,
-        memoryMib: options.memoryMib
+        memoryMib: options.memoryMib,
+        network: { allowHostLoopback: false, ports: [] },
+        volumes: []
       }).pipe(Scope.provide(scope), Effect.exit)
       if (Exit.isFailure(booted)) {
         yield* Scope.close(scope, Exit.void)
