@@ -59,6 +59,22 @@ export class ImageError extends BoxliteError {
   }
 }
 
+/** A registry refused the credentials (or gave none where they are needed). */
+export class RegistryAuthError extends BoxliteError {
+  override readonly _tag = "RegistryAuthError" as const
+  constructor(readonly registry: string, message: string) {
+    super({ message })
+  }
+}
+
+/** A registry could not be reached, or kept failing (429/5xx) after retries. */
+export class RegistryError extends BoxliteError {
+  override readonly _tag = "RegistryError" as const
+  constructor(readonly registry: string, readonly status: number | undefined, message: string) {
+    super({ message })
+  }
+}
+
 /** Building or creating a disk failed. */
 export class StorageError extends BoxliteError {
   override readonly _tag = "StorageError" as const

@@ -2,23 +2,22 @@
  * The runtime of one home directory (`~/.boxlite` by default): creates boxes from images,
  * finds them again, lists and removes them, and counts what it did.
  */
+import { ContentStore, layer as contentStoreLayer } from "@boxlite/oci"
 import { DiskStore, layer as diskStoreLayer, type StorageError as DiskStorageError } from "@boxlite/storage"
-import {
-  type ImageNotFound as OciImageNotFound, InvalidReference, type InvalidImage, parseReference, type ResolvedImage, resolveLayout
-} from "@boxlite/oci"
 import { Context, Effect, Layer } from "effect"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
 import { ulid } from "ulid"
 import type { Box, BoxInfo } from "./Box.js"
-import { BoxNotFound, BoxStateError, type HypervisorUnavailable, ImageError, ImageNotFound, InvalidOptions, StorageError } from "./Errors.js"
+import { BoxNotFound, BoxStateError, type HypervisorUnavailable, InvalidOptions, StorageError } from "./Errors.js"
 import { GuestArtifacts, Hypervisor, type HypervisorInfo } from "./Hypervisor.js"
+import { type ImagePullError, type Images, makeImages, type RegistryOptions, resolveImage } from "./Images.js"
 import { LiveBox } from "./internal/LiveBox.js"
 import { type BoxOptions, resolveBoxOptions } from "./Options.js"
 import { layerSqlite, StateStore } from "./StateStore.js"
 
-export interface RuntimeOptions {
+export interface RuntimeOptions extends RegistryOptions {
   /** Where boxes, images and state live. Default: `$BOXLITE_HOME`, else `~/.boxlite`. */
   readonly homeDir?: string
 }
@@ -35,10 +34,12 @@ export interface RuntimeInfo {
   readonly hypervisor: HypervisorInfo
 }
 
-export type CreateError = InvalidOptions | ImageNotFound | ImageError | StorageError | BoxStateError
+export type CreateError = InvalidOptions | ImagePullError | BoxStateError
 
 export class Runtime extends Context.Service<Runtime, {
   readonly homeDir: string
+  /** Pull, list, inspect, remove and prune images. */
+  readonly images: Images
   /** Validates, gets the image ready, records the box and makes its disk. Boots on first use. */
   readonly create: (options?: BoxOptions) => Effect.Effect<Box, CreateError>
   /** A box by id or name. */
@@ -54,29 +55,14 @@ const GiB = 1024 ** 3
 
 export const defaultHomeDir = (): string => process.env["BOXLITE_HOME"] || path.join(os.homedir(), ".boxlite")
 
-const resolveImage = (reference: string): Effect.Effect<ResolvedImage, ImageNotFound | ImageError> =>
-  Effect.suspend(() => {
-    let ref
-    try {
-      ref = parseReference(reference)
-    } catch (e) {
-      return Effect.fail(new ImageError(reference, `invalid image reference "${reference}": ${(e as InvalidReference).message}`))
-    }
-    if (ref._tag === "Registry") {
-      return Effect.fail(new ImageNotFound(reference, `image "${reference}" is not available: pulling from registries is not supported yet; use an OCI layout (oci:/path/to/layout:tag)`))
-    }
-    return resolveLayout(ref).pipe(
-      Effect.mapError((e: OciImageNotFound | InvalidImage) =>
-        e._tag === "ImageNotFound" ? new ImageNotFound(reference, `image "${reference}": ${e.message}`) : new ImageError(reference, `image "${reference}": ${e.message}`))
-    )
-  })
-
-const make = (homeDir: string) =>
+const make = (homeDir: string, registry: RegistryOptions) =>
   Effect.gen(function*() {
     const hypervisor = yield* Hypervisor
     const guest = yield* GuestArtifacts
     const store = yield* StateStore
     const disks = yield* DiskStore
+    const contentStore = yield* ContentStore
+    const rootfsDir = path.join(homeDir, "images", "rootfs")
     const boxesDir = path.join(homeDir, "boxes")
     const live = new Map<string, LiveBox>()
     const deps = { hypervisor, guest, store, onRemoved: (id: string) => void live.delete(id) }
@@ -96,7 +82,7 @@ const make = (homeDir: string) =>
         if (options.name !== undefined && (yield* store.find(options.name))) {
           return yield* new BoxStateError(`a box named "${options.name}" already exists`)
         }
-        const image = yield* resolveImage(options.image)
+        const image = yield* resolveImage(contentStore, registry, options.image)
         const base = yield* disks.baseFor(image).pipe(Effect.mapError((e: DiskStorageError) => new StorageError(e.message)))
         const sizeBytes = options.diskSizeGb === undefined ? undefined : options.diskSizeGb * GiB
         if (sizeBytes !== undefined) {
@@ -109,7 +95,7 @@ const make = (homeDir: string) =>
         const dir = path.join(boxesDir, id)
         const diskPath = path.join(dir, "disk.qcow2")
         const makeDisk = disks.createBoxDisk(base, diskPath, sizeBytes).pipe(Effect.mapError((e: DiskStorageError) => new StorageError(e.message)))
-        const record = { id, name: options.name, status: "configured" as const, image: options.image, options, createdAt: new Date(), pid: undefined }
+        const record = { id, name: options.name, status: "configured" as const, image: options.image, options, base, createdAt: new Date(), pid: undefined }
         // Whatever fails from here on leaves neither a box directory nor a record behind.
         yield* Effect.promise(() => fs.mkdir(dir, { recursive: true, mode: 0o700 }))
         yield* makeDisk.pipe(
@@ -132,6 +118,7 @@ const make = (homeDir: string) =>
 
     return Runtime.of({
       homeDir,
+      images: makeImages(contentStore, registry, rootfsDir, Effect.map(store.list, (records) => records.map((r) => r.base))),
       create,
       get,
       list: Effect.gen(function*() {
@@ -153,8 +140,13 @@ const make = (homeDir: string) =>
 
 /** The Runtime of `options.homeDir`, with its state store and disk store; needs a Hypervisor and GuestArtifacts. */
 export const layer = (options: RuntimeOptions = {}): Layer.Layer<Runtime, never, Hypervisor | GuestArtifacts> => {
-  const homeDir = path.resolve(options.homeDir ?? defaultHomeDir())
-  return Layer.effect(Runtime)(make(homeDir)).pipe(
-    Layer.provide(Layer.mergeAll(layerSqlite(homeDir), diskStoreLayer({ rootfsDir: path.join(homeDir, "images", "rootfs") })))
+  const { homeDir: home, ...registry } = options
+  const homeDir = path.resolve(home ?? defaultHomeDir())
+  return Layer.effect(Runtime)(make(homeDir, registry)).pipe(
+    Layer.provide(Layer.mergeAll(
+      layerSqlite(homeDir),
+      diskStoreLayer({ rootfsDir: path.join(homeDir, "images", "rootfs") }),
+      contentStoreLayer({ dir: path.join(homeDir, "images") })
+    ))
   )
 }

@@ -17,6 +17,8 @@ export interface BoxRecord {
   readonly status: BoxStatus
   readonly image: string
   readonly options: ResolvedBoxOptions
+  /** The image's ext4 base the box disk is layered on. */
+  readonly base: string
   readonly createdAt: Date
   /** Process id of the VMM while the box runs. */
   readonly pid: number | undefined
@@ -40,6 +42,7 @@ interface Row {
   status: BoxStatus
   image: string
   options: string
+  base: string
   created_at: number
   pid: number | null
 }
@@ -50,6 +53,7 @@ const toRecord = (row: Row): BoxRecord => ({
   status: row.status,
   image: row.image,
   options: JSON.parse(row.options) as ResolvedBoxOptions,
+  base: row.base,
   createdAt: new Date(row.created_at),
   pid: row.pid ?? undefined
 })
@@ -66,14 +70,14 @@ export const layerSqlite = (homeDir: string): Layer.Layer<StateStore> =>
         db.exec(`
           CREATE TABLE IF NOT EXISTS boxes (
             id TEXT PRIMARY KEY, name TEXT UNIQUE, status TEXT NOT NULL, image TEXT NOT NULL,
-            options TEXT NOT NULL, created_at INTEGER NOT NULL, pid INTEGER);
+            options TEXT NOT NULL, base TEXT NOT NULL, created_at INTEGER NOT NULL, pid INTEGER);
           CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);`)
         return db
       }),
       (db) => Effect.sync(() => db.close())
     ).pipe(
       Effect.map((db) => {
-        const insert = db.prepare("INSERT INTO boxes (id, name, status, image, options, created_at, pid) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        const insert = db.prepare("INSERT INTO boxes (id, name, status, image, options, base, created_at, pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
         const update = db.prepare("UPDATE boxes SET status = ?, pid = ? WHERE id = ?")
         const byIdOrName = db.prepare("SELECT * FROM boxes WHERE id = ? OR name = ?")
         const all = db.prepare("SELECT * FROM boxes ORDER BY created_at, id")
@@ -83,7 +87,7 @@ export const layerSqlite = (homeDir: string): Layer.Layer<StateStore> =>
         return StateStore.of({
           insert: (r) =>
             Effect.try({
-              try: () => void insert.run(r.id, r.name ?? null, r.status, r.image, JSON.stringify(r.options), r.createdAt.getTime(), r.pid ?? null),
+              try: () => void insert.run(r.id, r.name ?? null, r.status, r.image, JSON.stringify(r.options), r.base, r.createdAt.getTime(), r.pid ?? null),
               catch: (e) =>
                 new BoxStateError(String(e).includes("UNIQUE") && r.name !== undefined ? `a box named "${r.name}" already exists` : `could not record box ${r.id}: ${String(e)}`)
             }),

@@ -1,5 +1,7 @@
 /** The Runtime service of a home directory: create, get, list, remove boxes; metrics. */
 export * from "./Runtime.js"
+/** Images: pull, list, inspect, remove, prune; registry options. */
+export * from "./Images.js"
 /** A box: start, exec, stop, remove. */
 export type { Box, BoxInfo, StartError } from "./Box.js"
 /** A running command: streams, stdin, kill, wait. */

@@ -38,6 +38,9 @@ export class DiskStore extends Context.Service<DiskStore, {
   readonly createBoxDisk: (base: string, diskPath: string, sizeBytes?: number) => Effect.Effect<void, StorageError>
 }>()("@boxlite/storage/DiskStore") {}
 
+/** The file name of the base built for an image config digest, inside `rootfsDir`. */
+export const baseFileName = (configDigest: string): string => `${configDigest.replace(":", "-")}.ext4`
+
 const BUILD_SCRIPT = fileURLToPath(new URL("./internal/build-rootfs.js", import.meta.url))
 
 const failure = (what: string) => (e: { readonly command: string; readonly code: unknown; readonly stderr: string }) =>
@@ -83,7 +86,7 @@ export const make = (options: DiskStoreOptions): Context.Service.Shape<typeof Di
     baseFor: (image) =>
       Effect.tryPromise({
         try: async () => {
-          const final = path.join(options.rootfsDir, `${image.configDigest.replace(":", "-")}.ext4`)
+          const final = path.join(options.rootfsDir, baseFileName(image.configDigest))
           if (await fs.access(final).then(() => true, () => false)) return final
           let pending = building.get(final)
           if (!pending) {

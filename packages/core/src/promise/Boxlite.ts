@@ -1,6 +1,7 @@
 import { Effect, Layer, ManagedRuntime } from "effect"
 import type { Box as EffectBox, BoxInfo } from "../Box.js"
 import type { ExecutionImpl } from "../Execution.js"
+import type { ImageDetails, ImageInfo, PruneResult, PullProgress } from "../Images.js"
 import type { GuestArtifacts, Hypervisor } from "../Hypervisor.js"
 import type { BoxOptions, ExecOptions } from "../Options.js"
 import { layer as runtimeLayer, Runtime, type RuntimeInfo, type RuntimeMetrics, type RuntimeOptions } from "../Runtime.js"
@@ -47,6 +48,28 @@ export class Box implements AsyncDisposable {
   }
 }
 
+/** The images of a runtime (Promise face of the Effect `Images`). */
+export class Images {
+  constructor(private readonly run: <A, E>(effect: Effect.Effect<A, E, Runtime>) => Promise<A>) {}
+
+  /** Pulls `reference` (e.g. `python:slim`); `onProgress` sees bytes per layer and totals. */
+  pull(reference: string, options?: { readonly onProgress?: (event: PullProgress) => void }): Promise<ImageInfo> {
+    return this.run(Runtime.use((r) => r.images.pull(reference, options)))
+  }
+  list(): Promise<ReadonlyArray<ImageInfo>> {
+    return this.run(Runtime.use((r) => r.images.list))
+  }
+  inspect(reference: string): Promise<ImageDetails> {
+    return this.run(Runtime.use((r) => r.images.inspect(reference)))
+  }
+  remove(reference: string): Promise<void> {
+    return this.run(Runtime.use((r) => r.images.remove(reference)))
+  }
+  prune(): Promise<PruneResult> {
+    return this.run(Runtime.use((r) => r.images.prune))
+  }
+}
+
 /**
  * The BoxLite runtime of one home directory (Promise face of the Effect `Runtime`).
  * `close()` (or `await using`) stops the boxes it started.
@@ -59,6 +82,9 @@ export class Boxlite implements AsyncDisposable {
   }
 
   private readonly run = <A, E>(effect: Effect.Effect<A, E, Runtime>): Promise<A> => this.managed.runPromise(effect)
+
+  /** Pull, list, inspect, remove and prune images. */
+  readonly images: Images = new Images(this.run)
 
   async create(options?: BoxOptions): Promise<Box> {
     const box = await this.run(Runtime.use((r) => r.create(options)))

@@ -1,4 +1,4 @@
 /** The Promise face of BoxLite, for code that does not use Effect. */
-export { Box, Boxlite, type Platform } from "./Boxlite.js"
+export { Box, Boxlite, Images, type Platform } from "./Boxlite.js"
 /** A running command: streams, stdin, wait, kill. */
 export { ExecStdin, Execution, OutputStream } from "./Execution.js"

@@ -1,0 +1,120 @@
+/**
+ * The images of a home directory: OCI layouts read in place, registry images pulled into the
+ * content store (`<home>/images`), and the per-image ext4 bases built from either.
+ */
+import {
+  type ContentStoreShape, type ImageDetails, type ImageInfo, parseReference, type Platform, type PullError, type PullProgress,
+  type RegistryConfig, type ResolvedImage, resolveLayout
+} from "@boxlite/oci"
+import { baseFileName } from "@boxlite/storage"
+import { Effect } from "effect"
+import * as fs from "node:fs/promises"
+import * as path from "node:path"
+import { ImageError, ImageNotFound, RegistryAuthError, RegistryError, StorageError } from "./Errors.js"
+
+export type { ImageDetails, ImageInfo, PullProgress, RegistryConfig }
+
+export interface RegistryOptions {
+  /** Per registry host (`docker.io`, `ghcr.io`, `127.0.0.1:5000`): mirrors, TLS CA, insecure HTTP, credentials. */
+  readonly registries?: Readonly<Record<string, RegistryConfig>>
+  /** Where Docker credentials are read from. Default `~/.docker/config.json`. */
+  readonly dockerConfigPath?: string
+  /** The platform to pull. Default: the host's (`linux/amd64`, `linux/arm64`). */
+  readonly platform?: Platform
+}
+
+export type ImagePullError = ImageNotFound | ImageError | RegistryAuthError | RegistryError | StorageError
+
+export interface PruneResult {
+  readonly removedBlobs: number
+  readonly removedBases: number
+  readonly freedBytes: number
+}
+
+export interface Images {
+  /** Pulls (or refreshes) a registry image; layers already stored are not downloaded again. */
+  readonly pull: (reference: string, options?: { readonly onProgress?: (event: PullProgress) => void }) => Effect.Effect<ImageInfo, ImagePullError>
+  readonly list: Effect.Effect<ReadonlyArray<ImageInfo>, StorageError>
+  /** The image's config (env, entrypoint, cmd, workdir, user) and layers. */
+  readonly inspect: (reference: string) => Effect.Effect<ImageDetails, ImageNotFound | ImageError>
+  /** Forgets a pulled image; what it alone used is freed by `prune`. */
+  readonly remove: (reference: string) => Effect.Effect<void, ImageNotFound | ImageError | StorageError>
+  /** Deletes blobs and root filesystem bases that no image and no box uses. */
+  readonly prune: Effect.Effect<PruneResult, StorageError | ImageError>
+}
+
+/** Maps @boxlite/oci's errors for `reference` onto BoxLite's error classes. */
+export const fromPullError = (reference: string) => (e: PullError): ImagePullError => {
+  switch (e._tag) {
+    case "ImageNotFound":
+      return new ImageNotFound(reference, `image "${reference}": ${e.message}`)
+    case "InvalidReference":
+    case "InvalidImage":
+      return new ImageError(reference, `image "${reference}": ${e.message}`)
+    case "RegistryAuthError":
+      return new RegistryAuthError(e.registry, `image "${reference}": ${e.message}`)
+    case "RegistryError":
+      return new RegistryError(e.registry, e.status, `image "${reference}": ${e.message}`)
+    case "StoreError":
+      return new StorageError(`image "${reference}": ${e.message}`)
+  }
+}
+
+/** A layout is read in place; a registry image comes from the store, pulled first if missing. */
+export const resolveImage = (store: ContentStoreShape, options: RegistryOptions, reference: string): Effect.Effect<ResolvedImage, ImagePullError> =>
+  Effect.suspend(() => {
+    let ref
+    try {
+      ref = parseReference(reference)
+    } catch (e) {
+      return Effect.fail(new ImageError(reference, `invalid image reference "${reference}": ${(e as Error).message}`))
+    }
+    const mapError = fromPullError(reference)
+    if (ref._tag === "Layout") return Effect.mapError(resolveLayout(ref, options.platform), mapError)
+    return store.resolveLocal(ref, options.platform).pipe(
+      Effect.flatMap((local) => (local ? Effect.succeed(local) : store.pull(ref, pullOptions(options)))),
+      Effect.mapError(mapError)
+    )
+  })
+
+const pullOptions = (options: RegistryOptions, onProgress?: (event: PullProgress) => void) => ({
+  ...(options.registries ? { registries: options.registries } : {}),
+  ...(options.dockerConfigPath ? { dockerConfigPath: options.dockerConfigPath } : {}),
+  ...(options.platform ? { platform: options.platform } : {}),
+  ...(onProgress ? { onProgress } : {})
+})
+
+export const makeImages = (
+  store: ContentStoreShape,
+  options: RegistryOptions,
+  rootfsDir: string,
+  basesInUse: Effect.Effect<ReadonlyArray<string>>
+): Images => ({
+  pull: (reference, pull) =>
+    store.pull(reference, pullOptions(options, pull?.onProgress)).pipe(
+      Effect.flatMap(() => store.inspect(reference)),
+      Effect.map(({ config: _config, layers: _layers, ...info }) => info),
+      Effect.mapError(fromPullError(reference))
+    ),
+  list: Effect.mapError(store.list, (e) => new StorageError(e.message)),
+  inspect: (reference) => Effect.mapError(store.inspect(reference), (e) => fromPullError(reference)(e) as ImageNotFound | ImageError),
+  remove: (reference) => Effect.mapError(store.remove(reference), (e) => fromPullError(reference)(e) as ImageNotFound | ImageError | StorageError),
+  prune: Effect.gen(function*() {
+    const images = yield* Effect.mapError(store.list, (e) => new StorageError(e.message))
+    const keep = new Set([...images.map((i) => baseFileName(i.configDigest)), ...(yield* basesInUse).map((b) => path.basename(b))])
+    const bases = yield* Effect.promise(() => fs.readdir(rootfsDir).catch(() => [] as Array<string>))
+    let removedBases = 0
+    let freedBytes = 0
+    for (const base of bases) {
+      if (!base.endsWith(".ext4") || keep.has(base)) continue
+      const file = path.join(rootfsDir, base)
+      freedBytes += yield* Effect.promise(() => fs.stat(file).then((s) => s.blocks * 512, () => 0))
+      yield* Effect.promise(() => fs.rm(file, { force: true }))
+      removedBases++
+    }
+    const blobs = yield* store.prune().pipe(
+      Effect.mapError((e) => e._tag === "StoreError" ? new StorageError(e.message) : new ImageError("", e.message))
+    )
+    return { removedBlobs: blobs.removedBlobs, removedBases, freedBytes: freedBytes + blobs.freedBytes }
+  })
+})
