@@ -26,6 +26,11 @@ export interface DiskStoreOptions {
    * disk. Default 32 GiB.
    */
   readonly maxUnpackedBytes?: number
+  /**
+   * Unpack inside fakeroot, so ownership and device nodes reach the image without host root.
+   * Default: only when this process is not root (a root process sets them for real, faster).
+   */
+  readonly useFakeroot?: boolean
 }
 
 export class DiskStore extends Context.Service<DiskStore, {
@@ -51,6 +56,7 @@ const failure = (what: string) => (e: { readonly command: string; readonly code:
   })
 
 export const make = (options: DiskStoreOptions): Context.Service.Shape<typeof DiskStore> => {
+  const useFakeroot = options.useFakeroot ?? process.getuid?.() !== 0
   const building = new Map<string, Promise<string>>()
 
   const build = async (image: ResolvedImage, final: string): Promise<string> => {
@@ -67,7 +73,9 @@ export const make = (options: DiskStoreOptions): Context.Service.Shape<typeof Di
       }
       await fs.writeFile(path.join(work, "job.json"), JSON.stringify(job))
       await Effect.runPromise(
-        runCommand("fakeroot", ["--", process.execPath, BUILD_SCRIPT, path.join(work, "job.json")]).pipe(
+        (useFakeroot
+          ? runCommand("fakeroot", ["--", process.execPath, BUILD_SCRIPT, path.join(work, "job.json")])
+          : runCommand(process.execPath, [BUILD_SCRIPT, path.join(work, "job.json")])).pipe(
           Effect.mapError(failure(`building the root filesystem of ${image.reference}`))
         )
       )

@@ -37,7 +37,7 @@ describe("DiskStore", () => {
     const dir = tmp()
     const lower = layer(dir, "lower", { "etc/owned": "x", "gone/file": "y", "opaque/old": "z", "keep/me": "k" }, "1234:5678")
     const upper = layer(dir, "upper", { "gone/.wh.file": "", "opaque/.wh..wh..opq": "", "opaque/new": "n" })
-    const store = make({ rootfsDir: path.join(dir, "rootfs"), headroomBytes: 8 * 1024 * 1024 })
+    const store = make({ useFakeroot: true, rootfsDir: path.join(dir, "rootfs"), headroomBytes: 8 * 1024 * 1024 })
     const img = image([lower, upper], "a1")
 
     const base = await Effect.runPromise(store.baseFor(img))
@@ -64,7 +64,7 @@ describe("DiskStore", () => {
     const dir = tmp()
     const good = layer(dir, "l", { "a": "1" })
     const rootfsDir = path.join(dir, "rootfs")
-    const store = make({ rootfsDir, headroomBytes: 1024 * 1024 })
+    const store = make({ useFakeroot: true, rootfsDir, headroomBytes: 1024 * 1024 })
     const exit = await Effect.runPromiseExit(store.baseFor(image([{ ...good, digest: `sha256:${"0".repeat(64)}` }], "b2")))
     expect(String(exit)).toMatch(/StorageError.*is corrupt/s)
     expect(fs.readdirSync(rootfsDir)).toEqual([])
@@ -103,7 +103,7 @@ describe("DiskStore", () => {
       { path: "dir-then-file", body: "now a file" }
     ]), "gzip")
     const third = layerOf(dir, tarBytes([{ path: "doomed/new", body: "recreated" }]), "zstd")
-    const base = await Effect.runPromise(make({ rootfsDir: path.join(dir, "rootfs"), headroomBytes: 4 * 1024 * 1024 }).baseFor(imageOf([first, second, third])))
+    const base = await Effect.runPromise(make({ useFakeroot: true, rootfsDir: path.join(dir, "rootfs"), headroomBytes: 4 * 1024 * 1024 }).baseFor(imageOf([first, second, third])))
 
     expect(debugfs(base, "stat /bin/setuid")).toMatch(/Mode:\s+04755[\s\S]*User:\s+1234\s+Group:\s+5678/)
     expect(debugfs(base, "stat /bin/setgid")).toMatch(/Mode:\s+02711[\s\S]*Group:\s+42/)

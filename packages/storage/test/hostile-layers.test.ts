@@ -47,7 +47,7 @@ beforeAll(() => {
 })
 afterAll(() => fs.rmSync(host, { recursive: true, force: true }))
 
-const store = make({ rootfsDir, headroomBytes: 4 * 1024 * 1024, maxUnpackedBytes: 64 * 1024 * 1024 })
+const store = make({ useFakeroot: true, rootfsDir, headroomBytes: 4 * 1024 * 1024, maxUnpackedBytes: 64 * 1024 * 1024 })
 
 /** Builds an image of `layers`; checks nothing outside the store changed and no build is left. */
 const build = async (...layers: ReadonlyArray<Layer>) => {
