@@ -17,6 +17,8 @@ type Config struct {
 	Agent    string                        // HELLO_ACK "agent" field
 	Shutdown func()                        // SHUTDOWN; in the VM it powers off and never returns
 	Logf     func(format string, a ...any) // console log, for rare events only
+	// Configure applies a CONFIGURE (network, mounts); nil answers configure_failed.
+	Configure func(*GuestConfig) error
 }
 
 type outFrame struct {
@@ -181,6 +183,8 @@ func (s *session) dispatch(f Frame) {
 		s.send(outFrame{typ: tPong, payload: f.Payload})
 	case tShutdown:
 		s.cfg.Shutdown()
+	case tConfigure:
+		s.configure(f)
 	case tError:
 		s.cfg.Logf("host error on stream %d: %s", f.Stream, f.Payload)
 	default:
@@ -225,4 +229,24 @@ func (s *session) exec(f Frame) {
 		return
 	}
 	s.execs[f.Stream] = e
+}
+
+// configure runs in the read loop: nothing else is read until the guest is configured, so an
+// EXEC the host sends after CONFIGURED sees the network and the mounts.
+func (s *session) configure(f Frame) {
+	var c GuestConfig
+	if f.Stream != 0 || json.Unmarshal(f.Payload, &c) != nil {
+		s.sendError(f.Stream, "bad_message", "bad CONFIGURE payload")
+		return
+	}
+	if s.cfg.Configure == nil {
+		s.sendError(0, "configure_failed", "this agent cannot configure the guest")
+		return
+	}
+	if err := s.cfg.Configure(&c); err != nil {
+		s.cfg.Logf("configure: %v", err)
+		s.sendError(0, "configure_failed", "%v", err)
+		return
+	}
+	s.send(outFrame{typ: tConfigured, payload: []byte("{}")})
 }

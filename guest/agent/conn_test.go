@@ -26,9 +26,14 @@ type testHost struct {
 }
 
 func newHost(t *testing.T, handshake bool) *testHost {
+	return newHostWith(t, handshake, nil)
+}
+
+// newHostWith is newHost with a CONFIGURE handler.
+func newHostWith(t *testing.T, handshake bool, configure func(*GuestConfig) error) *testHost {
 	hostSide, guestSide := net.Pipe()
 	h := &testHost{t: t, c: hostSide, in: make(chan Frame, 4096), served: make(chan error, 1), shutdown: make(chan struct{}, 1)}
-	cfg := Config{Agent: "test", Logf: t.Logf, Shutdown: func() { h.shutdown <- struct{}{} }}
+	cfg := Config{Agent: "test", Logf: t.Logf, Shutdown: func() { h.shutdown <- struct{}{} }, Configure: configure}
 	go func() { h.served <- Serve(guestSide, cfg); guestSide.Close() }()
 	go func() {
 		d := NewDecoder(hostSide)

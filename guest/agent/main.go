@@ -49,6 +49,10 @@ func main() {
 	if err != nil {
 		fatal("%v", err)
 	}
+	volumeModules, err := openDeferredModules("/lib/modules/order.volumes")
+	if err != nil {
+		fatal("%v", err)
+	}
 	t1 := time.Now()
 	portPath, err := findPort(cmd.get("boxlite.port", "boxlite.agent"), 5*time.Second)
 	if err != nil {
@@ -65,19 +69,34 @@ func main() {
 	if err := setupRoot(); err != nil {
 		fatal("%v", err)
 	}
-	if err := syscall.Sethostname([]byte(cmd.get("boxlite.hostname", "boxlite"))); err != nil {
+	hostname := cmd.get("boxlite.hostname", "boxlite")
+	if err := syscall.Sethostname([]byte(hostname)); err != nil {
 		logf("sethostname: %v", err)
 	}
 	if err := ifUp("lo"); err != nil {
 		logf("lo: %v", err)
 	}
-	serve(portPath)
+	loadFsModules := func() error {
+		t := time.Now()
+		err := volumeModules.load()
+		logf("volume modules %v", time.Since(t).Round(time.Millisecond))
+		return err
+	}
+	apply := configureOnce(realSysOps(hostname, loadFsModules))
+	serve(portPath, func(c *GuestConfig) error {
+		t := time.Now()
+		err := apply(c)
+		if err == nil {
+			logf("configured (network %v, %d mounts) in %v", c.Network != nil, len(c.Mounts), time.Since(t).Round(time.Millisecond))
+		}
+		return err
+	})
 }
 
 // serve runs sessions on the port forever. The port is opened once per session: opening it
 // per message loses data. Only a session that ended in an error reopens it.
-func serve(portPath string) {
-	cfg := Config{Agent: agentName, Shutdown: shutdown, Logf: logf}
+func serve(portPath string, configure func(*GuestConfig) error) {
+	cfg := Config{Agent: agentName, Shutdown: shutdown, Logf: logf, Configure: configure}
 	logf("ready")
 	for {
 		port, err := os.OpenFile(portPath, os.O_RDWR, 0)

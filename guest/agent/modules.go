@@ -1,11 +1,14 @@
 package main
 
 // The cloud kernel builds virtio as modules. The initramfs carries just the ones we need and
-// an order file (one path per line, dependencies first) so no modprobe logic is needed here.
+// order files (one path per line, dependencies first) so no modprobe logic is needed here:
+// /lib/modules/order is loaded at boot, /lib/modules/order.volumes (fuse, virtiofs: fuse.ko
+// alone costs more than all the virtio modules under TCG) only when a CONFIGURE has mounts.
 
 import (
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"unsafe"
 )
@@ -13,33 +16,84 @@ import (
 const sysFinitModule = 313 // amd64
 
 func loadModules(orderFile string) (int, error) {
-	data, err := os.ReadFile(orderFile)
-	if os.IsNotExist(err) {
-		return 0, nil
-	}
+	paths, err := readOrder(orderFile)
 	if err != nil {
 		return 0, err
 	}
-	n := 0
-	for _, p := range strings.Fields(string(data)) {
-		if err := finitModule(p); err != nil {
-			return n, &os.PathError{Op: "finit_module", Path: p, Err: err}
+	for i, p := range paths {
+		f, err := os.Open(p)
+		if err == nil {
+			err = finitModule(f)
+			f.Close()
 		}
-		n++
+		if err != nil {
+			return i, &os.PathError{Op: "finit_module", Path: p, Err: err}
+		}
 	}
-	return n, nil
+	return len(paths), nil
 }
 
-func finitModule(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
+func readOrder(orderFile string) ([]string, error) {
+	data, err := os.ReadFile(orderFile)
+	if os.IsNotExist(err) {
+		return nil, nil
 	}
-	defer f.Close()
+	return strings.Fields(string(data)), err
+}
+
+func finitModule(f *os.File) error {
 	params := []byte{0}
 	_, _, e := syscall.Syscall(sysFinitModule, f.Fd(), uintptr(unsafe.Pointer(&params[0])), 0)
 	if e != 0 && e != syscall.EEXIST {
 		return e
 	}
 	return nil
+}
+
+// deferredModules are opened while the initramfs is still there (switchRoot deletes /lib)
+// and loaded through those descriptors on first use.
+type deferredModules struct {
+	mu    sync.Mutex
+	files []*os.File
+	err   error
+}
+
+func openDeferredModules(orderFile string) (*deferredModules, error) {
+	paths, err := readOrder(orderFile)
+	if err != nil {
+		return nil, err
+	}
+	d := &deferredModules{}
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			d.closeAll()
+			return nil, err
+		}
+		d.files = append(d.files, f)
+	}
+	return d, nil
+}
+
+// load loads the modules once; later calls return the first result.
+func (d *deferredModules) load() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for len(d.files) > 0 && d.err == nil {
+		f := d.files[0]
+		if err := finitModule(f); err != nil {
+			d.err = &os.PathError{Op: "finit_module", Path: f.Name(), Err: err}
+			break
+		}
+		f.Close()
+		d.files = d.files[1:]
+	}
+	return d.err
+}
+
+func (d *deferredModules) closeAll() {
+	for _, f := range d.files {
+		f.Close()
+	}
+	d.files = nil
 }

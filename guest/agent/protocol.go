@@ -32,6 +32,8 @@ const (
 	tPing       = 13
 	tPong       = 14
 	tShutdown   = 15
+	tConfigure  = 16
+	tConfigured = 17
 )
 
 // Frame is one decoded frame. Payload is owned by the frame.

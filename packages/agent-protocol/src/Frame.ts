@@ -26,7 +26,9 @@ export const FrameType = {
   ERROR: 12,
   PING: 13,
   PONG: 14,
-  SHUTDOWN: 15
+  SHUTDOWN: 15,
+  CONFIGURE: 16,
+  CONFIGURED: 17
 } as const
 export type FrameType = (typeof FrameType)[keyof typeof FrameType]
 

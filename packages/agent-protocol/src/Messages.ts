@@ -33,6 +33,34 @@ export const ExitStatus = Schema.Struct({
 })
 export type ExitStatus = typeof ExitStatus.Type
 
+/** CONFIGURE: the guest's network (absent = no NIC) and its virtiofs volumes. */
+export const GuestNetwork = Schema.Struct({
+  address: Schema.String,
+  prefixLength: Schema.Number,
+  gateway: Schema.String,
+  dns: Schema.Array(Schema.String)
+})
+export type GuestNetwork = typeof GuestNetwork.Type
+
+/** A virtiofs tag mounted at `path`; with `file`, only that file of the tag is bound onto `path`. */
+export const GuestMount = Schema.Struct({
+  tag: Schema.String,
+  path: Schema.String,
+  readOnly: Schema.Boolean,
+  file: Schema.optionalKey(Schema.String)
+})
+export type GuestMount = typeof GuestMount.Type
+
+export const GuestConfig = Schema.Struct({
+  network: Schema.optionalKey(GuestNetwork),
+  mounts: Schema.Array(GuestMount)
+})
+export type GuestConfig = typeof GuestConfig.Type
+
+/** CONFIGURED: an empty object. */
+export const Configured = Schema.Struct({})
+export type Configured = typeof Configured.Type
+
 export const ErrorMessage = Schema.Struct({ code: Schema.String, message: Schema.String })
 export type ErrorMessage = typeof ErrorMessage.Type
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest"
-import { decodeCredit, decodeJson, encodeCredit, encodeJson, ExecRequest, ExitStatus } from "../src/index.js"
+import { decodeCredit, decodeJson, encodeCredit, encodeJson, ExecRequest, ExitStatus, GuestConfig } from "../src/index.js"
 
 describe("messages", () => {
   it("decodes an ExecRequest and rejects an empty argv", () => {
@@ -12,6 +12,17 @@ describe("messages", () => {
   it("decodes exit statuses with and without a signal", () => {
     expect(decodeJson(ExitStatus, encodeJson({ exitCode: 137, signal: 9, timedOut: true }))).toEqual({ exitCode: 137, signal: 9, timedOut: true })
     expect(decodeJson(ExitStatus, encodeJson({ exitCode: "0" }))).toBeUndefined()
+  })
+
+  it("decodes a GuestConfig with and without a network", () => {
+    const full = {
+      network: { address: "10.0.2.15", prefixLength: 24, gateway: "10.0.2.2", dns: ["10.0.2.3"] },
+      mounts: [{ tag: "v0", path: "/mnt/data", readOnly: true }, { tag: "v1", path: "/etc/app.conf", readOnly: false, file: "app.conf" }]
+    }
+    expect(decodeJson(GuestConfig, encodeJson(full))).toEqual(full)
+    expect(decodeJson(GuestConfig, encodeJson({ mounts: [] }))).toEqual({ mounts: [] })
+    expect(decodeJson(GuestConfig, encodeJson({ mounts: [{ tag: "v0", path: "/x" }] }))).toBeUndefined()
+    expect(decodeJson(GuestConfig, encodeJson({ network: { address: "10.0.2.15" }, mounts: [] }))).toBeUndefined()
   })
 
   it("round-trips credits and rejects a bad length", () => {
