@@ -27,7 +27,7 @@ const bareBoot = async (dir) => {
   const { Effect } = await import("effect")
   const info = await Effect.runPromise(qemuDriver().info)
   const spec = { boxId: "bench", dir, kernel: guest.kernel, initrd: guest.initrd, cmdline: `${guest.cmdline} boxlite.probe=1`, rootDisk: "", cpus: 1, memoryMib: 512, network: undefined, volumes: [] }
-  const args = qemuArgs(spec, "microvm,x-option-roms=off", { accelerator: info.accelerator, reason: "" }, path.join(dir, "unused.sock"), path.join(dir, "console.log"))
+  const args = qemuArgs(spec, "microvm,x-option-roms=off", { accelerator: info.accelerator, reason: "" }, { agent: path.join(dir, "unused.sock"), console: path.join(dir, "console.log"), network: undefined, volumes: [] })
   // Only what the kernel needs to reach /init: no disk, no agent channel.
   const cut = args.indexOf("-drive")
   const bare = args.slice(0, cut)

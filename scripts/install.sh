@@ -9,7 +9,7 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 PACKAGES=(
-  qemu-system-x86 qemu-utils       # the VMM and qemu-img (box disks)
+  qemu-system-x86 qemu-utils passt # the VMM, qemu-img (box disks), user-mode networking
   fakeroot e2fsprogs zstd          # root filesystems from image layers, without root
   golang-go cpio kmod lz4          # the guest agent and the initramfs
   umoci skopeo debootstrap busybox-static  # the offline test and demo images

@@ -5,7 +5,7 @@
 import type { Effect } from "effect"
 import type { BootError, BoxStateError, ExecError, HypervisorUnavailable, InvalidOptions, StorageError } from "./Errors.js"
 import type { Execution } from "./Execution.js"
-import type { ExecOptions } from "./Options.js"
+import type { ExecOptions, Port } from "./Options.js"
 import type { BoxStatus } from "./StateStore.js"
 
 export interface BoxInfo {
@@ -18,6 +18,8 @@ export interface BoxInfo {
   readonly createdAt: Date
   /** Process id of the VMM while the box runs. */
   readonly pid: number | undefined
+  /** Port forwards; while running, with the host ports actually bound (a requested 0 replaced). */
+  readonly ports: ReadonlyArray<Port>
 }
 
 export type StartError = BootError | HypervisorUnavailable | BoxStateError | StorageError

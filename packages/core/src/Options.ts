@@ -3,11 +3,36 @@
  * a bad value into an InvalidOptions error naming the field, before anything starts.
  */
 import { Effect, Exit, Schema } from "effect"
+import * as fs from "node:fs"
 import * as os from "node:os"
 import { InvalidOptions } from "./Errors.js"
 
 /** Environment variables as a record or as the reference's `[key, value]` pairs. */
 export type EnvInput = Readonly<Record<string, string>> | ReadonlyArray<readonly [string, string]>
+
+/** A port forward: `{ hostPort, guestPort, protocol, hostIp }` or the reference's `[host, guest, protocol]`. */
+export type PortInput =
+  | { readonly hostPort: number; readonly guestPort: number; readonly protocol?: "tcp" | "udp"; readonly hostIp?: string }
+  | readonly [number, number] | readonly [number, number, "tcp" | "udp"]
+
+/** A volume: `{ hostPath, guestPath, readOnly }` or the reference's `[host, guest, "ro" | "rw"]`. */
+export type VolumeInput =
+  | { readonly hostPath: string; readonly guestPath: string; readonly readOnly?: boolean }
+  | readonly [string, string] | readonly [string, string, "ro" | "rw"]
+
+export interface Port {
+  readonly protocol: "tcp" | "udp"
+  readonly hostIp: string
+  /** 0 = a free port picked at each start (see `box.info().ports`). */
+  readonly hostPort: number
+  readonly guestPort: number
+}
+
+export interface Volume {
+  readonly hostPath: string
+  readonly guestPath: string
+  readonly readOnly: boolean
+}
 
 export interface BoxOptions {
   /** OCI image: `python:slim`, `oci:/path/to/layout:tag`. Default `python:slim`. */
@@ -29,6 +54,14 @@ export interface BoxOptions {
   readonly env?: EnvInput
   /** User of commands: `name`, `uid`, `name:group` or `uid:gid`. Default: the image's, else root. */
   readonly user?: string
+  /** `nat` (default): outbound networking with DNS; `none`: no network device at all. */
+  readonly network?: "nat" | "none"
+  /** Let the guest reach the host's loopback services through 10.0.2.2. Default false. */
+  readonly allowHostLoopback?: boolean
+  /** Host ports forwarded to the guest; bound to 127.0.0.1 unless `hostIp` says otherwise. */
+  readonly ports?: ReadonlyArray<PortInput>
+  /** Host directories or files shared with the guest (virtiofs); read-only is enforced by the host. */
+  readonly volumes?: ReadonlyArray<VolumeInput>
   /** Remove the box (and its disk) when it stops. Default true. */
   readonly autoRemove?: boolean
   /** How long the guest may take to boot and answer. Default 60000 (suits TCG). */
@@ -55,6 +88,10 @@ export interface ResolvedBoxOptions {
   readonly workingDir: string | undefined
   readonly env: ReadonlyArray<readonly [string, string]>
   readonly user: string | undefined
+  readonly network: "nat" | "none"
+  readonly allowHostLoopback: boolean
+  readonly ports: ReadonlyArray<Port>
+  readonly volumes: ReadonlyArray<Volume>
   readonly autoRemove: boolean
   readonly readyTimeoutMs: number
 }
@@ -81,6 +118,21 @@ const Env = Schema.Union([EnvRecord, Schema.Array(Schema.Tuple([EnvKey, EnvValue
 const PositiveInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
 const User = Schema.String.check(check((s: string) => /^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$/.test(s), "must be name, uid, name:group or uid:gid"))
 
+const PortNumber = Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 65535 }))
+const HostPortNumber = Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 65535 }))
+const Protocol = Schema.Literals(["tcp", "udp"])
+const IPv4 = Schema.String.check(check((s: string) => /^(\d{1,3})(\.\d{1,3}){3}$/.test(s) && s.split(".").every((n) => Number(n) <= 255), "must be an IPv4 address"))
+const Ports = Schema.Array(Schema.Union([
+  Schema.Struct({ hostPort: HostPortNumber, guestPort: PortNumber, protocol: Schema.optionalKey(Protocol), hostIp: Schema.optionalKey(IPv4) }),
+  Schema.Tuple([HostPortNumber, PortNumber]),
+  Schema.Tuple([HostPortNumber, PortNumber, Protocol])
+]))
+const Volumes = Schema.Array(Schema.Union([
+  Schema.Struct({ hostPath: AbsolutePath, guestPath: AbsolutePath, readOnly: Schema.optionalKey(Schema.Boolean) }),
+  Schema.Tuple([AbsolutePath, AbsolutePath]),
+  Schema.Tuple([AbsolutePath, AbsolutePath, Schema.Literals(["ro", "rw"])])
+]))
+
 const boxFields = {
   image: Schema.String.check(check((s: string) => s.trim().length > 0, "must be a non-empty image reference")),
   name: Schema.String.check(check((s: string) => /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(s), "must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit")),
@@ -90,6 +142,10 @@ const boxFields = {
   workingDir: AbsolutePath,
   env: Env,
   user: User,
+  network: Schema.Literals(["nat", "none"]),
+  allowHostLoopback: Schema.Boolean,
+  ports: Ports,
+  volumes: Volumes,
   autoRemove: Schema.Boolean,
   readyTimeoutMs: PositiveInt
 } satisfies Record<keyof BoxOptions, Schema.Top>
@@ -127,6 +183,41 @@ const validate = (fields: Record<string, Schema.Top>, input: unknown, prefix: st
 export const normalizeEnv = (env: EnvInput | undefined): ReadonlyArray<readonly [string, string]> =>
   env === undefined ? [] : Array.isArray(env) ? env.map(([k, v]) => [k, v] as const) : Object.entries(env as Record<string, string>)
 
+const normalizePort = (port: PortInput): Port =>
+  "hostPort" in port
+    ? { protocol: port.protocol ?? "tcp", hostIp: port.hostIp ?? "127.0.0.1", hostPort: port.hostPort, guestPort: port.guestPort }
+    : { protocol: port[2] ?? "tcp", hostIp: "127.0.0.1", hostPort: port[0], guestPort: port[1] }
+
+const normalizeVolume = (volume: VolumeInput): Volume =>
+  "hostPath" in volume
+    ? { hostPath: volume.hostPath, guestPath: volume.guestPath, readOnly: volume.readOnly ?? false }
+    : { hostPath: volume[0], guestPath: volume[1], readOnly: volume[2] === "ro" }
+
+/** What the schemas cannot see: the host side (paths exist), and options that contradict. */
+const checkHost = (options: ResolvedBoxOptions): Effect.Effect<ResolvedBoxOptions, InvalidOptions> =>
+  Effect.suspend(() => {
+    if (options.network === "none" && options.ports.length > 0) {
+      return Effect.fail(new InvalidOptions("ports", `forwarding ports needs a network (network is "none")`))
+    }
+    const seen = new Set<string>()
+    for (const [i, port] of options.ports.entries()) {
+      const key = `${port.protocol}/${port.hostIp}:${port.hostPort}`
+      if (port.hostPort !== 0 && seen.has(key)) return Effect.fail(new InvalidOptions(`ports[${i}]`, `${key} is forwarded twice`))
+      seen.add(key)
+    }
+    const guestPaths = new Set<string>()
+    for (const [i, volume] of options.volumes.entries()) {
+      if (!fs.existsSync(volume.hostPath)) {
+        return Effect.fail(new InvalidOptions(`volumes[${i}].hostPath`, `${volume.hostPath} does not exist`))
+      }
+      if (volume.guestPath === "/" || guestPaths.has(volume.guestPath)) {
+        return Effect.fail(new InvalidOptions(`volumes[${i}].guestPath`, `${volume.guestPath} is "/" or used by another volume`))
+      }
+      guestPaths.add(volume.guestPath)
+    }
+    return Effect.succeed(options)
+  })
+
 export const resolveBoxOptions = (input: BoxOptions | undefined): Effect.Effect<ResolvedBoxOptions, InvalidOptions> =>
   validate(boxFields, input, "").pipe(
     Effect.as({
@@ -138,9 +229,14 @@ export const resolveBoxOptions = (input: BoxOptions | undefined): Effect.Effect<
       workingDir: input?.workingDir,
       env: normalizeEnv(input?.env),
       user: input?.user,
+      network: input?.network ?? "nat",
+      allowHostLoopback: input?.allowHostLoopback ?? false,
+      ports: (input?.ports ?? []).map(normalizePort),
+      volumes: (input?.volumes ?? []).map(normalizeVolume),
       autoRemove: input?.autoRemove ?? true,
       readyTimeoutMs: input?.readyTimeoutMs ?? 60_000
-    })
+    }),
+    Effect.flatMap(checkHost)
   )
 
 export const resolveExecOptions = (input: ExecOptions | undefined): Effect.Effect<ResolvedExecOptions, InvalidOptions> =>

@@ -13,6 +13,7 @@ import type { Box, BoxInfo } from "./Box.js"
 import { BoxNotFound, BoxStateError, type HypervisorUnavailable, InvalidOptions, StorageError } from "./Errors.js"
 import { GuestArtifacts, Hypervisor, type HypervisorInfo } from "./Hypervisor.js"
 import { type ImagePullError, type Images, makeImages, type RegistryOptions, resolveImage } from "./Images.js"
+import { claimHostPorts } from "./internal/HostPorts.js"
 import { LiveBox } from "./internal/LiveBox.js"
 import { type BoxOptions, resolveBoxOptions } from "./Options.js"
 import { layerSqlite, StateStore } from "./StateStore.js"
@@ -82,6 +83,10 @@ const make = (homeDir: string, registry: RegistryOptions) =>
         if (options.name !== undefined && (yield* store.find(options.name))) {
           return yield* new BoxStateError(`a box named "${options.name}" already exists`)
         }
+        yield* Effect.tryPromise({
+          try: () => claimHostPorts(options.ports),
+          catch: (e) => new InvalidOptions("ports", (e as Error).message)
+        })
         const image = yield* resolveImage(contentStore, registry, options.image)
         const base = yield* disks.baseFor(image).pipe(Effect.mapError((e: DiskStorageError) => new StorageError(e.message)))
         const sizeBytes = options.diskSizeGb === undefined ? undefined : options.diskSizeGb * GiB
@@ -125,7 +130,7 @@ const make = (homeDir: string, registry: RegistryOptions) =>
         const records = yield* store.list
         return yield* Effect.forEach(records, (r) => {
           const box = live.get(r.id)
-          return box ? box.info : Effect.succeed({ id: r.id, name: r.name, status: r.status, image: r.image, cpus: r.options.cpus, memoryMib: r.options.memoryMib, createdAt: r.createdAt, pid: r.pid })
+          return box ? box.info : Effect.succeed({ id: r.id, name: r.name, status: r.status, image: r.image, cpus: r.options.cpus, memoryMib: r.options.memoryMib, createdAt: r.createdAt, pid: r.pid, ports: r.options.ports })
         })
       }),
       remove: (idOrName) => Effect.flatMap(get(idOrName), (box) => box.remove),

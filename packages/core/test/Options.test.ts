@@ -12,7 +12,7 @@ const fieldOf = async (effect: Effect.Effect<unknown, InvalidOptions>) => {
 describe("box options", () => {
   it("applies the reference's defaults", async () => {
     expect(await Effect.runPromise(resolveBoxOptions({}))).toEqual({
-      image: "python:slim", name: undefined, cpus: 1, memoryMib: 512, diskSizeGb: undefined, workingDir: undefined, env: [], user: undefined, autoRemove: true, readyTimeoutMs: 60_000
+      image: "python:slim", name: undefined, cpus: 1, memoryMib: 512, diskSizeGb: undefined, workingDir: undefined, env: [], user: undefined, network: "nat", allowHostLoopback: false, ports: [], volumes: [], autoRemove: true, readyTimeoutMs: 60_000
     })
   })
 
@@ -24,9 +24,23 @@ describe("box options", () => {
   it.each([
     [{ cpus: 0 }, "cpus"], [{ cpus: 10_000 }, "cpus"], [{ memoryMib: 127 }, "memoryMib"], [{ memoryMib: 65537 }, "memoryMib"],
     [{ image: " " }, "image"], [{ workingDir: "x" }, "workingDir"], [{ env: [["", "v"]] }, "env"], [{ env: { "A=B": "v" } }, "env"],
-    [{ autoRemove: "yes" }, "autoRemove"], [{ user: "a b" }, "user"], [{ diskSizeGb: 0 }, "diskSizeGb"], [{ readyTimeoutMs: 0 }, "readyTimeoutMs"], [{ volumes: [] }, "volumes"]
+    [{ autoRemove: "yes" }, "autoRemove"], [{ user: "a b" }, "user"], [{ diskSizeGb: 0 }, "diskSizeGb"],
+    [{ ports: [[70000, 80]] }, "ports"], [{ ports: [{ hostPort: 1, guestPort: 2, protocol: "sctp" }] }, "ports"],
+    [{ ports: [{ hostPort: 1, guestPort: 2, hostIp: "localhost" }] }, "ports"], [{ network: "none", ports: [[8080, 80]] }, "ports"],
+    [{ ports: [[8080, 80], [8080, 81]] }, "ports[1]"], [{ volumes: [["relative", "/x"]] }, "volumes"],
+    [{ volumes: [["/tmp", "x"]] }, "volumes"], [{ volumes: [["/nonexistent/dir", "/x"]] }, "volumes[0].hostPath"],
+    [{ volumes: [["/tmp", "/x"], ["/etc", "/x"]] }, "volumes[1].guestPath"], [{ network: "bridge" }, "network"], [{ readyTimeoutMs: 0 }, "readyTimeoutMs"], [{ gpus: 1 }, "gpus"]
   ])("%j is refused naming %s", async (options, field) => {
     expect(await fieldOf(resolveBoxOptions(options as never))).toBe(field)
+  })
+
+  it("normalizes the reference's tuples for ports and volumes", async () => {
+    const options = await Effect.runPromise(resolveBoxOptions({ ports: [[8080, 80, "udp"], { hostPort: 0, guestPort: 22 }], volumes: [["/tmp", "/data", "ro"], { hostPath: "/etc", guestPath: "/cfg" }] }))
+    expect(options.ports).toEqual([
+      { protocol: "udp", hostIp: "127.0.0.1", hostPort: 8080, guestPort: 80 },
+      { protocol: "tcp", hostIp: "127.0.0.1", hostPort: 0, guestPort: 22 }
+    ])
+    expect(options.volumes).toEqual([{ hostPath: "/tmp", guestPath: "/data", readOnly: true }, { hostPath: "/etc", guestPath: "/cfg", readOnly: false }])
   })
 
   it("exec options name their field under exec.", async () => {

@@ -11,6 +11,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { type AcceleratorChoice, chooseAccelerator, probeHost } from "./Accelerator.js"
 import { hostTscKhz } from "./internal/cmdline.js"
+import { type Helper, nobodyIds, passtArgs, startHelper, stopHelper, VIRTIOFSD, virtiofsdArgv, waitForSocket } from "./internal/helpers.js"
 
 export interface QemuDriverOptions {
   /** The qemu-system binary; default `qemu-system-x86_64` or `qemu-system-aarch64` from PATH. */
@@ -38,29 +39,43 @@ const findOnPath = (name: string): string | undefined => {
   return undefined
 }
 
-/** Unix socket paths are limited to 108 bytes; a deep home directory falls back to the temp dir. */
-const agentSocketPath = (spec: VmSpec): string => {
-  const inBox = path.join(spec.dir, "agent.sock")
-  return inBox.length < 100 ? inBox : path.join(os.tmpdir(), `boxlite-${spec.boxId}.sock`)
+/** Where a VM's sockets live while it runs. */
+export interface VmSockets {
+  readonly agent: string
+  readonly console: string
+  /** passt's socket, when the VM has a network. */
+  readonly network: string | undefined
+  /** One virtiofsd socket per volume, in spec.volumes order. */
+  readonly volumes: ReadonlyArray<string>
 }
 
-export const qemuArgs = (spec: VmSpec, machine: string, accel: AcceleratorChoice, socket: string, consoleLog: string): Array<string> => {
+export const qemuArgs = (spec: VmSpec, machine: string, accel: AcceleratorChoice, sockets: VmSockets): Array<string> => {
   const tsc = accel.accelerator === "tcg" && machine.startsWith("microvm") ? hostTscKhz() : undefined
   const cmdline = [spec.cmdline, tsc ? `tsc_early_khz=${tsc}` : ""].filter(Boolean).join(" ")
+  // vhost-user devices need guest RAM the daemon can map, and modern virtio-mmio: only then.
+  const shared = spec.volumes.length > 0
   return [
-    "-M", machine,
+    "-M", shared ? `${machine},memory-backend=mem` : machine,
     "-accel", accel.accelerator,
     ...(accel.accelerator === "tcg" ? [] : ["-cpu", "host"]),
     "-m", `${spec.memoryMib}M`,
+    ...(shared ? ["-object", `memory-backend-memfd,id=mem,size=${spec.memoryMib}M,share=on`, "-global", "virtio-mmio.force-legacy=false"] : []),
     "-smp", String(spec.cpus),
     "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-    "-chardev", `file,id=con0,path=${consoleLog}`, "-serial", "chardev:con0",
+    "-chardev", `file,id=con0,path=${sockets.console}`, "-serial", "chardev:con0",
     "-kernel", spec.kernel, "-initrd", spec.initrd, "-append", cmdline,
     "-drive", `file=${spec.rootDisk},if=none,id=root,format=qcow2,discard=unmap`,
     "-device", "virtio-blk-device,drive=root",
     "-device", "virtio-serial-device",
-    "-chardev", `socket,id=agent,path=${socket},server=off`,
-    "-device", "virtserialport,chardev=agent,name=boxlite.agent"
+    "-chardev", `socket,id=agent,path=${sockets.agent},server=off`,
+    "-device", "virtserialport,chardev=agent,name=boxlite.agent",
+    ...(sockets.network
+      ? ["-netdev", `stream,id=n0,server=off,addr.type=unix,addr.path=${sockets.network}`, "-device", "virtio-net-device,netdev=n0"]
+      : []),
+    ...spec.volumes.flatMap((volume, i) => [
+      "-chardev", `socket,id=vfs${i},path=${sockets.volumes[i]}`,
+      "-device", `vhost-user-fs-device,chardev=vfs${i},tag=${volume.tag}`
+    ])
   ]
 }
 
@@ -87,19 +102,63 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
     Effect.gen(function*() {
       const qemu = yield* binary
       const accel = yield* accelerator
-      const socket = agentSocketPath(spec)
-      const consoleLog = path.join(spec.dir, "console.log")
+      if (spec.volumes.length > 0 && !fs.existsSync(VIRTIOFSD)) {
+        return yield* new HypervisorUnavailable(`volumes need ${VIRTIOFSD}; on Debian/Ubuntu: ${host!.install}`)
+      }
+      if (spec.network && !findOnPath("passt")) {
+        return yield* new HypervisorUnavailable("networking needs passt; on Debian/Ubuntu: apt-get install passt")
+      }
+      // Short paths: unix socket names are limited to 108 bytes, wherever the home is.
+      const runDir = yield* Effect.acquireRelease(
+        Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), `boxlite-${spec.boxId.slice(-8)}-`))),
+        (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+      )
+      const setpriv = process.platform === "linux" ? findOnPath("setpriv") : undefined
+      const helpers: Array<Helper> = []
+      yield* Effect.addFinalizer(() => Effect.promise(() => Promise.all(helpers.map(stopHelper))))
+      const sockets: VmSockets = {
+        agent: path.join(runDir, "agent.sock"),
+        console: path.join(spec.dir, "console.log"),
+        network: spec.network ? path.join(runDir, "net", "passt.sock") : undefined,
+        volumes: spec.volumes.map((_, i) => path.join(runDir, `fs${i}.sock`))
+      }
+      yield* Effect.tryPromise({
+        try: async () => {
+          if (spec.network && sockets.network) {
+            const netDir = path.dirname(sockets.network)
+            fs.mkdirSync(netDir, { mode: 0o700 })
+            if (process.getuid?.() === 0) {
+              const nobody = nobodyIds()
+              fs.chownSync(runDir, 0, nobody.gid)
+              fs.chmodSync(runDir, 0o710)
+              fs.chownSync(netDir, nobody.uid, nobody.gid)
+            }
+            const passt = startHelper("passt", ["passt", ...passtArgs(sockets.network, spec.network)], setpriv)
+            helpers.push(passt)
+            await waitForSocket(passt, sockets.network, 5_000)
+          }
+          const isRoot = process.getuid?.() === 0
+          const daemons = spec.volumes.map((volume, i) => {
+            const daemon = startHelper(`virtiofsd for ${volume.hostPath}`, virtiofsdArgv(sockets.volumes[i]!, volume, isRoot), setpriv)
+            helpers.push(daemon)
+            return waitForSocket(daemon, sockets.volumes[i]!, 10_000)
+          })
+          await Promise.all(daemons)
+        },
+        catch: (e) => new BootError(`box ${spec.boxId} cannot start: ${(e as Error).message}`, "")
+      })
       const vm = yield* Effect.acquireRelease(
         Effect.tryPromise({
-          try: () => launch(qemu, qemuArgs(spec, host!.machine, accel, socket, consoleLog), socket, consoleLog, options.connectTimeoutMs ?? 10_000),
+          try: () => launch(qemu, qemuArgs(spec, host!.machine, accel, sockets), sockets.agent, sockets.console, options.connectTimeoutMs ?? 10_000),
           catch: (e) => e as BootError
         }),
         (vm) => Effect.promise(async () => {
           vm.kill()
           await vm.exited
-          fs.rmSync(socket, { force: true })
         })
       )
+      // The VM's helpers are useless without it: when it ends, so do they.
+      void vm.exited.then(() => helpers.forEach((h) => void stopHelper(h)))
       return vm
     })
 

@@ -5,7 +5,7 @@
  */
 import {
   Channel, decodeCredit, decodeJson, encodeCredit, encodeFrame, encodeJson, ErrorMessage, type ExecRequest,
-  ExitStatus, type Frame, FrameDecoder, FrameType, HelloAck, INITIAL_WINDOW, MAX_DATA_CHUNK, PROTOCOL_VERSION, Started
+  ExitStatus, type Frame, FrameDecoder, FrameType, type GuestConfig, HelloAck, INITIAL_WINDOW, MAX_DATA_CHUNK, PROTOCOL_VERSION, Started
 } from "@boxlite/agent-protocol"
 import type { Duplex } from "node:stream"
 import { OutputQueue } from "./OutputQueue.js"
@@ -130,6 +130,7 @@ export class AgentConnection {
   private nextStream = 1
   private closedWith: Error | undefined
   private helloWaiter: { resolve: (agent: string) => void; reject: (e: Error) => void } | undefined
+  private configureWaiter: { resolve: () => void; reject: (e: Error) => void } | undefined
   /** Resolves when the channel is gone, with the reason. */
   readonly closed: Promise<Error>
   private markClosed!: (e: Error) => void
@@ -149,6 +150,15 @@ export class AgentConnection {
     conn.send(FrameType.HELLO, 0, encodeJson({ version: PROTOCOL_VERSION }))
     conn.agentVersion = await acked
     return conn
+  }
+
+  /** Network and mounts in the guest; resolves once the guest has them in place. */
+  configure(config: GuestConfig): Promise<void> {
+    if (this.closedWith) return Promise.reject(this.closedWith)
+    return new Promise((resolve, reject) => {
+      this.configureWaiter = { resolve, reject }
+      this.send(FrameType.CONFIGURE, 0, encodeJson(config))
+    })
   }
 
   exec(request: ExecRequest): ExecChannel {
@@ -196,6 +206,7 @@ export class AgentConnection {
     if (this.closedWith) return
     this.closedWith = reason
     this.helloWaiter?.reject(reason)
+    this.configureWaiter?.reject(reason)
     for (const stream of [...this.streams.values()]) stream.fail(reason)
     for (const resolve of this.pings.values()) resolve()
     this.socket.destroy()
@@ -240,8 +251,19 @@ export class AgentConnection {
         this.pings.delete(token)
         return undefined
       }
+      case FrameType.CONFIGURED: {
+        this.configureWaiter?.resolve()
+        this.configureWaiter = undefined
+        return undefined
+      }
       case FrameType.ERROR: {
         const error = decodeJson(ErrorMessage, frame.payload)
+        // A failed CONFIGURE fails that request; the caller stops the VM.
+        if (this.configureWaiter && error?.code === "configure_failed") {
+          this.configureWaiter.reject(new Error(error.message))
+          this.configureWaiter = undefined
+          return undefined
+        }
         return `the guest reported: ${error ? `${error.code}: ${error.message}` : "an unreadable error"}`
       }
       default:

@@ -2,17 +2,19 @@
  * The in-process state machine of one box: boots its VM, connects to its agent, runs execs,
  * stops and removes it, and keeps the state store's record true to what happens.
  */
-import type { ExecRequest } from "@boxlite/agent-protocol"
+import type { ExecRequest, GuestConfig } from "@boxlite/agent-protocol"
 import type { RunConfig } from "@boxlite/oci"
 import { Effect, Exit, Scope, Semaphore } from "effect"
-import * as fs from "node:fs/promises"
+import * as fs from "node:fs"
+import * as path from "node:path"
 import type { Box, BoxInfo, StartError } from "../Box.js"
 import { BootError, BoxStateError, ExecError, type StorageError } from "../Errors.js"
 import { ExecutionImpl } from "../Execution.js"
-import { GuestArtifacts, Hypervisor, type Vm } from "../Hypervisor.js"
-import { mergeEnv, type ExecOptions, resolveExecOptions } from "../Options.js"
+import { GUEST_NETWORK, GuestArtifacts, Hypervisor, type Vm, type VmVolume } from "../Hypervisor.js"
+import { mergeEnv, type ExecOptions, type Port, resolveExecOptions, type Volume } from "../Options.js"
 import { type BoxRecord, type BoxStatus, StateStore } from "../StateStore.js"
 import { AgentConnection, SpawnFailed } from "./AgentConnection.js"
+import { claimHostPorts } from "./HostPorts.js"
 
 export interface LiveBoxDeps {
   readonly hypervisor: Hypervisor["Service"]
@@ -33,6 +35,21 @@ interface Running {
   readonly scope: Scope.Closeable
   readonly vm: Vm
   readonly agent: AgentConnection
+  /** The forwards with the host ports actually bound (0 replaced). */
+  readonly ports: ReadonlyArray<Port>
+}
+
+/**
+ * A volume as the VM sees it: a virtiofs share of a directory. A single file is shared
+ * through its directory and bind-mounted alone by the guest agent.
+ */
+const shareOf = (volume: Volume, index: number): { volume: VmVolume; mount: GuestConfig["mounts"][number] } => {
+  const tag = `v${index}`
+  const isFile = fs.statSync(volume.hostPath).isFile()
+  return {
+    volume: { tag, hostPath: isFile ? path.dirname(volume.hostPath) : volume.hostPath, readOnly: volume.readOnly },
+    mount: { tag, path: volume.guestPath, readOnly: volume.readOnly, ...(isFile ? { file: path.basename(volume.hostPath) } : {}) }
+  }
 }
 
 const STOP_GRACE_MS = 10_000
@@ -71,7 +88,8 @@ export class LiveBox implements Box {
       cpus: this.record.options.cpus,
       memoryMib: this.record.options.memoryMib,
       createdAt: this.record.createdAt,
-      pid: this.running?.vm.pid
+      pid: this.running?.vm.pid,
+      ports: this.running?.ports ?? this.record.options.ports
     }))
   }
 
@@ -94,6 +112,11 @@ export class LiveBox implements Box {
       }
       this.booted = true
       const guest = yield* this.deps.guest.files.pipe(Effect.tapError(() => this.setStatus("failed")))
+      const ports = yield* Effect.tryPromise({
+        try: () => claimHostPorts(this.record.options.ports),
+        catch: (e) => new BootError(`box ${this.id} cannot start: ${(e as Error).message}`, "")
+      }).pipe(Effect.tapError(() => this.setStatus("failed")))
+      const shares = this.record.options.volumes.map(shareOf)
       const scope = yield* Scope.make()
       const options = this.record.options
       const booted = yield* this.deps.hypervisor.start({
@@ -105,8 +128,8 @@ export class LiveBox implements Box {
         rootDisk: this.disk.path,
         cpus: options.cpus,
         memoryMib: options.memoryMib,
-        network: { allowHostLoopback: false, ports: [] },
-        volumes: []
+        network: options.network === "none" ? undefined : { allowHostLoopback: options.allowHostLoopback, ports },
+        volumes: shares.map((s) => s.volume)
       }).pipe(Scope.provide(scope), Effect.exit)
       if (Exit.isFailure(booted)) {
         yield* Scope.close(scope, Exit.void)
@@ -135,7 +158,21 @@ export class LiveBox implements Box {
         ),
         Effect.tapError(() => this.setStatus("failed"))
       )
-      this.running = { scope, vm, agent }
+      const guestConfig: GuestConfig = {
+        ...(options.network === "none" ? {} : { network: { ...GUEST_NETWORK, dns: [GUEST_NETWORK.dns] } }),
+        mounts: shares.map((s) => s.mount)
+      }
+      yield* Effect.tryPromise({ try: () => agent.configure(guestConfig), catch: (e) => (e as Error).message }).pipe(
+        Effect.catch((problem: string) =>
+          Effect.gen(function*() {
+            const tail = yield* Effect.promise(() => vm.consoleTail(4096))
+            yield* Scope.close(scope, Exit.void)
+            return yield* new BootError(`box ${boxId} could not be configured: ${problem}`, tail)
+          })
+        ),
+        Effect.tapError(() => this.setStatus("failed"))
+      )
+      this.running = { scope, vm, agent, ports }
       yield* this.setStatus("running", vm.pid)
       // A VM that dies on its own (guest panic, killed VMM) must not stay "running".
       void vm.exited.then(() => {
@@ -201,7 +238,7 @@ export class LiveBox implements Box {
       if (this.removed) return
       yield* this.halt
       this.removed = true
-      yield* Effect.promise(() => fs.rm(this.dir, { recursive: true, force: true }))
+      yield* Effect.promise(() => fs.promises.rm(this.dir, { recursive: true, force: true }))
       yield* this.deps.store.delete(this.id)
       yield* this.deps.store.increment("boxesDestroyed")
       this.deps.onRemoved(this.id)

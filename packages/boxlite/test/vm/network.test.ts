@@ -1,0 +1,152 @@
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest"
+import { type Box, Boxlite, InvalidOptions } from "boxlite"
+import { execFileSync, spawn, type ChildProcess } from "node:child_process"
+import * as dgram from "node:dgram"
+import * as http from "node:http"
+import * as net from "node:net"
+import { boxDirs, BUSYBOX, PYTHON, qemuProcessesUnder, tempHome } from "./helpers.js"
+
+const home = tempHome()
+const runtime = new Boxlite({ homeDir: home })
+afterAll(() => runtime.close())
+
+const sh = async (box: Box, script: string) => {
+  const execution = await box.exec("sh", ["-c", script])
+  const [out, err, result] = await Promise.all([execution.stdout().text(), execution.stderr().text(), execution.wait()])
+  return { out: out.trim(), err: err.trim(), exitCode: result.exitCode }
+}
+
+/** A fetch from inside the guest (Python's urllib: busybox-static's wget crashes in its resolver). */
+const fetchInGuest = (box: Box, url: string, timeoutS: number) =>
+  sh(box, `python3 -c "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen('${url}', timeout=${timeoutS}).read().decode())"`)
+
+const get = (url: string) =>
+  new Promise<string>((resolve, reject) => {
+    http.get(url, (res) => {
+      let body = ""
+      res.on("data", (d) => (body += d))
+      res.on("end", () => resolve(body))
+    }).on("error", reject)
+  })
+
+/** Retries `f` until it succeeds: a server started in the guest needs a moment to listen. */
+const eventually = async <T>(f: () => Promise<T>, ms = 20_000): Promise<T> => {
+  const deadline = Date.now() + ms
+  for (;;) {
+    try {
+      return await f()
+    } catch (e) {
+      if (Date.now() > deadline) throw e
+      await new Promise((r) => setTimeout(r, 250))
+    }
+  }
+}
+
+describe("port forwarding", () => {
+  it("reaches an HTTP server in the guest through a TCP port (hostPort 0 picks one)", async () => {
+    const box = await runtime.create({ image: BUSYBOX, ports: [{ hostPort: 0, guestPort: 8080 }] })
+    await sh(box, "mkdir -p /tmp/www && echo served-from-the-guest > /tmp/www/index.html")
+    const server = await box.exec("httpd", ["-f", "-p", "8080", "-h", "/tmp/www"])
+    const [port] = (await box.info()).ports
+    expect(port).toMatchObject({ protocol: "tcp", hostIp: "127.0.0.1", guestPort: 8080 })
+    expect(port!.hostPort).toBeGreaterThan(0)
+    expect(await eventually(() => get(`http://127.0.0.1:${port!.hostPort}/`))).toBe("served-from-the-guest\n")
+    await server.kill()
+    await box.remove()
+  })
+
+  it("echoes UDP through a UDP port", async () => {
+    const box = await runtime.create({ image: PYTHON, ports: [[0, 9000, "udp"]] })
+    await box.exec("python3", ["-u", "-c", "import socket\ns=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('0.0.0.0', 9000))\nwhile True:\n    d, a = s.recvfrom(2048)\n    s.sendto(b'echo:' + d, a)"])
+    const hostPort = (await box.info()).ports[0]!.hostPort
+    const client = dgram.createSocket("udp4")
+    const reply = await eventually(() => new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("no UDP reply")), 1000)
+      client.once("message", (m) => {
+        clearTimeout(timer)
+        resolve(m.toString())
+      })
+      client.send("ping", hostPort, "127.0.0.1")
+    }))
+    client.close()
+    expect(reply).toBe("echo:ping")
+    await box.remove()
+  }, 180_000)
+
+  it("a host port already in use is InvalidOptions naming it, before anything starts", async () => {
+    const blocker = net.createServer().listen(0, "127.0.0.1")
+    await new Promise((r) => blocker.once("listening", r))
+    const taken = (blocker.address() as net.AddressInfo).port
+    const error = await runtime.create({ image: BUSYBOX, ports: [[taken, 80]] }).catch((e: unknown) => e)
+    blocker.close()
+    expect(error).toBeInstanceOf(InvalidOptions)
+    expect(String(error)).toContain(`127.0.0.1:${taken} is already in use`)
+    expect(boxDirs(home)).toEqual([])
+    expect(qemuProcessesUnder(home)).toEqual([])
+  })
+})
+
+describe("outbound network", () => {
+  const ns = `bl${process.pid}`
+  let testHost: ChildProcess
+  let hostOnly: http.Server
+  let hostOnlyPort = 0
+
+  beforeAll(async () => {
+    // A test host of our own: a network namespace behind a veth pair, serving HTTP.
+    execFileSync("ip", ["netns", "add", ns])
+    execFileSync("ip", ["link", "add", `${ns}h`, "type", "veth", "peer", "name", `${ns}n`])
+    execFileSync("ip", ["link", "set", `${ns}n`, "netns", ns])
+    execFileSync("ip", ["addr", "add", "192.168.231.1/24", "dev", `${ns}h`])
+    execFileSync("ip", ["link", "set", `${ns}h`, "up"])
+    execFileSync("ip", ["-n", ns, "addr", "add", "192.168.231.2/24", "dev", `${ns}n`])
+    execFileSync("ip", ["-n", ns, "link", "set", `${ns}n`, "up"])
+    execFileSync("ip", ["-n", ns, "link", "set", "lo", "up"])
+    testHost = spawn("ip", ["netns", "exec", ns, "python3", "-m", "http.server", "8000", "--bind", "192.168.231.2", "--directory", "/etc"], { stdio: "ignore" })
+    await eventually(() => get("http://192.168.231.2:8000/hostname"))
+    hostOnly = http.createServer((_, res) => res.end("host loopback")).listen(0, "127.0.0.1")
+    await new Promise((r) => hostOnly.once("listening", r))
+    hostOnlyPort = (hostOnly.address() as net.AddressInfo).port
+  })
+  afterAll(() => {
+    testHost?.kill()
+    hostOnly?.close()
+    execFileSync("ip", ["netns", "del", ns])
+    try {
+      execFileSync("ip", ["link", "del", `${ns}h`], { stdio: "ignore" })
+    } catch {
+      // gone with the namespace
+    }
+  })
+
+  it("the guest reaches a server on a test host, but not the host's loopback", async () => {
+    // Unmapped, 10.0.2.2 is an ordinary destination for passt: a route that refuses it keeps
+    // the probe on this machine (a mapping to the host's loopback would answer regardless).
+    execFileSync("ip", ["route", "add", "unreachable", "10.0.2.2/32"])
+    onTestFinished(() => execFileSync("ip", ["route", "del", "unreachable", "10.0.2.2/32"]))
+    const box = await runtime.create({ image: PYTHON })
+    const remote = await fetchInGuest(box, "http://192.168.231.2:8000/hostname", 10)
+    expect(remote.exitCode).toBe(0)
+    expect(remote.out.length).toBeGreaterThan(0)
+    expect(await sh(box, "cat /etc/resolv.conf")).toMatchObject({ out: expect.stringContaining("nameserver") })
+    const loopback = await fetchInGuest(box, `http://10.0.2.2:${hostOnlyPort}/`, 5)
+    expect(loopback.exitCode).not.toBe(0)
+    expect(loopback.out).not.toContain("host loopback")
+    await box.remove()
+  })
+
+  it("allowHostLoopback lets the guest reach the host's loopback through 10.0.2.2", async () => {
+    const box = await runtime.create({ image: PYTHON, allowHostLoopback: true })
+    expect((await fetchInGuest(box, `http://10.0.2.2:${hostOnlyPort}/`, 10)).out).toBe("host loopback")
+    await box.remove()
+  })
+
+  it('network: "none" has no interface but lo and no route', async () => {
+    const box = await runtime.create({ image: PYTHON, network: "none" })
+    expect((await sh(box, "ls /sys/class/net")).out).toBe("lo")
+    const fetch = await fetchInGuest(box, "http://192.168.231.2:8000/hostname", 5)
+    expect(fetch.exitCode).not.toBe(0)
+    expect(fetch.err).toMatch(/Network is unreachable/)
+    await box.remove()
+  })
+})

@@ -1,0 +1,95 @@
+import { afterAll, describe, expect, it } from "vitest"
+import { type Box, Boxlite, InvalidOptions } from "boxlite"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { boxDirs, BUSYBOX, PYTHON, tempHome } from "./helpers.js"
+
+const home = tempHome()
+const runtime = new Boxlite({ homeDir: home })
+afterAll(() => runtime.close())
+
+const sh = async (box: Box, script: string) => {
+  const execution = await box.exec("sh", ["-c", script])
+  const [out, err, result] = await Promise.all([execution.stdout().text(), execution.stderr().text(), execution.wait()])
+  return { out: out.trim(), err: err.trim(), exitCode: result.exitCode }
+}
+
+const hostDir = (name: string, files: Record<string, string> = {}) => {
+  const dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "bl-vol-")), name)
+  fs.mkdirSync(dir, { recursive: true })
+  for (const [file, content] of Object.entries(files)) fs.writeFileSync(path.join(dir, file), content)
+  return dir
+}
+
+describe("volumes", () => {
+  it("a read-only volume refuses writes even after a remount; a read-write one writes to the host", async () => {
+    const ro = hostDir("config dir", { "app.conf": "setting=1\n" })
+    const rw = hostDir("data")
+    const box = await runtime.create({ image: BUSYBOX, volumes: [[ro, "/etc/app", "ro"], { hostPath: rw, guestPath: "/mnt/data", readOnly: false }] })
+    expect((await sh(box, "cat /etc/app/app.conf")).out).toBe("setting=1")
+    expect((await sh(box, "echo x > /etc/app/new")).exitCode).not.toBe(0)
+    // The guest is root: it can remount, but the host still refuses the write.
+    await sh(box, "mount -o remount,rw /etc/app")
+    const afterRemount = await sh(box, "echo x > /etc/app/new; echo y >> /etc/app/app.conf")
+    expect(afterRemount.err).toMatch(/Read-only file system|Permission denied/)
+    expect(fs.readdirSync(ro)).toEqual(["app.conf"])
+    expect(fs.readFileSync(path.join(ro, "app.conf"), "utf8")).toBe("setting=1\n")
+    expect((await sh(box, "echo written-in-the-guest > /mnt/data/out.txt && sync")).exitCode).toBe(0)
+    expect(fs.readFileSync(path.join(rw, "out.txt"), "utf8")).toBe("written-in-the-guest\n")
+    await box.remove()
+  })
+
+  it("shares a single file", async () => {
+    const dir = hostDir("single", { "settings.json": "{\"a\":1}", "secret.txt": "do not share" })
+    const box = await runtime.create({ image: BUSYBOX, volumes: [[path.join(dir, "settings.json"), "/etc/settings.json", "ro"]] })
+    expect((await sh(box, "cat /etc/settings.json")).out).toBe("{\"a\":1}")
+    expect((await sh(box, "ls /etc/settings.json")).out).toBe("/etc/settings.json")
+    await box.remove()
+  })
+
+  it("mounts 16 volumes in one box", async () => {
+    const volumes = Array.from({ length: 16 }, (_, i) => [hostDir(`vol ${i}`, { "id.txt": `volume-${i}` }), `/mnt/v${i}`, i % 2 ? "ro" : "rw"] as const)
+    const box = await runtime.create({ image: BUSYBOX, volumes })
+    const out = (await sh(box, "for i in $(seq 0 15); do cat /mnt/v$i/id.txt; echo; done")).out.split("\n")
+    expect(out).toEqual(volumes.map((_, i) => `volume-${i}`))
+    await box.remove()
+  }, 180_000)
+
+  it("a missing or relative host path is InvalidOptions naming it, nothing left behind", async () => {
+    const missing = await runtime.create({ image: BUSYBOX, volumes: [["/nonexistent/boxlite dir", "/mnt"]] }).catch((e: unknown) => e)
+    expect(missing).toBeInstanceOf(InvalidOptions)
+    expect((missing as InvalidOptions).field).toBe("volumes[0].hostPath")
+    expect(String(missing)).toContain("/nonexistent/boxlite dir")
+    const relative = await runtime.create({ image: BUSYBOX, volumes: [["data", "/mnt"]] }).catch((e: unknown) => e)
+    expect(relative).toBeInstanceOf(InvalidOptions)
+    const guestRelative = await runtime.create({ image: BUSYBOX, volumes: [["/tmp", "mnt"]] }).catch((e: unknown) => e)
+    expect(guestRelative).toBeInstanceOf(InvalidOptions)
+    expect(boxDirs(home)).toEqual([])
+  })
+})
+
+describe("resources", () => {
+  it("cpus and memoryMib are what the guest sees", async () => {
+    const box = await runtime.create({ image: BUSYBOX, cpus: 2, memoryMib: 384 })
+    expect((await sh(box, "nproc")).out).toBe("2")
+    const memTotalKb = Number((await sh(box, "awk '/MemTotal/ {print $2}' /proc/meminfo")).out)
+    // MemTotal is the RAM minus what the kernel reserves for itself.
+    expect(memTotalKb).toBeGreaterThan(300 * 1024)
+    expect(memTotalKb).toBeLessThanOrEqual(384 * 1024)
+    await box.remove()
+  })
+
+  it("a memory hog is OOM-killed inside its VM while another box keeps answering", async () => {
+    const hog = await runtime.create({ image: PYTHON, memoryMib: 256 })
+    const other = await runtime.create({ image: BUSYBOX })
+    await other.start()
+    const eat = await hog.exec("python3", ["-c", "x = []\nwhile True: x.append(bytearray(16 * 1024 * 1024))"])
+    const result = await eat.wait()
+    expect(result.signal).toBe(9)
+    expect((await sh(other, "echo still here")).out).toBe("still here")
+    expect((await sh(hog, "echo survived")).out).toBe("survived")
+    await hog.remove()
+    await other.remove()
+  }, 180_000)
+})
