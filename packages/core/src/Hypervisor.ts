@@ -25,8 +25,10 @@ export interface VmNetwork {
 export interface VmVolume {
   /** virtiofs tag the guest mounts (`v0`, `v1`, ...). */
   readonly tag: string
-  /** Absolute host directory shared with the guest. */
+  /** Absolute host directory shared with the guest (a single file's directory, with `file`). */
   readonly hostPath: string
+  /** Share only this file of `hostPath`; the guest sees nothing else of the directory. */
+  readonly file?: string
   /** Enforced by the host: the guest cannot write even if it remounts read-write. */
   readonly readOnly: boolean
 }

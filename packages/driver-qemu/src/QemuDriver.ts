@@ -139,7 +139,9 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
           }
           const isRoot = process.getuid?.() === 0
           const daemons = spec.volumes.map((volume, i) => {
-            const daemon = startHelper(`virtiofsd for ${volume.hostPath}`, virtiofsdArgv(sockets.volumes[i]!, volume, isRoot), setpriv)
+            const stage = path.join(runDir, `fs${i}.d`)
+            if (volume.file) fs.mkdirSync(stage)
+            const daemon = startHelper(`virtiofsd for ${volume.hostPath}`, virtiofsdArgv(sockets.volumes[i]!, volume, isRoot, stage), setpriv)
             helpers.push(daemon)
             return waitForSocket(daemon, sockets.volumes[i]!, 10_000)
           })

@@ -40,11 +40,18 @@ describe("volumes", () => {
     await box.remove()
   })
 
-  it("shares a single file", async () => {
-    const dir = hostDir("single", { "settings.json": "{\"a\":1}", "secret.txt": "do not share" })
-    const box = await runtime.create({ image: BUSYBOX, volumes: [[path.join(dir, "settings.json"), "/etc/settings.json", "ro"]] })
+  it("shares single files, and nothing else of their directories", async () => {
+    const dir = hostDir("single", { "settings.json": "{\"a\":1}", "log.txt": "", "secret.txt": "do not share" })
+    const box = await runtime.create({
+      image: BUSYBOX,
+      volumes: [[path.join(dir, "settings.json"), "/etc/settings.json", "ro"], [path.join(dir, "log.txt"), "/var/log/app.log", "rw"]]
+    })
     expect((await sh(box, "cat /etc/settings.json")).out).toBe("{\"a\":1}")
-    expect((await sh(box, "ls /etc/settings.json")).out).toBe("/etc/settings.json")
+    expect((await sh(box, "echo more > /etc/settings.json")).exitCode).not.toBe(0)
+    expect((await sh(box, "echo logged >> /var/log/app.log && sync")).exitCode).toBe(0)
+    expect(fs.readFileSync(path.join(dir, "log.txt"), "utf8")).toBe("logged\n")
+    // The guest's view of the shares holds the shared files only.
+    expect((await sh(box, "grep -rl 'do not share' / --exclude-dir=proc --exclude-dir=sys 2>/dev/null; ls /run/boxlite/volumes/*")).out).not.toContain("secret")
     await box.remove()
   })
 

@@ -40,14 +40,16 @@ interface Running {
 }
 
 /**
- * A volume as the VM sees it: a virtiofs share of a directory. A single file is shared
- * through its directory and bind-mounted alone by the guest agent.
+ * A volume as the VM sees it: a virtiofs share of a directory; for a single file, a share
+ * holding only that file (the driver's doing), bind-mounted onto its path by the guest agent.
  */
 const shareOf = (volume: Volume, index: number): { volume: VmVolume; mount: GuestConfig["mounts"][number] } => {
   const tag = `v${index}`
   const isFile = fs.statSync(volume.hostPath).isFile()
   return {
-    volume: { tag, hostPath: isFile ? path.dirname(volume.hostPath) : volume.hostPath, readOnly: volume.readOnly },
+    volume: isFile
+      ? { tag, hostPath: path.dirname(volume.hostPath), file: path.basename(volume.hostPath), readOnly: volume.readOnly }
+      : { tag, hostPath: volume.hostPath, readOnly: volume.readOnly },
     mount: { tag, path: volume.guestPath, readOnly: volume.readOnly, ...(isFile ? { file: path.basename(volume.hostPath) } : {}) }
   }
 }

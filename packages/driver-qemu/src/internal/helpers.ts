@@ -29,18 +29,25 @@ export const passtArgs = (socket: string, network: VmNetwork): Array<string> => 
 }
 
 /**
- * virtiofsd (QEMU 7.2's) has no read-only mode, so a read-only volume is shared from a private
- * mount namespace in which the directory is a read-only bind mount: the guest cannot write
- * even if it remounts. Without root the namespace is a user namespace.
+ * virtiofsd (QEMU 7.2's) has no read-only mode and shares whole directories. So it runs in a
+ * private mount namespace (a user namespace without root) where a read-only volume is a
+ * read-only bind mount (the guest cannot write even if it remounts), and a single-file volume
+ * is an empty tmpfs at `stageDir` holding a bind mount of that one file (the guest sees none
+ * of its siblings).
  */
-export const virtiofsdArgv = (socket: string, volume: VmVolume, isRoot: boolean): Array<string> => {
+export const virtiofsdArgv = (socket: string, volume: VmVolume, isRoot: boolean, stageDir: string): Array<string> => {
+  const file = volume.file
+  const shared = file ? stageDir : volume.hostPath
   // fuse -o values are comma-separated; a comma in the path must be escaped.
-  const source = volume.hostPath.replaceAll("\\", "\\\\").replaceAll(",", "\\,")
+  const source = shared.replaceAll("\\", "\\\\").replaceAll(",", "\\,")
   const daemon = [VIRTIOFSD, `--socket-path=${socket}`, "-o", `source=${source}`, "-o", "cache=auto", "-o", "sandbox=chroot"]
-  if (!volume.readOnly) return daemon
+  if (!volume.readOnly && !file) return daemon
   const namespace = isRoot ? ["unshare", "--mount", "--propagation", "private"] : ["unshare", "--user", "--map-root-user", "--mount", "--propagation", "private"]
-  const script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
-  return [...namespace, "sh", "-c", script, "sh", volume.hostPath, ...daemon]
+  const readOnly = (target: string) => (volume.readOnly ? ` && mount -o remount,bind,ro ${target}` : "")
+  const [steps, args] = file
+    ? [`mount -t tmpfs -o mode=0755 boxlite "$1" && touch "$1/$3" && mount --bind "$2/$3" "$1/$3"${readOnly('"$1/$3"')} && shift 3`, [stageDir, volume.hostPath, file]]
+    : [`mount --bind "$1" "$1"${readOnly('"$1"')} && shift`, [volume.hostPath]]
+  return [...namespace, "sh", "-c", `${steps} && exec "$@"`, "sh", ...args, ...daemon]
 }
 
 export const startHelper = (name: string, argv: Array<string>, setpriv: string | undefined): Helper => {
