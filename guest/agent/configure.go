@@ -50,6 +50,7 @@ type sysOps struct {
 	linkUp          func(name string) error
 	addAddr         func(index int, addr netip.Addr, prefix int) error
 	addDefaultRoute func(index int, gw netip.Addr) error
+	announce        func(index int, addr netip.Addr) error
 	mount           func(src, target, fstype string, flags uintptr, data string) error
 	loadFsModules   func() error // fuse + virtiofs, loaded on the first mount
 }
@@ -161,6 +162,9 @@ func configureNetwork(n *parsedNet, ops *sysOps) error {
 	}
 	if err := writeResolvConf(ops.root, n.dns); err != nil {
 		return fmt.Errorf("network: /etc/resolv.conf: %w", err)
+	}
+	if err := ops.announce(index, n.addr); err != nil {
+		return fmt.Errorf("network: announce %s on %s: %w", n.addr, name, err)
 	}
 	return nil
 }
@@ -322,7 +326,8 @@ func realSysOps(hostname string, loadFsModules func() error) *sysOps {
 		addDefaultRoute: func(index int, gw netip.Addr) error {
 			return nlRequest(func(seq uint32) []byte { return newDefaultRouteMsg(seq, index, gw) })
 		},
-		mount: syscall.Mount,
+		announce: announce,
+		mount:    syscall.Mount,
 	}
 }
 

@@ -49,6 +49,7 @@ func (f *fakeOps) ops(root string) *sysOps {
 			return f.record(fmt.Sprintf("addr %d %s/%d", i, a, p))
 		},
 		addDefaultRoute: func(i int, gw netip.Addr) error { return f.record(fmt.Sprintf("route %d %s", i, gw)) },
+		announce:        func(i int, a netip.Addr) error { return f.record(fmt.Sprintf("announce %d %s", i, a)) },
 		loadFsModules:   func() error { return f.record("modules") },
 		mount: func(src, target, fstype string, flags uintptr, data string) error {
 			return f.record(fmt.Sprintf("mount %s %s %s %#x", strip(src), strip(target), fstype, flags))
@@ -85,7 +86,7 @@ func TestConfigureAppliesEverythingInOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{
-		"find", "up eth0", "addr 2 10.0.2.15/24", "route 2 10.0.2.2", "modules",
+		"find", "up eth0", "addr 2 10.0.2.15/24", "route 2 10.0.2.2", "announce 2 10.0.2.15", "modules",
 		"mount v0 ROOT/mnt/data virtiofs 0x1",
 		"mount v1 ROOT/srv/my data virtiofs 0x0",
 		"mount v2 ROOT/run/boxlite/volumes/v2 virtiofs 0x1",

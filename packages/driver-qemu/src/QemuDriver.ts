@@ -2,7 +2,7 @@
  * The QEMU driver: boots a box as a `microvm` (x86_64) or `virt` (aarch64) machine with direct
  * kernel boot, its disk on virtio-blk and the agent channel on a virtio-serial port.
  */
-import { BootError, Hypervisor, HypervisorUnavailable, type Vm, type VmExit, type VmSpec } from "@boxlite/core"
+import { BootError, Hypervisor, HypervisorUnavailable, type Vm, type VmExit, type VmNetwork, type VmSpec } from "@boxlite/core"
 import { Effect, Layer } from "effect"
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
@@ -11,7 +11,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { type AcceleratorChoice, chooseAccelerator, probeHost } from "./Accelerator.js"
 import { hostTscKhz } from "./internal/cmdline.js"
-import { type Helper, nobodyIds, passtArgs, startHelper, stopHelper, VIRTIOFSD, virtiofsdArgv, waitForSocket } from "./internal/helpers.js"
+import { type Helper, PASST_FD, passtArgs, startHelper, stopHelper, VIRTIOFSD, virtiofsdArgv, waitForSocket } from "./internal/helpers.js"
 
 export interface QemuDriverOptions {
   /** The qemu-system binary; default `qemu-system-x86_64` or `qemu-system-aarch64` from PATH. */
@@ -43,8 +43,8 @@ const findOnPath = (name: string): string | undefined => {
 export interface VmSockets {
   readonly agent: string
   readonly console: string
-  /** passt's socket, when the VM has a network. */
-  readonly network: string | undefined
+  /** The descriptor QEMU inherits its end of passt's socketpair on, when the VM has a network. */
+  readonly network: number | undefined
   /** One virtiofsd socket per volume, in spec.volumes order. */
   readonly volumes: ReadonlyArray<string>
 }
@@ -70,7 +70,7 @@ export const qemuArgs = (spec: VmSpec, machine: string, accel: AcceleratorChoice
     "-chardev", `socket,id=agent,path=${sockets.agent},server=off`,
     "-device", "virtserialport,chardev=agent,name=boxlite.agent",
     ...(sockets.network
-      ? ["-netdev", `stream,id=n0,server=off,addr.type=unix,addr.path=${sockets.network}`, "-device", "virtio-net-device,netdev=n0"]
+      ? ["-netdev", `stream,id=n0,server=off,addr.type=fd,addr.str=${sockets.network}`, "-device", "virtio-net-device,netdev=n0"]
       : []),
     ...spec.volumes.flatMap((volume, i) => [
       "-chardev", `socket,id=vfs${i},path=${sockets.volumes[i]}`,
@@ -119,28 +119,15 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
       const sockets: VmSockets = {
         agent: path.join(runDir, "agent.sock"),
         console: path.join(spec.dir, "console.log"),
-        network: spec.network ? path.join(runDir, "net", "passt.sock") : undefined,
+        network: spec.network ? PASST_FD : undefined,
         volumes: spec.volumes.map((_, i) => path.join(runDir, `fs${i}.sock`))
       }
       yield* Effect.tryPromise({
         try: async () => {
-          if (spec.network && sockets.network) {
-            const netDir = path.dirname(sockets.network)
-            fs.mkdirSync(netDir, { mode: 0o700 })
-            if (process.getuid?.() === 0) {
-              const nobody = nobodyIds()
-              fs.chownSync(runDir, 0, nobody.gid)
-              fs.chmodSync(runDir, 0o710)
-              fs.chownSync(netDir, nobody.uid, nobody.gid)
-            }
-            const passt = startHelper("passt", ["passt", ...passtArgs(sockets.network, spec.network)], setpriv)
-            helpers.push(passt)
-            await waitForSocket(passt, sockets.network, 5_000)
-          }
           const isRoot = process.getuid?.() === 0
           const daemons = spec.volumes.map((volume, i) => {
             const stage = path.join(runDir, `fs${i}.d`)
-            if (volume.file) fs.mkdirSync(stage)
+            if (volume.file || volume.readOnly) fs.mkdirSync(stage)
             const daemon = startHelper(`virtiofsd for ${volume.hostPath}`, virtiofsdArgv(sockets.volumes[i]!, volume, isRoot, stage), setpriv)
             helpers.push(daemon)
             return waitForSocket(daemon, sockets.volumes[i]!, 10_000)
@@ -151,7 +138,7 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
       })
       const vm = yield* Effect.acquireRelease(
         Effect.tryPromise({
-          try: () => launch(qemu, qemuArgs(spec, host!.machine, accel, sockets), sockets.agent, sockets.console, options.connectTimeoutMs ?? 10_000),
+          try: () => launch(qemu, qemuArgs(spec, host!.machine, accel, sockets), sockets, spec.network, helpers, options.connectTimeoutMs ?? 10_000),
           catch: (e) => e as BootError
         }),
         (vm) => Effect.promise(async () => {
@@ -186,9 +173,25 @@ const tail = (file: string, bytes: number): string => {
   }
 }
 
-/** Listens on the agent socket, starts QEMU (which connects to it), resolves once it has. */
-const launch = (qemu: string, args: Array<string>, socket: string, consoleLog: string, connectTimeoutMs: number): Promise<Vm> =>
+/** passt says why it stopped (e.g. a port it cannot bind) among notices that are no error. */
+const passtComplaint = (passt: Helper): string =>
+  passt.stderr().split("\n").filter((line) => !/^Failed to send \d+ bytes to syslog$|^Don't run as root/.test(line)).join("\n").trim()
+
+/**
+ * Listens on the agent socket, starts passt (when the VM has a network) and QEMU (which
+ * connects to the agent socket), resolves once it has.
+ */
+const launch = (
+  qemu: string,
+  args: Array<string>,
+  sockets: VmSockets,
+  network: VmNetwork | undefined,
+  helpers: Array<Helper>,
+  connectTimeoutMs: number
+): Promise<Vm> =>
   new Promise((resolve, reject) => {
+    const socket = sockets.agent
+    const consoleLog = sockets.console
     fs.rmSync(socket, { force: true })
     const server = net.createServer()
     server.on("error", (e) => fail(`cannot listen on ${socket}: ${e.message}`))
@@ -209,7 +212,17 @@ const launch = (qemu: string, args: Array<string>, socket: string, consoleLog: s
       // setpriv makes the kernel kill QEMU if this process dies, even by SIGKILL.
       const setpriv = process.platform === "linux" ? findOnPath("setpriv") : undefined
       const [file, argv] = setpriv ? [setpriv, ["--pdeathsig", "KILL", "--", qemu, ...args]] : [qemu, args]
-      const proc = spawn(file, argv, { stdio: ["ignore", "ignore", "pipe"] })
+      // pdeathsig would not survive passt's privilege drop; the socketpair ties it instead.
+      const passt = network ? startHelper("passt", ["passt", ...passtArgs(network)], undefined, ["pipe"]) : undefined
+      const tap = passt?.process.stdio[PASST_FD] as net.Socket | undefined
+      const proc = spawn(file, argv, { stdio: ["ignore", "ignore", "pipe", ...(tap ? [tap] : [])] })
+      // passt and QEMU now hold the two ends; this process's copy goes in the same tick, before
+      // it could read a frame meant for QEMU, and so that only QEMU keeps passt alive.
+      tap?.destroy()
+      if (passt) {
+        helpers.push(passt)
+        passt.process.once("exit", () => fail(`the network (passt) stopped while the VM was booting: ${passtComplaint(passt) || `code ${passt.process.exitCode}`}`))
+      }
       child = proc
       proc.stderr?.on("data", (d: Buffer) => {
         stderr = (stderr + d.toString()).slice(-4096)

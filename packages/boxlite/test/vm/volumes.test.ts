@@ -26,7 +26,8 @@ describe("volumes", () => {
   it("a read-only volume refuses writes even after a remount; a read-write one writes to the host", async () => {
     const ro = hostDir("config dir", { "app.conf": "setting=1\n" })
     const rw = hostDir("data")
-    const box = await runtime.create({ image: BUSYBOX, volumes: [[ro, "/etc/app", "ro"], { hostPath: rw, guestPath: "/mnt/data", readOnly: false }] })
+    // The host's temp dir holds the box's own run directory: sharing it read-only must work too.
+    const box = await runtime.create({ image: BUSYBOX, volumes: [[ro, "/etc/app", "ro"], { hostPath: rw, guestPath: "/mnt/data", readOnly: false }, [os.tmpdir(), "/mnt/hosttmp", "ro"]] })
     expect((await sh(box, "cat /etc/app/app.conf")).out).toBe("setting=1")
     expect((await sh(box, "echo x > /etc/app/new")).exitCode).not.toBe(0)
     // The guest is root: it can remount, but the host still refuses the write.

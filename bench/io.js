@@ -1,0 +1,80 @@
+// I/O benchmarks beside their floors, measured in the same run (see bench/README.md).
+//   volume read: a 1 GiB file read in the guest through a virtiofs volume, vs `dd` of the same
+//   file on the host; forwarded TCP: 200 MB from a guest server to a host client through a
+//   port forward, vs the same transfer between two host processes over loopback.
+import { Boxlite } from "boxlite"
+import { execFileSync, spawn, spawnSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as net from "node:net"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+
+const image = `oci:${fileURLToPath(new URL("../images/out/python", import.meta.url))}:slim`
+const rounds = Number(process.env.BENCH_ROUNDS ?? 3)
+const MB = 1e6
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+const SERVER = (port, bytes) => `import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('0.0.0.0', ${port}))\ns.listen(1)\nchunk=bytes(1<<20)\nwhile True:\n    c,_=s.accept()\n    left=${bytes}\n    while left>0:\n        n=c.send(chunk[:min(left, len(chunk))])\n        left-=n\n    c.close()`
+
+/** Connects, reads `expected` bytes until EOF, returns MB/s; a short read (server not up yet) rejects. */
+const receive = (port, expected) => new Promise((resolve, reject) => {
+  const start = performance.now()
+  let bytes = 0
+  net.connect(port, "127.0.0.1").on("data", (d) => (bytes += d.length)).on("error", reject).on("end", () =>
+    bytes === expected ? resolve(bytes / MB / ((performance.now() - start) / 1000)) : reject(new Error(`read ${bytes} of ${expected} bytes`)))
+})
+
+const retry = async (f) => {
+  for (let i = 0; ; i++) {
+    try {
+      return await f()
+    } catch (e) {
+      if (i > 80) throw e
+      await new Promise((r) => setTimeout(r, 250))
+    }
+  }
+}
+
+const main = async () => {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), "bl-bench-io-"))
+  const file = path.join(work, "big")
+  execFileSync("sh", ["-c", `head -c 1073741824 /dev/urandom > ${file}`])
+  const runtime = new Boxlite({ homeDir: path.join(work, "home") })
+  const box = await runtime.create({ image, volumes: [[work, "/mnt/bench", "ro"]], ports: [{ hostPort: 0, guestPort: 9000 }], memoryMib: 1024 })
+
+  const volume = []
+  const host = []
+  const dd = /copied, ([\d.]+) s/
+  for (let i = 0; i < rounds; i++) {
+    const inGuest = await box.exec("dd", ["if=/mnt/bench/big", "of=/dev/null", "bs=1M"])
+    const stderr = await inGuest.stderr().text()
+    await inGuest.wait()
+    volume.push(1073741824 / MB / Number(dd.exec(stderr)[1]))
+    const onHost = spawnSync("dd", [`if=${file}`, "of=/dev/null", "bs=1M"]).stderr.toString()
+    host.push(1073741824 / MB / Number(dd.exec(onHost)[1]))
+  }
+
+  const bytes = 200 * MB
+  await box.exec("python3", ["-c", SERVER(9000, bytes)])
+  const forwarded = (await box.info()).ports[0].hostPort
+  const local = spawn("python3", ["-c", SERVER(0, bytes).replace("s.listen(1)", "s.listen(1)\nprint(s.getsockname()[1], flush=True)")], { stdio: ["ignore", "pipe", "ignore"] })
+  const localPort = Number(await new Promise((r) => local.stdout.once("data", r)))
+  const tcp = []
+  const tcpHost = []
+  for (let i = 0; i < rounds; i++) {
+    tcp.push(await retry(() => receive(forwarded, bytes)))
+    tcpHost.push(await receive(localPort, bytes))
+  }
+  local.kill()
+  await box.remove()
+  await runtime.close()
+  fs.rmSync(work, { recursive: true, force: true })
+
+  const row = (name, value, floorName, floor) =>
+    console.log(`${name}: median ${value.toFixed(0)} MB/s | floor (${floorName}): ${floor.toFixed(0)} MB/s | ratio ${(value / floor).toFixed(3)}`)
+  console.log(`${rounds} rounds each`)
+  row("1 GiB read through a read-only volume (dd in the guest)", median(volume), "dd of the file on the host", median(host))
+  row("200 MB over a forwarded TCP port (guest server -> host client)", median(tcp), "the same between two host processes", median(tcpHost))
+}
+
+await main()
