@@ -1,3 +1,4 @@
+import type { Box } from "boxlite"
 import { execFileSync } from "node:child_process"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
@@ -67,4 +68,11 @@ export const layoutWithConfig = (image: string, patch: (config: Record<string, u
   Object.assign(entry, put(manifest))
   fs.writeFileSync(path.join(dir, "index.json"), JSON.stringify(index))
   return `oci:${dir}:${tag}`
+}
+
+/** Runs a shell script in the box; its trimmed stdout and stderr and its exit code. */
+export const sh = async (box: Box, script: string): Promise<{ out: string; err: string; exitCode: number }> => {
+  const execution = await box.exec("sh", ["-c", script])
+  const [out, err, result] = await Promise.all([execution.stdout().text(), execution.stderr().text(), execution.wait()])
+  return { out: out.trim(), err: err.trim(), exitCode: result.exitCode }
 }

@@ -4,17 +4,11 @@ import { execFileSync, spawn, type ChildProcess } from "node:child_process"
 import * as dgram from "node:dgram"
 import * as http from "node:http"
 import * as net from "node:net"
-import { boxDirs, BUSYBOX, PYTHON, qemuProcessesUnder, tempHome } from "./helpers.js"
+import { boxDirs, BUSYBOX, PYTHON, qemuProcessesUnder, tempHome, sh } from "./helpers.js"
 
 const home = tempHome()
 const runtime = new Boxlite({ homeDir: home })
 afterAll(() => runtime.close())
-
-const sh = async (box: Box, script: string) => {
-  const execution = await box.exec("sh", ["-c", script])
-  const [out, err, result] = await Promise.all([execution.stdout().text(), execution.stderr().text(), execution.wait()])
-  return { out: out.trim(), err: err.trim(), exitCode: result.exitCode }
-}
 
 /** A fetch from inside the guest (Python's urllib: busybox-static's wget crashes in its resolver). */
 const fetchInGuest = (box: Box, url: string, timeoutS: number) =>

@@ -1,19 +1,13 @@
 import { afterAll, describe, expect, it } from "vitest"
-import { type Box, Boxlite, InvalidOptions } from "boxlite"
+import { Boxlite, InvalidOptions } from "boxlite"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { boxDirs, BUSYBOX, PYTHON, tempHome } from "./helpers.js"
+import { boxDirs, BUSYBOX, PYTHON, tempHome, sh } from "./helpers.js"
 
 const home = tempHome()
 const runtime = new Boxlite({ homeDir: home })
 afterAll(() => runtime.close())
-
-const sh = async (box: Box, script: string) => {
-  const execution = await box.exec("sh", ["-c", script])
-  const [out, err, result] = await Promise.all([execution.stdout().text(), execution.stderr().text(), execution.wait()])
-  return { out: out.trim(), err: err.trim(), exitCode: result.exitCode }
-}
 
 const hostDir = (name: string, files: Record<string, string> = {}) => {
   const dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "bl-vol-")), name)
