@@ -54,6 +54,9 @@ export class Runtime extends Context.Service<Runtime, {
 
 const GiB = 1024 ** 3
 
+/** Where the per-image ext4 bases of a home directory live. */
+const rootfsDirOf = (homeDir: string): string => path.join(homeDir, "images", "rootfs")
+
 export const defaultHomeDir = (): string => process.env["BOXLITE_HOME"] || path.join(os.homedir(), ".boxlite")
 
 const make = (homeDir: string, registry: RegistryOptions) =>
@@ -63,7 +66,7 @@ const make = (homeDir: string, registry: RegistryOptions) =>
     const store = yield* StateStore
     const disks = yield* DiskStore
     const contentStore = yield* ContentStore
-    const rootfsDir = path.join(homeDir, "images", "rootfs")
+    const rootfsDir = rootfsDirOf(homeDir)
     const boxesDir = path.join(homeDir, "boxes")
     const live = new Map<string, LiveBox>()
     const deps = { hypervisor, guest, store, onRemoved: (id: string) => void live.delete(id) }
@@ -150,7 +153,7 @@ export const layer = (options: RuntimeOptions = {}): Layer.Layer<Runtime, never,
   return Layer.effect(Runtime)(make(homeDir, registry)).pipe(
     Layer.provide(Layer.mergeAll(
       layerSqlite(homeDir),
-      diskStoreLayer({ rootfsDir: path.join(homeDir, "images", "rootfs") }),
+      diskStoreLayer({ rootfsDir: rootfsDirOf(homeDir) }),
       contentStoreLayer({ dir: path.join(homeDir, "images") })
     ))
   )

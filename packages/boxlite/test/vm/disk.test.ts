@@ -1,27 +1,21 @@
 import { afterAll, describe, expect, it } from "vitest"
 import { Boxlite, InvalidOptions } from "boxlite"
 import { execFileSync } from "node:child_process"
-import { boxDirs, BUSYBOX, layoutWithConfig, tempHome } from "./helpers.js"
+import { boxDirs, BUSYBOX, layoutWithConfig, sh, tempHome } from "./helpers.js"
 
 const runtime = new Boxlite({ homeDir: tempHome() })
 afterAll(() => runtime.close())
 
-const sh = async (box: Awaited<ReturnType<typeof runtime.create>>, script: string) => {
-  const execution = await box.exec("sh", ["-c", script])
-  const [out] = await Promise.all([execution.stdout().text(), execution.wait()])
-  return out.trim()
-}
-
 describe("disks", () => {
   it("diskSizeGb: the guest sees a disk of that size, and data survives stop and start", async () => {
     const box = await runtime.create({ image: BUSYBOX, diskSizeGb: 4, autoRemove: false })
-    const sizeKb = Number(await sh(box, "df -k / | tail -1 | awk '{print $2}'"))
+    const sizeKb = Number((await sh(box, "df -k / | tail -1 | awk '{print $2}'")).out)
     expect(sizeKb).toBeGreaterThan(3.8 * 1024 * 1024)
     await sh(box, "echo persisted > /root/data.txt && sync")
     await box.stop()
     expect((await box.info()).status).toBe("stopped")
     await box.start()
-    expect(await sh(box, "cat /root/data.txt")).toBe("persisted")
+    expect((await sh(box, "cat /root/data.txt")).out).toBe("persisted")
     await box.remove()
   })
 
@@ -30,7 +24,7 @@ describe("disks", () => {
     await sh(box, "echo gone > /root/data.txt && sync")
     await box.stop()
     await box.start()
-    expect(await sh(box, "cat /root/data.txt 2>&1 || echo missing")).toMatch(/missing/)
+    expect((await sh(box, "cat /root/data.txt 2>&1 || echo missing")).out).toMatch(/missing/)
     await box.remove()
   })
 
@@ -50,11 +44,11 @@ describe("the image config is the default for commands", () => {
       c["User"] = "nobody"
     })
     const box = await runtime.create({ image })
-    expect(await sh(box, "echo $FROM_IMAGE $(pwd) $(id -u) $HOME")).toBe("yes /etc 65534 /nonexistent")
+    expect((await sh(box, "echo $FROM_IMAGE $(pwd) $(id -u) $HOME")).out).toBe("yes /etc 65534 /nonexistent")
     const root = await box.exec("sh", ["-c", "id -u; pwd"], { user: "0:0", workingDir: "/" })
     expect(await root.stdout().text()).toBe("0\n/\n")
     const boxLevel = await runtime.create({ image, user: "root", workingDir: "/tmp", env: { FROM_IMAGE: "box" } })
-    expect(await sh(boxLevel, "echo $FROM_IMAGE $(pwd) $(id -un)")).toBe("box /tmp root")
+    expect((await sh(boxLevel, "echo $FROM_IMAGE $(pwd) $(id -un)")).out).toBe("box /tmp root")
     await box.remove()
     await boxLevel.remove()
   })

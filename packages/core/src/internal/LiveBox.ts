@@ -140,6 +140,13 @@ export class LiveBox implements Box {
       }
       const vm = booted.value
       const boxId = this.id
+      // A VM that booted but never became usable: keep its console tail, then end it.
+      const abandon = (problem: string) =>
+        Effect.gen(function*() {
+          const tail = yield* Effect.promise(() => vm.consoleTail(4096))
+          yield* Scope.close(scope, Exit.void)
+          return yield* new BootError(`box ${boxId} ${problem}`, tail)
+        })
       const agent = yield* Effect.tryPromise({
         try: () => Promise.race([
           AgentConnection.open(vm.agent),
@@ -151,13 +158,7 @@ export class LiveBox implements Box {
           duration: options.readyTimeoutMs,
           orElse: () => Effect.fail(`the guest agent did not answer within ${options.readyTimeoutMs} ms (option readyTimeoutMs)`)
         }),
-        Effect.catch((problem: string) =>
-          Effect.gen(function*() {
-            const tail = yield* Effect.promise(() => vm.consoleTail(4096))
-            yield* Scope.close(scope, Exit.void)
-            return yield* new BootError(`box ${boxId} failed to boot: ${problem}`, tail)
-          })
-        ),
+        Effect.catch((problem: string) => abandon(`failed to boot: ${problem}`)),
         Effect.tapError(() => this.setStatus("failed"))
       )
       const guestConfig: GuestConfig = {
@@ -165,13 +166,7 @@ export class LiveBox implements Box {
         mounts: shares.map((s) => s.mount)
       }
       yield* Effect.tryPromise({ try: () => agent.configure(guestConfig), catch: (e) => (e as Error).message }).pipe(
-        Effect.catch((problem: string) =>
-          Effect.gen(function*() {
-            const tail = yield* Effect.promise(() => vm.consoleTail(4096))
-            yield* Scope.close(scope, Exit.void)
-            return yield* new BootError(`box ${boxId} could not be configured: ${problem}`, tail)
-          })
-        ),
+        Effect.catch((problem: string) => abandon(`could not be configured: ${problem}`)),
         Effect.tapError(() => this.setStatus("failed"))
       )
       this.running = { scope, vm, agent, ports }
