@@ -46,6 +46,16 @@ const registriesFrom = (values: { mirror?: Array<string>; "insecure-registry"?: 
   return registries
 }
 
+/** Runs `f` with a runtime that is closed afterwards, whatever happens. */
+const withRuntime = async <A>(options: ConstructorParameters<typeof Boxlite>[0], f: (runtime: Boxlite) => Promise<A>): Promise<A> => {
+  const runtime = new Boxlite(options)
+  try {
+    return await f(runtime)
+  } finally {
+    await runtime.close()
+  }
+}
+
 const run = async (argv: Array<string>): Promise<number> => {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -68,8 +78,7 @@ const run = async (argv: Array<string>): Promise<number> => {
     const eq = kv.indexOf("=")
     return (eq < 0 ? [kv, process.env[kv] ?? ""] : [kv.slice(0, eq), kv.slice(eq + 1)]) as [string, string]
   })
-  const runtime = new Boxlite({ registries: registriesFrom(values) })
-  try {
+  return withRuntime({ registries: registriesFrom(values) }, async (runtime) => {
     await using box = await runtime.create({
       image,
       env,
@@ -84,9 +93,7 @@ const run = async (argv: Array<string>): Promise<number> => {
     await Promise.all([pipe(execution.stdout().bytes(), process.stdout), pipe(execution.stderr().bytes(), process.stderr)])
     const result = await execution.wait()
     return result.exitCode
-  } finally {
-    await runtime.close()
-  }
+  })
 }
 
 const pull = async (argv: Array<string>): Promise<number> => {
@@ -96,9 +103,8 @@ const pull = async (argv: Array<string>): Promise<number> => {
     process.stderr.write(`${USAGE}\n`)
     return 2
   }
-  const runtime = new Boxlite({ registries: registriesFrom(values) })
   const mb = (n: number) => (n / 1e6).toFixed(1)
-  try {
+  return withRuntime({ registries: registriesFrom(values) }, async (runtime) => {
     const pulled = await runtime.images.pull(image, {
       onProgress: (p) => {
         if (!process.stderr.isTTY && p.phase !== "done") return
@@ -108,32 +114,22 @@ const pull = async (argv: Array<string>): Promise<number> => {
     })
     process.stdout.write(`${pulled.reference} ${pulled.manifestDigest}\n`)
     return 0
-  } finally {
-    await runtime.close()
-  }
+  })
 }
 
-const images = async (): Promise<number> => {
-  const runtime = new Boxlite()
-  try {
+const images = (): Promise<number> =>
+  withRuntime({}, async (runtime) => {
     for (const image of await runtime.images.list()) {
       process.stdout.write(`${image.reference}\t${image.manifestDigest.slice(0, 19)}\t${(image.size / 1e6).toFixed(1)} MB\t${image.pulledAt}\n`)
     }
     return 0
-  } finally {
-    await runtime.close()
-  }
-}
+  })
 
-const info = async (): Promise<number> => {
-  const runtime = new Boxlite()
-  try {
+const info = (): Promise<number> =>
+  withRuntime({}, async (runtime) => {
     process.stdout.write(`${JSON.stringify(await runtime.info(), null, 2)}\n`)
     return 0
-  } finally {
-    await runtime.close()
-  }
-}
+  })
 
 const main = async () => {
   const [subcommand, ...rest] = process.argv.slice(2)
