@@ -181,6 +181,12 @@ func (s *session) dispatch(f Frame) {
 			return
 		}
 		s.send(outFrame{typ: tPong, payload: f.Payload})
+	case tMetrics:
+		if len(f.Payload) > 64 {
+			s.sendError(0, "bad_message", "METRICS payload over 64 bytes")
+			return
+		}
+		s.sendJSON(tMetricsReport, 0, readMetrics(string(f.Payload)))
 	case tShutdown:
 		s.cfg.Shutdown()
 	case tConfigure:

@@ -385,3 +385,19 @@ func TestShutdownAndPing(t *testing.T) {
 		t.Fatal("no shutdown")
 	}
 }
+
+func TestMetricsReportsTheKernelsCounters(t *testing.T) {
+	h := newHost(t, true)
+	h.send(tMetrics, 0, []byte("m1"))
+	f := h.next()
+	var m metricsReport
+	if f.Type != tMetricsReport || json.Unmarshal(f.Payload, &m) != nil {
+		t.Fatalf("%d %s", f.Type, f.Payload)
+	}
+	// The test runs on the host, so these are the host kernel's counters: present and sane.
+	if m.Token != "m1" || m.MemoryTotalBytes == 0 || m.MemoryAvailableBytes == 0 || m.MemoryAvailableBytes > m.MemoryTotalBytes {
+		t.Fatalf("%+v", m)
+	}
+	h.send(tMetrics, 0, bytes.Repeat([]byte("x"), 65))
+	h.expectError(0, "bad_message")
+}

@@ -17,23 +17,25 @@ const (
 )
 
 const (
-	tHello      = 1
-	tHelloAck   = 2
-	tExec       = 3
-	tStarted    = 4
-	tStdin      = 5
-	tStdinClose = 6
-	tStdout     = 7
-	tStderr     = 8
-	tCredit     = 9
-	tSignal     = 10
-	tExit       = 11
-	tError      = 12
-	tPing       = 13
-	tPong       = 14
-	tShutdown   = 15
-	tConfigure  = 16
-	tConfigured = 17
+	tHello         = 1
+	tHelloAck      = 2
+	tExec          = 3
+	tStarted       = 4
+	tStdin         = 5
+	tStdinClose    = 6
+	tStdout        = 7
+	tStderr        = 8
+	tCredit        = 9
+	tSignal        = 10
+	tExit          = 11
+	tError         = 12
+	tPing          = 13
+	tPong          = 14
+	tShutdown      = 15
+	tConfigure     = 16
+	tConfigured    = 17
+	tMetrics       = 18
+	tMetricsReport = 19
 )
 
 // Frame is one decoded frame. Payload is owned by the frame.

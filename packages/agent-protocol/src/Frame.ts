@@ -28,7 +28,9 @@ export const FrameType = {
   PONG: 14,
   SHUTDOWN: 15,
   CONFIGURE: 16,
-  CONFIGURED: 17
+  CONFIGURED: 17,
+  METRICS: 18,
+  METRICS_REPORT: 19
 } as const
 export type FrameType = (typeof FrameType)[keyof typeof FrameType]
 

@@ -61,6 +61,16 @@ export type GuestConfig = typeof GuestConfig.Type
 export const Configured = Schema.Struct({})
 export type Configured = typeof Configured.Type
 
+/** METRICS_REPORT: the guest kernel's memory and network counters, with the METRICS token. */
+export const MetricsReport = Schema.Struct({
+  token: Schema.String,
+  memoryTotalBytes: Schema.Number,
+  memoryAvailableBytes: Schema.Number,
+  networkRxBytes: Schema.Number,
+  networkTxBytes: Schema.Number
+})
+export type MetricsReport = typeof MetricsReport.Type
+
 export const ErrorMessage = Schema.Struct({ code: Schema.String, message: Schema.String })
 export type ErrorMessage = typeof ErrorMessage.Type
 
