@@ -2,10 +2,11 @@
  * The composition root: the only place that picks a driver. Today that is QEMU with the guest
  * kernel and initramfs built by the @boxlite/guest package.
  */
-import { GuestArtifacts, type Hypervisor, HypervisorUnavailable } from "@boxlite/core"
+import { GuestArtifacts, type Hypervisor, HypervisorUnavailable, SupervisorEntry } from "@boxlite/core"
 import * as Qemu from "@boxlite/driver-qemu"
 import { guestArtifacts } from "@boxlite/guest"
 import { Effect, Layer } from "effect"
+import { fileURLToPath } from "node:url"
 
 export const guestLayer: Layer.Layer<GuestArtifacts> = Layer.succeed(GuestArtifacts, {
   files: Effect.try({
@@ -14,5 +15,13 @@ export const guestLayer: Layer.Layer<GuestArtifacts> = Layer.succeed(GuestArtifa
   })
 })
 
-/** QEMU plus the built guest: what `Boxlite.default()` runs on. */
-export const defaultPlatform = (): Layer.Layer<Hypervisor | GuestArtifacts> => Layer.mergeAll(Qemu.layer(), guestLayer)
+/** QEMU plus the built guest: what a box's supervisor process runs on. */
+export const vmPlatform = (): Layer.Layer<Hypervisor | GuestArtifacts> => Layer.mergeAll(Qemu.layer(), guestLayer)
+
+/** Supervisors run `supervisor.js` of this package, which boots on `vmPlatform()`. */
+export const supervisorLayer: Layer.Layer<SupervisorEntry> = Layer.succeed(SupervisorEntry, {
+  module: fileURLToPath(new URL("./supervisor.js", import.meta.url))
+})
+
+/** What `Boxlite.default()` runs on. */
+export const defaultPlatform = (): Layer.Layer<Hypervisor | GuestArtifacts | SupervisorEntry> => Layer.mergeAll(vmPlatform(), supervisorLayer)

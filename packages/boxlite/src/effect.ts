@@ -1,6 +1,7 @@
 /**
  * The Effect face: services, layers and tagged errors. `layer()` is the Runtime on the default
- * platform; `Runtime.layer` + your own Hypervisor layer swaps the driver.
+ * platform; `Runtime.layer` + your own Hypervisor layer swaps the driver (and a supervisor
+ * module that runs `runSupervisorMain` on that layer, given as `SupervisorEntry`).
  */
 import { Runtime, type RuntimeOptions } from "@boxlite/core"
 import * as Core from "@boxlite/core"
@@ -10,7 +11,7 @@ import { defaultPlatform } from "./Platform.js"
 
 export * from "@boxlite/core"
 export { SimpleBoxEffect as SimpleBox } from "@boxlite/boxes"
-export { defaultPlatform, guestLayer } from "./Platform.js"
+export { defaultPlatform, guestLayer, supervisorLayer, vmPlatform } from "./Platform.js"
 
 /** The Runtime of `options.homeDir` on QEMU. */
 export const layer = (options?: RuntimeOptions): Layer.Layer<Runtime> => Core.layer(options).pipe(L.provide(defaultPlatform()))

@@ -3,7 +3,7 @@
  * first `exec`; `stop` powers the guest off (and removes the box when `autoRemove` is set).
  */
 import type { Effect } from "effect"
-import type { BootError, BoxStateError, ExecError, HypervisorUnavailable, InvalidOptions, StorageError } from "./Errors.js"
+import type { BootError, BoxNotFound, BoxStateError, ExecError, HypervisorUnavailable, InvalidOptions, StorageError } from "./Errors.js"
 import type { Execution } from "./Execution.js"
 import type { ExecOptions, Port } from "./Options.js"
 import type { BoxStatus } from "./StateStore.js"
@@ -16,10 +16,21 @@ export interface BoxInfo {
   readonly cpus: number
   readonly memoryMib: number
   readonly createdAt: Date
-  /** Process id of the VMM while the box runs. */
+  /** Process id of the VMM while the box runs (a child of the box's supervisor process). */
   readonly pid: number | undefined
   /** Port forwards; while running, with the host ports actually bound (a requested 0 replaced). */
   readonly ports: ReadonlyArray<Port>
+}
+
+/** Resource use of a running box, from real sources: the VMM process and the guest kernel. */
+export interface BoxMetrics {
+  /** CPU time (user + system) of the VMM process, which runs the guest's vCPUs. */
+  readonly cpuTimeMs: number
+  /** Guest memory in use: MemTotal - MemAvailable of the guest's /proc/meminfo. */
+  readonly memoryUsageBytes: number
+  /** Bytes the guest sent / received on its network interfaces (its /proc/net/dev, without lo). */
+  readonly networkBytesSent: number
+  readonly networkBytesReceived: number
 }
 
 export type StartError = BootError | HypervisorUnavailable | BoxStateError | StorageError
@@ -28,13 +39,16 @@ export interface Box {
   /** ULID, unique in the home directory. */
   readonly id: string
   readonly name: string | undefined
-  readonly info: Effect.Effect<BoxInfo>
+  /** Its record as it is now (any process may have started or stopped it). */
+  readonly info: Effect.Effect<BoxInfo, BoxNotFound>
   /** Boots the VM and waits until the guest agent answers; a no-op when running. */
   readonly start: Effect.Effect<void, StartError>
   /** Runs `command` with `args` (no shell); boots the box first if needed. */
   readonly exec: (command: string, args?: ReadonlyArray<string>, options?: ExecOptions) => Effect.Effect<Execution, ExecError | InvalidOptions | StartError>
   /** Round trip to the guest agent and back (ms): a health check and the protocol's latency floor. */
   readonly ping: Effect.Effect<number, ExecError | StartError>
+  /** Needs a running box. */
+  readonly metrics: Effect.Effect<BoxMetrics, BoxNotFound | BoxStateError>
   /** Graceful: the guest syncs and powers off (forced after a timeout). Removes the box if `autoRemove`. */
   readonly stop: Effect.Effect<void>
   /** Stops the box if needed and deletes it with its disk. */

@@ -64,6 +64,11 @@ export interface BoxOptions {
   readonly volumes?: ReadonlyArray<VolumeInput>
   /** Remove the box (and its disk) when it stops. Default true. */
   readonly autoRemove?: boolean
+  /**
+   * Let the box outlive the process that starts it (its supervisor runs on its own until the
+   * box is stopped). Default false: the box stops when that process ends, even by SIGKILL.
+   */
+  readonly detach?: boolean
   /** How long the guest may take to boot and answer. Default 60000 (suits TCG). */
   readonly readyTimeoutMs?: number
 }
@@ -93,6 +98,7 @@ export interface ResolvedBoxOptions {
   readonly ports: ReadonlyArray<Port>
   readonly volumes: ReadonlyArray<Volume>
   readonly autoRemove: boolean
+  readonly detach: boolean
   readonly readyTimeoutMs: number
 }
 
@@ -147,6 +153,7 @@ const boxFields = {
   ports: Ports,
   volumes: Volumes,
   autoRemove: Schema.Boolean,
+  detach: Schema.Boolean,
   readyTimeoutMs: PositiveInt
 } satisfies Record<keyof BoxOptions, Schema.Top>
 
@@ -234,6 +241,7 @@ export const resolveBoxOptions = (input: BoxOptions | undefined): Effect.Effect<
       ports: (input?.ports ?? []).map(normalizePort),
       volumes: (input?.volumes ?? []).map(normalizeVolume),
       autoRemove: input?.autoRemove ?? true,
+      detach: input?.detach ?? false,
       readyTimeoutMs: input?.readyTimeoutMs ?? 60_000
     }),
     Effect.flatMap(checkHost)

@@ -11,12 +11,14 @@ import * as path from "node:path"
 import { ulid } from "ulid"
 import type { Box, BoxInfo } from "./Box.js"
 import { BoxNotFound, BoxStateError, type HypervisorUnavailable, InvalidOptions, StorageError } from "./Errors.js"
-import { GuestArtifacts, Hypervisor, type HypervisorInfo } from "./Hypervisor.js"
+import { Hypervisor, type HypervisorInfo } from "./Hypervisor.js"
 import { type ImagePullError, type Images, makeImages, type RegistryOptions, resolveImage } from "./Images.js"
+import { BoxHandle, infoOf, reconcile } from "./internal/BoxHandle.js"
+import { boxDirOf, boxesDirOf, rootfsDirOf } from "./internal/BoxFiles.js"
 import { claimHostPorts } from "./internal/HostPorts.js"
-import { LiveBox } from "./internal/LiveBox.js"
 import { type BoxOptions, resolveBoxOptions } from "./Options.js"
-import { layerSqlite, StateStore } from "./StateStore.js"
+import { ACTIVE_STATUSES, type BoxRecord, layerSqlite, StateStore } from "./StateStore.js"
+import { SupervisorEntry } from "./Supervisor.js"
 
 export interface RuntimeOptions extends RegistryOptions {
   /** Where boxes, images and state live. Default: `$BOXLITE_HOME`, else `~/.boxlite`. */
@@ -37,48 +39,81 @@ export interface RuntimeInfo {
 
 export type CreateError = InvalidOptions | ImagePullError | BoxStateError
 
+export interface RemoveOptions {
+  /** Stop the box first if it runs. Without it, removing a running box is a BoxStateError. */
+  readonly force?: boolean
+}
+
 export class Runtime extends Context.Service<Runtime, {
   readonly homeDir: string
   /** Pull, list, inspect, remove and prune images. */
   readonly images: Images
   /** Validates, gets the image ready, records the box and makes its disk. Boots on first use. */
   readonly create: (options?: BoxOptions) => Effect.Effect<Box, CreateError>
-  /** A box by id or name. */
+  /** A box by id or name, from any process: running boxes are reattached, stopped ones start on use. */
   readonly get: (idOrName: string) => Effect.Effect<Box, BoxNotFound>
+  /** Every box of the home directory, running or not, with its true status. */
   readonly list: Effect.Effect<ReadonlyArray<BoxInfo>>
-  /** Stops (if needed) and deletes a box. */
-  readonly remove: (idOrName: string) => Effect.Effect<void, BoxNotFound>
+  /** Deletes a box and its disk; a running one only with `force` (which stops it first). */
+  readonly remove: (idOrName: string, options?: RemoveOptions) => Effect.Effect<void, BoxNotFound | BoxStateError>
   readonly metrics: Effect.Effect<RuntimeMetrics>
   readonly info: Effect.Effect<RuntimeInfo, HypervisorUnavailable>
 }>()("@boxlite/core/Runtime") {}
 
 const GiB = 1024 ** 3
-
-/** Where the per-image ext4 bases of a home directory live. */
-const rootfsDirOf = (homeDir: string): string => path.join(homeDir, "images", "rootfs")
+/** A box directory without a record is a create in progress, unless it is older than this. */
+const ORPHAN_AGE_MS = 10 * 60_000
 
 export const defaultHomeDir = (): string => process.env["BOXLITE_HOME"] || path.join(os.homedir(), ".boxlite")
+
+/**
+ * After a crash or a reboot: records whose supervisor is gone become "stopped" (autoRemove
+ * ones are removed, as their stop would have done), and box directories that no record
+ * claims (a create that died half-way) are deleted once they are old enough.
+ */
+const reconcileHome = (homeDir: string, store: StateStore["Service"]) =>
+  Effect.gen(function*() {
+    const records = yield* store.list
+    for (const record of records) {
+      if (!ACTIVE_STATUSES.includes(record.status)) continue
+      const now = yield* reconcile(store, record)
+      if (now.status === "stopped" && record.options.autoRemove) {
+        yield* Effect.promise(() => fs.rm(boxDirOf(homeDir, record.id), { recursive: true, force: true }))
+        if (yield* store.delete(record.id)) yield* store.increment("boxesDestroyed")
+      }
+    }
+    const known = new Set((yield* store.list).map((r) => r.id))
+    const entries = yield* Effect.promise(() => fs.readdir(boxesDirOf(homeDir)).catch(() => [] as Array<string>))
+    for (const entry of entries) {
+      if (known.has(entry)) continue
+      const dir = path.join(boxesDirOf(homeDir), entry)
+      const stat = yield* Effect.promise(() => fs.stat(dir).catch(() => undefined))
+      if (stat && Date.now() - stat.mtimeMs > ORPHAN_AGE_MS) {
+        yield* Effect.logInfo("removing an orphaned box directory").pipe(Effect.annotateLogs({ dir }))
+        yield* Effect.promise(() => fs.rm(dir, { recursive: true, force: true }))
+      }
+    }
+  })
 
 const make = (homeDir: string, registry: RegistryOptions) =>
   Effect.gen(function*() {
     const hypervisor = yield* Hypervisor
-    const guest = yield* GuestArtifacts
+    const supervisor = yield* SupervisorEntry
     const store = yield* StateStore
     const disks = yield* DiskStore
     const contentStore = yield* ContentStore
-    const rootfsDir = rootfsDirOf(homeDir)
-    const boxesDir = path.join(homeDir, "boxes")
-    const live = new Map<string, LiveBox>()
-    const deps = { hypervisor, guest, store, onRemoved: (id: string) => void live.delete(id) }
+    yield* reconcileHome(homeDir, store)
+    const handles = new Map<string, BoxHandle>()
+    const deps = { homeDir, store, supervisorModule: supervisor.module, onRemoved: (id: string) => void handles.delete(id) }
+    const handleOf = (record: BoxRecord): BoxHandle => {
+      let handle = handles.get(record.id)
+      if (!handle) handles.set(record.id, handle = new BoxHandle(record, deps))
+      return handle
+    }
 
-    // A non-detached box never outlives its creator, whatever way the process ends.
-    const killAll = () => { for (const box of live.values()) box.killNow() }
-    process.on("exit", killAll)
+    // Closing the runtime stops the boxes it launched that are not detached, and lets go of the others.
     yield* Effect.addFinalizer(() =>
-      Effect.andThen(
-        Effect.forEach([...live.values()], (box) => box.stop, { concurrency: "unbounded", discard: true }),
-        Effect.sync(() => process.off("exit", killAll))
-      ))
+      Effect.forEach([...handles.values()], (box) => (box.ownedHere ? box.stop : box.disconnect), { concurrency: "unbounded", discard: true }))
 
     const create = (input?: BoxOptions) =>
       Effect.gen(function*() {
@@ -100,54 +135,51 @@ const make = (homeDir: string, registry: RegistryOptions) =>
           }
         }
         const id = ulid()
-        const dir = path.join(boxesDir, id)
-        const diskPath = path.join(dir, "disk.qcow2")
-        const makeDisk = disks.createBoxDisk(base, diskPath, sizeBytes).pipe(Effect.mapError((e: DiskStorageError) => new StorageError(e.message)))
-        const record = { id, name: options.name, status: "configured" as const, image: options.image, options, base, createdAt: new Date(), pid: undefined }
+        const dir = boxDirOf(homeDir, id)
+        const record: BoxRecord = {
+          id, name: options.name, status: "configured", image: options.image, options, runConfig: image.config, base,
+          createdAt: new Date(), pid: undefined, supervisor: undefined, ports: options.ports, booted: false
+        }
         // Whatever fails from here on leaves neither a box directory nor a record behind.
         yield* Effect.promise(() => fs.mkdir(dir, { recursive: true, mode: 0o700 }))
-        yield* makeDisk.pipe(
+        yield* disks.createBoxDisk(base, path.join(dir, "disk.qcow2"), sizeBytes).pipe(
+          Effect.mapError((e: DiskStorageError) => new StorageError(e.message)),
           Effect.andThen(store.insert(record)),
           Effect.tapError(() => Effect.promise(() => fs.rm(dir, { recursive: true, force: true })))
         )
         yield* store.increment("boxesCreated")
-        const box = new LiveBox(record, dir, { path: diskPath, persistent: sizeBytes !== undefined, recreate: makeDisk }, image.config, deps)
-        live.set(id, box)
-        return box as Box
+        yield* Effect.logInfo("box created").pipe(Effect.annotateLogs({ box: id, image: options.image }))
+        return handleOf(record) as Box
       })
 
-    const get = (idOrName: string) =>
-      Effect.gen(function*() {
-        const record = yield* store.find(idOrName)
-        const box = record && live.get(record.id)
-        if (!box) return yield* new BoxNotFound(idOrName)
-        return box as Box
-      })
+    const find = (idOrName: string) =>
+      Effect.flatMap(store.find(idOrName), (record) => (record ? Effect.succeed(record) : Effect.fail(new BoxNotFound(idOrName))))
 
     return Runtime.of({
       homeDir,
-      images: makeImages(contentStore, registry, rootfsDir, Effect.map(store.list, (records) => records.map((r) => r.base))),
+      images: makeImages(contentStore, registry, rootfsDirOf(homeDir), Effect.map(store.list, (records) => records.map((r) => r.base))),
       create,
-      get,
-      list: Effect.gen(function*() {
-        const records = yield* store.list
-        return yield* Effect.forEach(records, (r) => {
-          const box = live.get(r.id)
-          return box ? box.info : Effect.succeed({ id: r.id, name: r.name, status: r.status, image: r.image, cpus: r.options.cpus, memoryMib: r.options.memoryMib, createdAt: r.createdAt, pid: r.pid, ports: r.options.ports })
-        })
-      }),
-      remove: (idOrName) => Effect.flatMap(get(idOrName), (box) => box.remove),
+      get: (idOrName) => Effect.map(find(idOrName), (record) => handleOf(record) as Box),
+      list: Effect.flatMap(store.list, (records) => Effect.forEach(records, (r) => Effect.map(reconcile(store, r), infoOf))),
+      remove: (idOrName, options) =>
+        Effect.gen(function*() {
+          const record = yield* Effect.flatMap(find(idOrName), (r) => reconcile(store, r))
+          if (ACTIVE_STATUSES.includes(record.status) && !options?.force) {
+            return yield* new BoxStateError(`box ${record.id} is ${record.status}: stop it first, or remove it with { force: true }`)
+          }
+          yield* handleOf(record).remove
+        }),
       metrics: Effect.gen(function*() {
         const counters = yield* store.counters
-        const infos = yield* Effect.forEach([...live.values()], (b) => b.info)
-        return { ...counters, activeBoxes: infos.filter((i) => i.status === "running").length }
+        const records = yield* Effect.flatMap(store.list, (records) => Effect.forEach(records, (r) => reconcile(store, r)))
+        return { ...counters, activeBoxes: records.filter((r) => r.status === "running").length }
       }),
       info: Effect.map(hypervisor.info, (h) => ({ homeDir, hypervisor: h }))
     })
   })
 
-/** The Runtime of `options.homeDir`, with its state store and disk store; needs a Hypervisor and GuestArtifacts. */
-export const layer = (options: RuntimeOptions = {}): Layer.Layer<Runtime, never, Hypervisor | GuestArtifacts> => {
+/** The Runtime of `options.homeDir`, with its state store and disk store; needs a Hypervisor and how to run supervisors. */
+export const layer = (options: RuntimeOptions = {}): Layer.Layer<Runtime, never, Hypervisor | SupervisorEntry> => {
   const { homeDir: home, ...registry } = options
   const homeDir = path.resolve(home ?? defaultHomeDir())
   return Layer.effect(Runtime)(make(homeDir, registry)).pipe(

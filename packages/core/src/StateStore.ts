@@ -2,14 +2,19 @@
  * Durable state of a home directory: the boxes and the runtime counters, in SQLite (WAL mode),
  * so it survives a killed process and can be shared by several processes.
  */
+import type { RunConfig } from "@boxlite/oci"
 import Database from "better-sqlite3"
 import { Context, Effect, Layer } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { BoxStateError } from "./Errors.js"
-import type { ResolvedBoxOptions } from "./Options.js"
+import type { ProcessRef } from "./internal/Proc.js"
+import type { Port, ResolvedBoxOptions } from "./Options.js"
 
 export type BoxStatus = "configured" | "starting" | "running" | "stopping" | "stopped" | "failed"
+
+/** Statuses in which a supervisor process is (or should be) alive. */
+export const ACTIVE_STATUSES: ReadonlyArray<BoxStatus> = ["starting", "running", "stopping"]
 
 export interface BoxRecord {
   readonly id: string
@@ -17,21 +22,39 @@ export interface BoxRecord {
   readonly status: BoxStatus
   readonly image: string
   readonly options: ResolvedBoxOptions
+  /** The image's config (env, working dir, user): the defaults of every exec. */
+  readonly runConfig: RunConfig
   /** The image's ext4 base the box disk is layered on. */
   readonly base: string
   readonly createdAt: Date
   /** Process id of the VMM while the box runs. */
   readonly pid: number | undefined
+  /** The process that starts, runs or stops the box (its supervisor, or who is launching it). */
+  readonly supervisor: ProcessRef | undefined
+  /** Forwards with the host ports bound at the last start (0 replaced). */
+  readonly ports: ReadonlyArray<Port>
+  /** Has booted at least once (an ephemeral disk is then recreated at the next start). */
+  readonly booted: boolean
 }
+
+export type BoxChange = Partial<Pick<BoxRecord, "status" | "pid" | "supervisor" | "ports" | "booted">>
 
 export type Counter = "boxesCreated" | "boxesDestroyed" | "totalExecCalls"
 
 export class StateStore extends Context.Service<StateStore, {
   readonly insert: (record: BoxRecord) => Effect.Effect<void, BoxStateError>
-  readonly update: (id: string, change: { status: BoxStatus; pid?: number | undefined }) => Effect.Effect<void>
+  readonly update: (id: string, change: BoxChange) => Effect.Effect<void>
+  /**
+   * Atomically marks a box that is not active as "starting" by `launcher`; false when another
+   * process got there first (or the box is active or gone).
+   */
+  readonly claimStart: (id: string, launcher: ProcessRef) => Effect.Effect<boolean>
+  /** Sets `change` only if the box's supervisor is still `supervisor` (a compare-and-set). */
+  readonly updateIfSupervisor: (id: string, supervisor: ProcessRef | undefined, change: BoxChange) => Effect.Effect<boolean>
   readonly find: (idOrName: string) => Effect.Effect<BoxRecord | undefined>
   readonly list: Effect.Effect<ReadonlyArray<BoxRecord>>
-  readonly delete: (id: string) => Effect.Effect<void>
+  /** False when the record was already gone. */
+  readonly delete: (id: string) => Effect.Effect<boolean>
   readonly increment: (counter: Counter) => Effect.Effect<void>
   readonly counters: Effect.Effect<Readonly<Record<Counter, number>>>
 }>()("@boxlite/core/StateStore") {}
@@ -42,9 +65,14 @@ interface Row {
   status: BoxStatus
   image: string
   options: string
+  run_config: string
   base: string
   created_at: number
   pid: number | null
+  supervisor_pid: number | null
+  supervisor_start: string | null
+  ports: string
+  booted: number
 }
 
 const toRecord = (row: Row): BoxRecord => ({
@@ -53,10 +81,46 @@ const toRecord = (row: Row): BoxRecord => ({
   status: row.status,
   image: row.image,
   options: JSON.parse(row.options) as ResolvedBoxOptions,
+  runConfig: JSON.parse(row.run_config) as RunConfig,
   base: row.base,
   createdAt: new Date(row.created_at),
-  pid: row.pid ?? undefined
+  pid: row.pid ?? undefined,
+  supervisor: row.supervisor_pid !== null && row.supervisor_start !== null ? { pid: row.supervisor_pid, startTime: row.supervisor_start } : undefined,
+  ports: JSON.parse(row.ports) as Array<Port>,
+  booted: row.booted === 1
 })
+
+/** The columns of a change, in SQL: `supervisor` is two columns, arrays are JSON. */
+const columnsOf = (change: BoxChange): Record<string, unknown> => {
+  const columns: Record<string, unknown> = {}
+  if ("status" in change) columns["status"] = change.status
+  if ("pid" in change) columns["pid"] = change.pid ?? null
+  if ("supervisor" in change) {
+    columns["supervisor_pid"] = change.supervisor?.pid ?? null
+    columns["supervisor_start"] = change.supervisor?.startTime ?? null
+  }
+  if ("ports" in change) columns["ports"] = JSON.stringify(change.ports)
+  if ("booted" in change) columns["booted"] = change.booted ? 1 : 0
+  return columns
+}
+
+const SCHEMA = `
+  CREATE TABLE IF NOT EXISTS boxes (
+    id TEXT PRIMARY KEY, name TEXT UNIQUE, status TEXT NOT NULL, image TEXT NOT NULL,
+    options TEXT NOT NULL, run_config TEXT NOT NULL DEFAULT '{}', base TEXT NOT NULL,
+    created_at INTEGER NOT NULL, pid INTEGER, supervisor_pid INTEGER, supervisor_start TEXT,
+    ports TEXT NOT NULL DEFAULT '[]', booted INTEGER NOT NULL DEFAULT 0);
+  CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);`
+
+/** Columns added since the first release, for homes created by it. */
+const ADDED_COLUMNS: ReadonlyArray<readonly [string, string]> = [
+  ["base", "TEXT NOT NULL DEFAULT ''"],
+  ["run_config", "TEXT NOT NULL DEFAULT '{}'"],
+  ["supervisor_pid", "INTEGER"],
+  ["supervisor_start", "TEXT"],
+  ["ports", "TEXT NOT NULL DEFAULT '[]'"],
+  ["booted", "INTEGER NOT NULL DEFAULT 0"]
+]
 
 /** Opens (creating if needed) `<home>/boxlite.db`; the layer closes it. */
 export const layerSqlite = (homeDir: string): Layer.Layer<StateStore> =>
@@ -65,39 +129,65 @@ export const layerSqlite = (homeDir: string): Layer.Layer<StateStore> =>
       Effect.sync(() => {
         fs.mkdirSync(homeDir, { recursive: true, mode: 0o700 })
         const db = new Database(path.join(homeDir, "boxlite.db"))
+        // Many processes share a home: wait for a writer rather than fail with SQLITE_BUSY.
+        db.pragma("busy_timeout = 30000")
         db.pragma("journal_mode = WAL")
-        db.pragma("busy_timeout = 5000")
-        db.exec(`
-          CREATE TABLE IF NOT EXISTS boxes (
-            id TEXT PRIMARY KEY, name TEXT UNIQUE, status TEXT NOT NULL, image TEXT NOT NULL,
-            options TEXT NOT NULL, base TEXT NOT NULL, created_at INTEGER NOT NULL, pid INTEGER);
-          CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);`)
+        db.transaction(() => {
+          db.exec(SCHEMA)
+          const present = new Set((db.prepare("PRAGMA table_info(boxes)").all() as Array<{ name: string }>).map((c) => c.name))
+          for (const [column, type] of ADDED_COLUMNS) if (!present.has(column)) db.exec(`ALTER TABLE boxes ADD COLUMN ${column} ${type}`)
+        }).immediate()
         return db
       }),
       (db) => Effect.sync(() => db.close())
     ).pipe(
       Effect.map((db) => {
-        const insert = db.prepare("INSERT INTO boxes (id, name, status, image, options, base, created_at, pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
-        const update = db.prepare("UPDATE boxes SET status = ?, pid = ? WHERE id = ?")
+        const insert = db.prepare(
+          "INSERT INTO boxes (id, name, status, image, options, run_config, base, created_at, pid, supervisor_pid, supervisor_start, ports, booted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        const claim = db.prepare(
+          "UPDATE boxes SET status = 'starting', pid = NULL, supervisor_pid = ?, supervisor_start = ? WHERE id = ? AND status IN ('configured', 'stopped', 'failed')"
+        )
         const byIdOrName = db.prepare("SELECT * FROM boxes WHERE id = ? OR name = ?")
         const all = db.prepare("SELECT * FROM boxes ORDER BY created_at, id")
         const remove = db.prepare("DELETE FROM boxes WHERE id = ?")
         const increment = db.prepare("INSERT INTO counters (name, value) VALUES (?, 1) ON CONFLICT(name) DO UPDATE SET value = value + 1")
         const counters = db.prepare("SELECT name, value FROM counters")
+        const patch = (id: string, change: BoxChange, supervisor?: ProcessRef | null): boolean => {
+          const columns = columnsOf(change)
+          const names = Object.keys(columns)
+          if (names.length === 0) return true
+          let sql = `UPDATE boxes SET ${names.map((n) => `${n} = ?`).join(", ")} WHERE id = ?`
+          const values = [...Object.values(columns), id]
+          if (supervisor === null) sql += " AND supervisor_pid IS NULL"
+          else if (supervisor !== undefined) {
+            sql += " AND supervisor_pid = ? AND supervisor_start = ?"
+            values.push(supervisor.pid, supervisor.startTime)
+          }
+          return db.prepare(sql).run(...values).changes === 1
+        }
         return StateStore.of({
           insert: (r) =>
             Effect.try({
-              try: () => void insert.run(r.id, r.name ?? null, r.status, r.image, JSON.stringify(r.options), r.base, r.createdAt.getTime(), r.pid ?? null),
+              try: () =>
+                void insert.run(
+                  r.id, r.name ?? null, r.status, r.image, JSON.stringify(r.options), JSON.stringify(r.runConfig), r.base,
+                  r.createdAt.getTime(), r.pid ?? null, r.supervisor?.pid ?? null, r.supervisor?.startTime ?? null,
+                  JSON.stringify(r.ports), r.booted ? 1 : 0
+                ),
               catch: (e) =>
                 new BoxStateError(String(e).includes("UNIQUE") && r.name !== undefined ? `a box named "${r.name}" already exists` : `could not record box ${r.id}: ${String(e)}`)
             }),
-          update: (id, change) => Effect.sync(() => void update.run(change.status, change.pid ?? null, id)),
-          find: (idOrName) => Effect.sync(() => {
-            const row = byIdOrName.get(idOrName, idOrName) as Row | undefined
-            return row ? toRecord(row) : undefined
-          }),
+          update: (id, change) => Effect.sync(() => void patch(id, change)),
+          claimStart: (id, launcher) => Effect.sync(() => claim.run(launcher.pid, launcher.startTime, id).changes === 1),
+          updateIfSupervisor: (id, supervisor, change) => Effect.sync(() => patch(id, change, supervisor ?? null)),
+          find: (idOrName) =>
+            Effect.sync(() => {
+              const row = byIdOrName.get(idOrName, idOrName) as Row | undefined
+              return row ? toRecord(row) : undefined
+            }),
           list: Effect.sync(() => (all.all() as Array<Row>).map(toRecord)),
-          delete: (id) => Effect.sync(() => void remove.run(id)),
+          delete: (id) => Effect.sync(() => remove.run(id).changes === 1),
           increment: (counter) => Effect.sync(() => void increment.run(counter)),
           counters: Effect.sync(() => {
             const values = { boxesCreated: 0, boxesDestroyed: 0, totalExecCalls: 0 }

@@ -3,7 +3,7 @@ export * from "./Runtime.js"
 /** Images: pull, list, inspect, remove, prune; registry options. */
 export * from "./Images.js"
 /** A box: start, exec, stop, remove. */
-export type { Box, BoxInfo, StartError } from "./Box.js"
+export type { Box, BoxInfo, BoxMetrics, StartError } from "./Box.js"
 /** A running command: streams, stdin, kill, wait. */
 export type { ExecResult, Execution } from "./Execution.js"
 /** Box and exec options, their validation and defaults. */
@@ -14,3 +14,7 @@ export * from "./Errors.js"
 export * from "./Hypervisor.js"
 /** Durable box records and counters (SQLite). */
 export { type BoxRecord, type BoxStatus, layerSqlite, StateStore } from "./StateStore.js"
+/** The per-box supervisor process and how a platform runs it. */
+export { type LaunchReport, runSupervisorMain, SupervisorEntry } from "./Supervisor.js"
+/** Structured logs from BOXLITE_LOG / RUST_LOG. */
+export * as Logging from "./Logging.js"

@@ -12,7 +12,7 @@ const fieldOf = async (effect: Effect.Effect<unknown, InvalidOptions>) => {
 describe("box options", () => {
   it("applies the reference's defaults", async () => {
     expect(await Effect.runPromise(resolveBoxOptions({}))).toEqual({
-      image: "python:slim", name: undefined, cpus: 1, memoryMib: 512, diskSizeGb: undefined, workingDir: undefined, env: [], user: undefined, network: "nat", allowHostLoopback: false, ports: [], volumes: [], autoRemove: true, readyTimeoutMs: 60_000
+      image: "python:slim", name: undefined, cpus: 1, memoryMib: 512, diskSizeGb: undefined, workingDir: undefined, env: [], user: undefined, network: "nat", allowHostLoopback: false, ports: [], volumes: [], autoRemove: true, detach: false, readyTimeoutMs: 60_000
     })
   })
 
@@ -24,7 +24,7 @@ describe("box options", () => {
   it.each([
     [{ cpus: 0 }, "cpus"], [{ cpus: 10_000 }, "cpus"], [{ memoryMib: 127 }, "memoryMib"], [{ memoryMib: 65537 }, "memoryMib"],
     [{ image: " " }, "image"], [{ workingDir: "x" }, "workingDir"], [{ env: [["", "v"]] }, "env"], [{ env: { "A=B": "v" } }, "env"],
-    [{ autoRemove: "yes" }, "autoRemove"], [{ user: "a b" }, "user"], [{ diskSizeGb: 0 }, "diskSizeGb"],
+    [{ autoRemove: "yes" }, "autoRemove"], [{ detach: 1 }, "detach"], [{ user: "a b" }, "user"], [{ diskSizeGb: 0 }, "diskSizeGb"],
     [{ ports: [[70000, 80]] }, "ports"], [{ ports: [{ hostPort: 1, guestPort: 2, protocol: "sctp" }] }, "ports"],
     [{ ports: [{ hostPort: 1, guestPort: 2, hostIp: "localhost" }] }, "ports"], [{ network: "none", ports: [[8080, 80]] }, "ports"],
     [{ ports: [[8080, 80], [8080, 81]] }, "ports[1]"], [{ volumes: [["relative", "/x"]] }, "volumes"],

@@ -1,11 +1,11 @@
 /**
- * The host end of the agent protocol (packages/agent-protocol/PROTOCOL.md) over one byte
- * stream: handshake, exec streams multiplexed by id, credit-based flow control, ping.
+ * A client's end of the agent protocol (packages/agent-protocol/PROTOCOL.md), spoken to a box's
+ * supervisor: handshake, exec streams multiplexed by id, credit-based flow control, ping, metrics.
  * Promise-based on purpose: it is driven by socket events; the Effect API wraps it.
  */
 import {
   Channel, decodeCredit, decodeJson, encodeCredit, encodeFrame, encodeJson, ErrorMessage, type ExecRequest,
-  ExitStatus, type Frame, FrameDecoder, FrameType, type GuestConfig, HelloAck, INITIAL_WINDOW, MAX_DATA_CHUNK, PROTOCOL_VERSION, Started
+  ExitStatus, type Frame, FrameDecoder, FrameType, HelloAck, INITIAL_WINDOW, MAX_DATA_CHUNK, MetricsReport, PROTOCOL_VERSION, Started
 } from "@boxlite/agent-protocol"
 import type { Duplex } from "node:stream"
 import { OutputQueue } from "./OutputQueue.js"
@@ -127,10 +127,10 @@ export class AgentConnection {
   private readonly decoder = new FrameDecoder()
   private readonly streams = new Map<number, ExecChannel>()
   private readonly pings = new Map<string, () => void>()
+  private readonly metricsWaiters = new Map<string, (report: MetricsReport | undefined) => void>()
   private nextStream = 1
   private closedWith: Error | undefined
   private helloWaiter: { resolve: (agent: string) => void; reject: (e: Error) => void } | undefined
-  private configureWaiter: { resolve: () => void; reject: (e: Error) => void } | undefined
   /** Resolves when the channel is gone, with the reason. */
   readonly closed: Promise<Error>
   private markClosed!: (e: Error) => void
@@ -152,15 +152,6 @@ export class AgentConnection {
     return conn
   }
 
-  /** Network and mounts in the guest; resolves once the guest has them in place. */
-  configure(config: GuestConfig): Promise<void> {
-    if (this.closedWith) return Promise.reject(this.closedWith)
-    return new Promise((resolve, reject) => {
-      this.configureWaiter = { resolve, reject }
-      this.send(FrameType.CONFIGURE, 0, encodeJson(config))
-    })
-  }
-
   exec(request: ExecRequest): ExecChannel {
     if (this.closedWith) throw this.closedWith
     const id = this.nextStream++
@@ -180,6 +171,18 @@ export class AgentConnection {
       this.send(FrameType.PING, 0, Buffer.from(token))
     })
     return performance.now() - start
+  }
+
+  /** The guest kernel's memory and network counters. */
+  async metrics(): Promise<MetricsReport> {
+    if (this.closedWith) throw this.closedWith
+    const token = `${process.hrtime.bigint()}`
+    const report = await new Promise<MetricsReport | undefined>((resolve) => {
+      this.metricsWaiters.set(token, resolve)
+      this.send(FrameType.METRICS, 0, Buffer.from(token))
+    })
+    if (!report) throw this.closedWith ?? new ChannelClosed("the agent channel closed")
+    return report
   }
 
   /** Asks the guest to sync and power off; the channel closes when the VM is gone. */
@@ -206,9 +209,9 @@ export class AgentConnection {
     if (this.closedWith) return
     this.closedWith = reason
     this.helloWaiter?.reject(reason)
-    this.configureWaiter?.reject(reason)
     for (const stream of [...this.streams.values()]) stream.fail(reason)
     for (const resolve of this.pings.values()) resolve()
+    for (const resolve of this.metricsWaiters.values()) resolve(undefined)
     this.socket.destroy()
     this.markClosed(reason)
   }
@@ -251,19 +254,15 @@ export class AgentConnection {
         this.pings.delete(token)
         return undefined
       }
-      case FrameType.CONFIGURED: {
-        this.configureWaiter?.resolve()
-        this.configureWaiter = undefined
+      case FrameType.METRICS_REPORT: {
+        const report = decodeJson(MetricsReport, frame.payload)
+        if (!report) return "bad METRICS_REPORT"
+        this.metricsWaiters.get(report.token)?.(report)
+        this.metricsWaiters.delete(report.token)
         return undefined
       }
       case FrameType.ERROR: {
         const error = decodeJson(ErrorMessage, frame.payload)
-        // A failed CONFIGURE fails that request; the caller stops the VM.
-        if (this.configureWaiter && error?.code === "configure_failed") {
-          this.configureWaiter.reject(new Error(error.message))
-          this.configureWaiter = undefined
-          return undefined
-        }
         return `the guest reported: ${error ? `${error.code}: ${error.message}` : "an unreadable error"}`
       }
       default:

@@ -1,14 +1,16 @@
 import { Effect, Layer, ManagedRuntime } from "effect"
-import type { Box as EffectBox, BoxInfo } from "../Box.js"
+import type { Box as EffectBox, BoxInfo, BoxMetrics } from "../Box.js"
 import type { ExecutionImpl } from "../Execution.js"
 import type { ImageDetails, ImageInfo, PruneResult, PullProgress } from "../Images.js"
 import type { GuestArtifacts, Hypervisor } from "../Hypervisor.js"
+import * as Logging from "../Logging.js"
 import type { BoxOptions, ExecOptions } from "../Options.js"
-import { layer as runtimeLayer, Runtime, type RuntimeInfo, type RuntimeMetrics, type RuntimeOptions } from "../Runtime.js"
+import { layer as runtimeLayer, type RemoveOptions, Runtime, type RuntimeInfo, type RuntimeMetrics, type RuntimeOptions } from "../Runtime.js"
+import type { SupervisorEntry } from "../Supervisor.js"
 import { Execution } from "./Execution.js"
 
-/** The Hypervisor and guest artifacts a Boxlite runs on; the `boxlite` package supplies the default. */
-export type Platform = Layer.Layer<Hypervisor | GuestArtifacts>
+/** The Hypervisor, guest artifacts and supervisor module a Boxlite runs on; the `boxlite` package supplies the default. */
+export type Platform = Layer.Layer<Hypervisor | GuestArtifacts | SupervisorEntry>
 
 /** A box (Promise face of the Effect `Box`). `await using` stops it (and removes it if autoRemove). */
 export class Box implements AsyncDisposable {
@@ -36,6 +38,10 @@ export class Box implements AsyncDisposable {
   /** Round trip to the guest agent, in ms. */
   ping(): Promise<number> {
     return this.run(this.box.ping)
+  }
+  /** CPU time of the VM, guest memory in use and guest network bytes; needs a running box. */
+  metrics(): Promise<BoxMetrics> {
+    return this.run(this.box.metrics)
   }
   stop(): Promise<void> {
     return this.run(this.box.stop)
@@ -72,13 +78,14 @@ export class Images {
 
 /**
  * The BoxLite runtime of one home directory (Promise face of the Effect `Runtime`).
- * `close()` (or `await using`) stops the boxes it started.
+ * `close()` (or `await using`) stops the boxes it started that are not detached.
  */
 export class Boxlite implements AsyncDisposable {
   private readonly managed: ManagedRuntime.ManagedRuntime<Runtime, never>
 
   constructor(options: RuntimeOptions, platform: Platform) {
-    this.managed = ManagedRuntime.make(runtimeLayer(options).pipe(Layer.provide(platform)))
+    const logging = Logging.layerFromEnv()
+    this.managed = ManagedRuntime.make(Layer.merge(runtimeLayer(options).pipe(Layer.provide(platform), Layer.provide(logging)), logging))
   }
 
   private readonly run = <A, E>(effect: Effect.Effect<A, E, Runtime>): Promise<A> => this.managed.runPromise(effect)
@@ -99,8 +106,9 @@ export class Boxlite implements AsyncDisposable {
   list(): Promise<ReadonlyArray<BoxInfo>> {
     return this.run(Runtime.use((r) => r.list))
   }
-  remove(idOrName: string): Promise<void> {
-    return this.run(Runtime.use((r) => r.remove(idOrName)))
+  /** Deletes a box and its disk; a running one only with `{ force: true }`. */
+  remove(idOrName: string, options?: RemoveOptions): Promise<void> {
+    return this.run(Runtime.use((r) => r.remove(idOrName, options)))
   }
   metrics(): Promise<RuntimeMetrics> {
     return this.run(Runtime.use((r) => r.metrics))

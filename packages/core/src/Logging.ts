@@ -1,0 +1,37 @@
+/**
+ * Structured logs, chosen by the environment as the reference documents: `BOXLITE_LOG` (or
+ * `RUST_LOG`, its alias) = trace | debug | info | warn | error | off. Lines go to stderr as
+ * logfmt (`BOXLITE_LOG_FORMAT=json` for JSON). Unset: warnings and errors only.
+ */
+import { Layer, Logger, type LogLevel, References } from "effect"
+
+const LEVELS: Record<string, LogLevel.LogLevel> = {
+  trace: "Trace", debug: "Debug", info: "Info", warn: "Warn", error: "Error", off: "None"
+}
+
+/**
+ * The level a `BOXLITE_LOG`/`RUST_LOG` value asks for. RUST_LOG-style directives
+ * (`boxlite=debug,info`) are understood: a `boxlite...=level` directive wins over a bare level.
+ */
+export const logLevelOf = (value: string | undefined): LogLevel.LogLevel | undefined => {
+  if (!value) return undefined
+  let bare: LogLevel.LogLevel | undefined
+  for (const directive of value.toLowerCase().split(",").map((d) => d.trim())) {
+    const [target, level] = directive.includes("=") ? directive.split("=", 2) as [string, string] : [undefined, directive]
+    const parsed = LEVELS[level]
+    if (!parsed) continue
+    if (target?.startsWith("boxlite")) return parsed
+    if (target === undefined) bare = parsed
+  }
+  return bare
+}
+
+/** Logger and minimum level from the environment (read when the layer is built). */
+export const layerFromEnv = (env: NodeJS.ProcessEnv = process.env): Layer.Layer<never> => {
+  const level = logLevelOf(env["BOXLITE_LOG"]) ?? logLevelOf(env["RUST_LOG"]) ?? "Warn"
+  const format = env["BOXLITE_LOG_FORMAT"] === "json" ? Logger.formatJson : Logger.formatLogFmt
+  return Layer.merge(
+    Logger.layer([Logger.withConsoleError(format)]),
+    Layer.succeed(References.MinimumLogLevel, level)
+  )
+}

@@ -1,0 +1,279 @@
+/**
+ * The per-box supervisor: a process of its own that boots the box's VM, holds the agent
+ * channel and serves it to any number of clients on a unix socket, and stops the VM when a
+ * client asks, when the VM ends by itself, or, for a box that is not detached, when the
+ * process that launched it dies (even by SIGKILL: its end of our stdin pipe closes).
+ *
+ * Launch protocol: argv = home, box id, launcher `pid:startTime`, `owned` | `detached`;
+ * the supervisor writes one JSON line on fd 3 once the box runs (`{"ok":true}`) or failed
+ * (`{"ok":false,"error":{...}}`), then closes it. Its stdout/stderr are the box's
+ * `supervisor.log`.
+ */
+import type { GuestConfig } from "@boxlite/agent-protocol"
+import { DiskStore, layer as diskStoreLayer } from "@boxlite/storage"
+import { Context, Deferred, Effect, Exit, Layer, Scope } from "effect"
+import * as fs from "node:fs"
+import * as net from "node:net"
+import * as path from "node:path"
+import { BoxliteError, BootError, BoxNotFound, BoxStateError, HypervisorUnavailable, InvalidOptions, StorageError } from "./Errors.js"
+import { GUEST_NETWORK, GuestArtifacts, Hypervisor, type Vm, type VmVolume } from "./Hypervisor.js"
+import { AgentMux } from "./internal/AgentMux.js"
+import { boxDirOf, rootfsDirOf, supervisorSocketOf } from "./internal/BoxFiles.js"
+import { claimHostPorts } from "./internal/HostPorts.js"
+import { type ProcessRef, selfRef } from "./internal/Proc.js"
+import * as Logging from "./Logging.js"
+import type { Volume } from "./Options.js"
+import { type BoxRecord, layerSqlite, StateStore } from "./StateStore.js"
+
+/** How this platform runs a supervisor: a Node module that calls `runSupervisorMain` with the same layers. */
+export class SupervisorEntry extends Context.Service<SupervisorEntry, {
+  readonly module: string
+}>()("@boxlite/core/SupervisorEntry") {}
+
+export interface SupervisorArgs {
+  readonly homeDir: string
+  readonly boxId: string
+  /** The process that claimed the start; the supervisor takes the record over from it. */
+  readonly launcher: ProcessRef
+  /** Stop the box when the launcher's end of stdin closes. */
+  readonly owned: boolean
+}
+
+export const supervisorArgv = (args: SupervisorArgs): Array<string> =>
+  [args.homeDir, args.boxId, `${args.launcher.pid}:${args.launcher.startTime}`, args.owned ? "owned" : "detached"]
+
+const parseArgs = (argv: ReadonlyArray<string>): SupervisorArgs => {
+  const [homeDir, boxId, launcher, mode] = argv
+  const [pid, startTime] = (launcher ?? "").split(":")
+  if (!homeDir || !boxId || !pid || !startTime || (mode !== "owned" && mode !== "detached")) {
+    throw new Error(`usage: supervisor <home> <box id> <launcher pid:start> owned|detached (got ${argv.join(" ")})`)
+  }
+  return { homeDir, boxId, launcher: { pid: Number(pid), startTime }, owned: mode === "owned" }
+}
+
+/** The launch report on fd 3: the error crosses the process boundary as its tag and fields. */
+export type LaunchReport =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly error: { readonly _tag: string; readonly message: string; readonly consoleTail?: string } }
+
+const READY_FD = 3
+const STOP_GRACE_MS = 10_000
+
+/** Rebuilds the typed error a supervisor reported. */
+export const errorFromReport = (error: Extract<LaunchReport, { ok: false }>["error"], boxId: string): BoxliteError => {
+  switch (error._tag) {
+    case "BootError":
+      return new BootError(error.message.split("\n--- guest console")[0]!, error.consoleTail ?? "")
+    case "HypervisorUnavailable":
+      return new HypervisorUnavailable(error.message)
+    case "StorageError":
+      return new StorageError(error.message)
+    case "BoxNotFound":
+      return new BoxNotFound(boxId)
+    case "InvalidOptions":
+    case "BoxStateError":
+    default:
+      return new BoxStateError(error.message)
+  }
+}
+
+/**
+ * A volume as the VM sees it: a virtiofs share of a directory; for a single file, a share
+ * holding only that file (the driver's doing), bind-mounted onto its path by the guest agent.
+ */
+const shareOf = (volume: Volume, index: number): { volume: VmVolume; mount: GuestConfig["mounts"][number] } => {
+  const tag = `v${index}`
+  const isFile = fs.statSync(volume.hostPath).isFile()
+  return {
+    volume: isFile
+      ? { tag, hostPath: path.dirname(volume.hostPath), file: path.basename(volume.hostPath), readOnly: volume.readOnly }
+      : { tag, hostPath: volume.hostPath, readOnly: volume.readOnly },
+    mount: { tag, path: volume.guestPath, readOnly: volume.readOnly, ...(isFile ? { file: path.basename(volume.hostPath) } : {}) }
+  }
+}
+
+type StopReason = "requested" | "launcher exited" | "signal" | "vm exited"
+
+interface Running {
+  readonly vm: Vm
+  readonly mux: AgentMux
+  readonly server: net.Server
+  readonly socketPath: string
+}
+
+const listen = (server: net.Server, socketPath: string): Promise<void> =>
+  new Promise((resolve, reject) => {
+    fs.rmSync(socketPath, { force: true })
+    server.once("error", reject)
+    server.listen(socketPath, () => {
+      fs.chmodSync(socketPath, 0o600)
+      resolve()
+    })
+  })
+
+/** Boots the VM, configures the guest and opens the socket; the VM lives in `scope`. */
+const boot = (record: BoxRecord, args: SupervisorArgs, scope: Scope.Scope, stop: Deferred.Deferred<StopReason>) =>
+  Effect.gen(function*() {
+    const hypervisor = yield* Hypervisor
+    const guest = yield* GuestArtifacts
+    const disks = yield* DiskStore
+    const store = yield* StateStore
+    const options = record.options
+    const dir = boxDirOf(args.homeDir, record.id)
+    const diskPath = path.join(dir, "disk.qcow2")
+    if (record.booted && options.diskSizeGb === undefined) {
+      yield* Effect.logDebug("recreating the ephemeral disk")
+      yield* disks.createBoxDisk(record.base, diskPath).pipe(Effect.mapError((e) => new StorageError(e.message)))
+    }
+    const files = yield* guest.files
+    const ports = yield* Effect.tryPromise({
+      try: () => claimHostPorts(options.ports),
+      catch: (e) => new InvalidOptions("ports", (e as Error).message)
+    })
+    const shares = options.volumes.map(shareOf)
+    const vm = yield* hypervisor.start({
+      boxId: record.id,
+      dir,
+      kernel: files.kernel,
+      initrd: files.initrd,
+      cmdline: files.cmdline,
+      rootDisk: diskPath,
+      cpus: options.cpus,
+      memoryMib: options.memoryMib,
+      network: options.network === "none" ? undefined : { allowHostLoopback: options.allowHostLoopback, ports },
+      volumes: shares.map((s) => s.volume)
+    }).pipe(Scope.provide(scope))
+    yield* Effect.logDebug("VMM started").pipe(Effect.annotateLogs({ pid: vm.pid }))
+    // A VM that booted but never became usable: its console tail says why.
+    const abandon = (problem: string) =>
+      Effect.flatMap(Effect.promise(() => vm.consoleTail(4096)), (tail) => Effect.fail(new BootError(`box ${record.id} ${problem}`, tail)))
+    const onShutdown = () => Deferred.doneUnsafe(stop, Exit.succeed("requested"))
+    const mux = yield* Effect.tryPromise({
+      try: () => Promise.race([
+        AgentMux.open(vm.agent, onShutdown),
+        vm.exited.then((exit) => Promise.reject(new Error(`the VM exited during boot (${exit.signal ?? `code ${exit.code}`})`)))
+      ]),
+      catch: (e) => (e as Error).message
+    }).pipe(
+      Effect.timeoutOrElse({
+        duration: options.readyTimeoutMs,
+        orElse: () => Effect.fail(`the guest agent did not answer within ${options.readyTimeoutMs} ms (option readyTimeoutMs)`)
+      }),
+      Effect.catch((problem: string) => abandon(`failed to boot: ${problem}`))
+    )
+    const guestConfig: GuestConfig = {
+      ...(options.network === "none" ? {} : { network: { ...GUEST_NETWORK, dns: [GUEST_NETWORK.dns] } }),
+      mounts: shares.map((s) => s.mount)
+    }
+    yield* Effect.tryPromise({ try: () => mux.configure(guestConfig), catch: (e) => (e as Error).message }).pipe(
+      Effect.catch((problem: string) => abandon(`could not be configured: ${problem}`))
+    )
+    const socketPath = supervisorSocketOf(args.homeDir, record.id)
+    const server = net.createServer((socket) => mux.serve(socket))
+    yield* Effect.tryPromise({
+      try: () => listen(server, socketPath),
+      catch: (e) => new BootError(`box ${record.id}: cannot listen on ${socketPath}: ${(e as Error).message}`, "")
+    })
+    void vm.exited.then(() => Deferred.doneUnsafe(stop, Exit.succeed("vm exited")))
+    yield* store.update(record.id, { status: "running", pid: vm.pid, ports, booted: true })
+    return { vm, mux, server, socketPath } satisfies Running
+  })
+
+/** Graceful: the guest syncs and powers off; forced after STOP_GRACE_MS. */
+const halt = (running: Running, reason: StopReason) =>
+  Effect.gen(function*() {
+    if (reason !== "vm exited") {
+      running.mux.shutdown()
+      const exited = yield* Effect.promise(() => running.vm.exited).pipe(
+        Effect.timeoutOrElse({ duration: STOP_GRACE_MS, orElse: () => Effect.succeed(undefined) })
+      )
+      if (exited === undefined) {
+        yield* Effect.logWarning(`the guest did not power off within ${STOP_GRACE_MS} ms; killing the VMM`)
+        running.vm.kill()
+      }
+    }
+    running.mux.close(new Error("the box stopped"))
+    running.server.close()
+    fs.rmSync(running.socketPath, { force: true })
+  })
+
+/** The whole life of one supervisor; resolves when the box has stopped (and maybe been removed). */
+export const runSupervisor = (args: SupervisorArgs) =>
+  Effect.gen(function*() {
+    const store = yield* StateStore
+    const self = selfRef()
+    const report = (message: LaunchReport) => {
+      try {
+        fs.writeSync(READY_FD, `${JSON.stringify(message)}\n`)
+        fs.closeSync(READY_FD)
+      } catch {
+        // The launcher is gone; the record says what happened.
+      }
+    }
+    const stop = yield* Deferred.make<StopReason>()
+    const onSignal = () => Deferred.doneUnsafe(stop, Exit.succeed("signal"))
+    for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.on(signal, onSignal)
+    if (args.owned) {
+      process.stdin.on("data", () => {})
+      process.stdin.on("close", () => Deferred.doneUnsafe(stop, Exit.succeed("launcher exited")))
+      process.stdin.on("error", () => Deferred.doneUnsafe(stop, Exit.succeed("launcher exited")))
+    }
+
+    const record = yield* store.find(args.boxId)
+    if (!record) {
+      report({ ok: false, error: { _tag: "BoxNotFound", message: `no box ${args.boxId}` } })
+      return
+    }
+    const tookOver = yield* store.updateIfSupervisor(record.id, args.launcher, { supervisor: self })
+    if (!tookOver) {
+      report({ ok: false, error: { _tag: "BoxStateError", message: `box ${record.id} is being started by another process` } })
+      return
+    }
+    const scope = yield* Scope.make()
+    const started = yield* boot(record, args, scope, stop).pipe(Effect.exit)
+    if (Exit.isFailure(started)) {
+      yield* Scope.close(scope, Exit.void)
+      const error = started.cause.reasons.map((r) => ("error" in r ? r.error : undefined)).find((e) => e !== undefined)
+      const tagged = error instanceof BoxliteError
+        ? { _tag: (error as { _tag?: string })._tag ?? "BoxStateError", message: error.message, ...(error instanceof BootError ? { consoleTail: error.consoleTail } : {}) }
+        : { _tag: "BootError", message: `box ${record.id} failed to start: ${String(error ?? started.cause)}` }
+      yield* Effect.logError("boot failed").pipe(Effect.annotateLogs({ error: tagged.message }))
+      yield* store.updateIfSupervisor(record.id, self, { status: "failed", pid: undefined, supervisor: undefined })
+      report({ ok: false, error: tagged })
+      return
+    }
+    const running = started.value
+    report({ ok: true })
+    yield* Effect.logInfo("box running").pipe(Effect.annotateLogs({ vmmPid: running.vm.pid, agent: running.mux.agentVersion }))
+
+    const reason = yield* Deferred.await(stop)
+    yield* Effect.logInfo("stopping").pipe(Effect.annotateLogs({ reason }))
+    yield* store.update(record.id, { status: "stopping" })
+    yield* halt(running, reason)
+    yield* Scope.close(scope, Exit.void)
+    yield* store.update(record.id, { status: "stopped", pid: undefined, supervisor: undefined })
+    if (record.options.autoRemove) {
+      fs.rmSync(boxDirOf(args.homeDir, record.id), { recursive: true, force: true })
+      if (yield* store.delete(record.id)) yield* store.increment("boxesDestroyed")
+      yield* Effect.logInfo("removed (autoRemove)")
+    }
+    yield* Effect.logInfo("stopped")
+  }).pipe(Effect.annotateLogs({ box: args.boxId }))
+
+/**
+ * The body of a supervisor module: parses argv, runs the supervisor on `platform` (the
+ * Hypervisor and guest the launching process uses) and exits.
+ */
+export const runSupervisorMain = (argv: ReadonlyArray<string>, platform: Layer.Layer<Hypervisor | GuestArtifacts>): void => {
+  const args = parseArgs(argv)
+  const layers = Layer.mergeAll(
+    platform,
+    layerSqlite(args.homeDir),
+    diskStoreLayer({ rootfsDir: rootfsDirOf(args.homeDir) }),
+    Logging.layerFromEnv()
+  )
+  Effect.runPromiseExit(Effect.provide(runSupervisor(args), layers)).then((exit) => {
+    if (Exit.isFailure(exit)) console.error(`supervisor failed: ${String(exit.cause)}`)
+    process.exit(Exit.isSuccess(exit) ? 0 : 1)
+  })
+}

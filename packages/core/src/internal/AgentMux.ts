@@ -1,0 +1,227 @@
+/**
+ * The supervisor's side of the agent channel: it holds the one connection to the guest agent
+ * and serves the same protocol to any number of clients, mapping each client's stream ids and
+ * PING/METRICS tokens onto the guest's (PROTOCOL.md, "Supervisor"). Frames are forwarded one
+ * for one, so the guest's credit-based flow control reaches every client unchanged.
+ */
+import {
+  decodeJson, encodeFrame, encodeJson, ErrorMessage, type Frame, FrameDecoder, FrameType, type GuestConfig, HelloAck,
+  MetricsReport, PROTOCOL_VERSION
+} from "@boxlite/agent-protocol"
+import type { Duplex } from "node:stream"
+
+const SIGKILL = 9
+
+interface Client {
+  readonly socket: Duplex
+  /** Client stream id -> guest stream id. */
+  readonly streams: Map<number, number>
+}
+
+/** Where a guest stream's frames go; `client` undefined once that client has gone. */
+interface Route {
+  client: Client | undefined
+  readonly clientStream: number
+}
+
+/** A PING or METRICS in flight: who asked, with which token. */
+interface Pending {
+  readonly client: Client
+  readonly token: Uint8Array
+}
+
+export class AgentMux {
+  private readonly decoder = new FrameDecoder()
+  private readonly clients = new Set<Client>()
+  private readonly routes = new Map<number, Route>()
+  private readonly pending = new Map<string, Pending>()
+  private nextStream = 1
+  private nextToken = 1
+  private waiter: { readonly type: number; resolve: (frame: Frame) => void; reject: (e: Error) => void } | undefined
+  private closedWith: Error | undefined
+  agentVersion = ""
+
+  private constructor(private readonly agent: Duplex, private readonly onShutdown: () => void) {
+    agent.on("data", (chunk: Buffer) => this.onAgentData(chunk))
+    agent.on("error", (e) => this.close(new Error(`agent channel error: ${e.message}`)))
+    agent.on("close", () => this.close(new Error("the agent channel closed")))
+  }
+
+  /** Handshakes with the guest agent; `onShutdown` runs when a client sends SHUTDOWN. */
+  static async open(agent: Duplex, onShutdown: () => void): Promise<AgentMux> {
+    const mux = new AgentMux(agent, onShutdown)
+    const ack = await mux.request(FrameType.HELLO, encodeJson({ version: PROTOCOL_VERSION }), FrameType.HELLO_ACK)
+    const hello = decodeJson(HelloAck, ack.payload)
+    if (!hello || hello.version !== PROTOCOL_VERSION) throw new Error(`the guest agent speaks another protocol: ${Buffer.from(ack.payload).toString()}`)
+    mux.agentVersion = hello.agent
+    return mux
+  }
+
+  /** Network and mounts in the guest; before any client is served. */
+  async configure(config: GuestConfig): Promise<void> {
+    await this.request(FrameType.CONFIGURE, encodeJson(config), FrameType.CONFIGURED)
+  }
+
+  /** Asks the guest to sync and power off. */
+  shutdown(): void {
+    this.sendAgent(FrameType.SHUTDOWN, 0)
+  }
+
+  /** Serves one client connection until it closes. */
+  serve(socket: Duplex): void {
+    if (this.closedWith) {
+      socket.destroy()
+      return
+    }
+    const client: Client = { socket, streams: new Map() }
+    this.clients.add(client)
+    const decoder = new FrameDecoder()
+    socket.on("data", (chunk: Buffer) => {
+      try {
+        for (const frame of decoder.push(chunk)) this.fromClient(client, frame)
+      } catch {
+        socket.destroy()
+      }
+    })
+    socket.on("error", () => socket.destroy())
+    socket.on("close", () => this.dropClient(client))
+  }
+
+  get clientCount(): number {
+    return this.clients.size
+  }
+
+  /** Ends every client connection and the agent channel. */
+  close(reason: Error): void {
+    if (this.closedWith) return
+    this.closedWith = reason
+    this.waiter?.reject(reason)
+    this.waiter = undefined
+    for (const client of this.clients) client.socket.destroy()
+    this.agent.destroy()
+  }
+
+  private request(type: number, payload: Uint8Array, answer: number): Promise<Frame> {
+    if (this.closedWith) return Promise.reject(this.closedWith)
+    return new Promise((resolve, reject) => {
+      this.waiter = { type: answer, resolve, reject }
+      this.sendAgent(type, 0, payload)
+    })
+  }
+
+  private sendAgent(type: number, stream: number, payload?: Uint8Array): void {
+    if (!this.closedWith) this.agent.write(encodeFrame(type, stream, payload))
+  }
+
+  private sendClient(client: Client, type: number, stream: number, payload?: Uint8Array): void {
+    if (!client.socket.destroyed) client.socket.write(encodeFrame(type, stream, payload))
+  }
+
+  private refuse(client: Client, stream: number, code: string, message: string): void {
+    this.sendClient(client, FrameType.ERROR, stream, encodeJson({ code, message }))
+  }
+
+  private fromClient(client: Client, frame: Frame): void {
+    switch (frame.type) {
+      case FrameType.HELLO:
+        return this.sendClient(client, FrameType.HELLO_ACK, 0, encodeJson({ version: PROTOCOL_VERSION, agent: this.agentVersion }))
+      case FrameType.EXEC: {
+        if (frame.stream === 0 || client.streams.has(frame.stream)) {
+          return this.refuse(client, frame.stream, "stream_in_use", `stream ${frame.stream} is in use`)
+        }
+        const guestStream = this.nextStream++
+        client.streams.set(frame.stream, guestStream)
+        this.routes.set(guestStream, { client, clientStream: frame.stream })
+        return this.sendAgent(FrameType.EXEC, guestStream, frame.payload)
+      }
+      case FrameType.STDIN:
+      case FrameType.STDIN_CLOSE:
+      case FrameType.CREDIT:
+      case FrameType.SIGNAL: {
+        const guestStream = client.streams.get(frame.stream)
+        if (guestStream !== undefined) this.sendAgent(frame.type, guestStream, frame.payload)
+        return
+      }
+      case FrameType.PING:
+      case FrameType.METRICS: {
+        const token = `${this.nextToken++}`
+        this.pending.set(token, { client, token: frame.payload })
+        return this.sendAgent(frame.type, 0, Buffer.from(token))
+      }
+      case FrameType.SHUTDOWN:
+        return this.onShutdown()
+      case FrameType.CONFIGURE:
+        return this.refuse(client, 0, "bad_message", "the supervisor configured the guest at boot")
+      default:
+        return this.refuse(client, frame.stream, "bad_message", `unexpected frame type ${frame.type}`)
+    }
+  }
+
+  /** A client that goes away takes its running commands with it. */
+  private dropClient(client: Client): void {
+    this.clients.delete(client)
+    for (const guestStream of client.streams.values()) {
+      const route = this.routes.get(guestStream)
+      if (route) {
+        route.client = undefined
+        this.sendAgent(FrameType.SIGNAL, guestStream, encodeJson({ signal: SIGKILL }))
+      }
+    }
+    for (const [token, pending] of this.pending) if (pending.client === client) this.pending.delete(token)
+  }
+
+  private onAgentData(chunk: Buffer): void {
+    let frames: Array<Frame>
+    try {
+      frames = this.decoder.push(chunk)
+    } catch (e) {
+      this.close(new Error(`agent protocol error: ${(e as Error).message}`))
+      return
+    }
+    for (const frame of frames) this.fromAgent(frame)
+  }
+
+  private fromAgent(frame: Frame): void {
+    if (frame.stream !== 0) {
+      const route = this.routes.get(frame.stream)
+      if (!route) return
+      const ends = frame.type === FrameType.EXIT || frame.type === FrameType.ERROR
+      if (ends) {
+        this.routes.delete(frame.stream)
+        route.client?.streams.delete(route.clientStream)
+      }
+      if (route.client) this.sendClient(route.client, frame.type, route.clientStream, frame.payload)
+      return
+    }
+    if (this.waiter && (frame.type === this.waiter.type || frame.type === FrameType.ERROR)) {
+      const waiter = this.waiter
+      this.waiter = undefined
+      if (frame.type === FrameType.ERROR) {
+        const error = decodeJson(ErrorMessage, frame.payload)
+        waiter.reject(new Error(error ? error.message : "the guest refused the request"))
+      } else {
+        waiter.resolve(frame)
+      }
+      return
+    }
+    switch (frame.type) {
+      case FrameType.PONG: {
+        const token = Buffer.from(frame.payload).toString()
+        const pending = this.pending.get(token)
+        this.pending.delete(token)
+        if (pending) this.sendClient(pending.client, FrameType.PONG, 0, pending.token)
+        return
+      }
+      case FrameType.METRICS_REPORT: {
+        const report = decodeJson(MetricsReport, frame.payload)
+        const pending = report && this.pending.get(report.token)
+        if (!report || !pending) return
+        this.pending.delete(report.token)
+        this.sendClient(pending.client, FrameType.METRICS_REPORT, 0, encodeJson({ ...report, token: Buffer.from(pending.token).toString() }))
+        return
+      }
+      default:
+        return
+    }
+  }
+}

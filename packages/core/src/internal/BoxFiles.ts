@@ -1,0 +1,31 @@
+/**
+ * Where a box's files are: its directory under the home, and the supervisor's socket and log
+ * in it. Both the supervisor and its clients compute them from the home and the box id.
+ */
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+
+/** Where the per-image ext4 bases of a home directory live. */
+export const rootfsDirOf = (homeDir: string): string => path.join(homeDir, "images", "rootfs")
+
+export const boxesDirOf = (homeDir: string): string => path.join(homeDir, "boxes")
+
+export const boxDirOf = (homeDir: string, id: string): string => path.join(boxesDirOf(homeDir), id)
+
+/** sun_path holds 108 bytes on Linux (104 on macOS); a longer path cannot be bound. */
+const MAX_SOCKET_PATH = 100
+
+/**
+ * The supervisor's socket: in the box directory (mode 0700, so only the owner reaches it);
+ * when the home is too deep for a socket path, in a per-user directory of the temp dir.
+ */
+export const supervisorSocketOf = (homeDir: string, id: string): string => {
+  const inBox = path.join(boxDirOf(homeDir, id), "supervisor.sock")
+  if (Buffer.byteLength(inBox) <= MAX_SOCKET_PATH) return inBox
+  const dir = path.join(os.tmpdir(), `boxlite-${process.getuid?.() ?? "user"}`)
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
+  return path.join(dir, `${id}.sock`)
+}
+
+export const supervisorLogOf = (homeDir: string, id: string): string => path.join(boxDirOf(homeDir, id), "supervisor.log")

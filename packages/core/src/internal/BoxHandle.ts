@@ -1,0 +1,300 @@
+/**
+ * A client's handle on a box, in any process: it reads the box's record, launches the box's
+ * supervisor when the box is not running, and talks to the supervisor over its socket for
+ * execs, pings, metrics and stop. Several handles (in one process or many) share one box.
+ */
+import type { ExecRequest } from "@boxlite/agent-protocol"
+import { Effect, Semaphore } from "effect"
+import { type ChildProcess, spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as net from "node:net"
+import type { Readable } from "node:stream"
+import type { Box, BoxInfo, BoxMetrics, StartError } from "../Box.js"
+import { BootError, BoxNotFound, BoxStateError, ExecError } from "../Errors.js"
+import { ExecutionImpl } from "../Execution.js"
+import { type ExecOptions, mergeEnv, resolveExecOptions } from "../Options.js"
+import { ACTIVE_STATUSES, type BoxRecord, StateStore } from "../StateStore.js"
+import { errorFromReport, type LaunchReport, supervisorArgv } from "../Supervisor.js"
+import { AgentConnection, SpawnFailed } from "./AgentConnection.js"
+import { boxDirOf, supervisorLogOf, supervisorSocketOf } from "./BoxFiles.js"
+import { cpuTimeMs, isAlive, selfRef } from "./Proc.js"
+
+const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+const POLL_MS = 50
+/** How long a stop waits for the supervisor to finish (its own grace period is 10 s). */
+const STOP_WAIT_MS = 30_000
+
+export interface BoxHandleDeps {
+  readonly homeDir: string
+  readonly store: StateStore["Service"]
+  /** The module a supervisor process runs. */
+  readonly supervisorModule: string
+  /** Called once the box is gone (removed), so the runtime forgets the handle. */
+  readonly onRemoved: (id: string) => void
+}
+
+const sleep = (ms: number) => Effect.sleep(`${ms} millis`)
+
+/**
+ * The record as it truly is: an active status whose supervisor has died (killed, host
+ * rebooted) is stale and becomes "stopped", in the store too.
+ */
+export const reconcile = (store: StateStore["Service"], record: BoxRecord): Effect.Effect<BoxRecord> =>
+  Effect.gen(function*() {
+    if (!ACTIVE_STATUSES.includes(record.status) || isAlive(record.supervisor)) return record
+    const change = { status: "stopped" as const, pid: undefined, supervisor: undefined }
+    yield* store.updateIfSupervisor(record.id, record.supervisor, change)
+    yield* Effect.logInfo("stale box record reconciled").pipe(Effect.annotateLogs({ box: record.id, was: record.status }))
+    return { ...record, ...change }
+  })
+
+export const infoOf = (record: BoxRecord): BoxInfo => ({
+  id: record.id,
+  name: record.name,
+  status: record.status,
+  image: record.image,
+  cpus: record.options.cpus,
+  memoryMib: record.options.memoryMib,
+  createdAt: record.createdAt,
+  pid: record.pid,
+  ports: record.status === "running" ? record.ports : record.options.ports
+})
+
+/** Reads the supervisor's one-line launch report on fd 3; its exit before that is a failure. */
+const awaitReport = (child: ChildProcess, boxId: string, log: string): Promise<LaunchReport> =>
+  new Promise((resolve) => {
+    const pipe = child.stdio[3] as Readable
+    let text = ""
+    const exited = (code: number | null, signal: string | null) =>
+      resolve({ ok: false, error: { _tag: "BootError", message: `the supervisor of box ${boxId} exited before the box ran (${signal ?? `code ${code}`}); see ${log}` } })
+    child.once("exit", exited)
+    pipe.on("data", (chunk: Buffer) => {
+      text += chunk.toString()
+      const line = text.indexOf("\n")
+      if (line < 0) return
+      child.off("exit", exited)
+      pipe.destroy()
+      try {
+        resolve(JSON.parse(text.slice(0, line)) as LaunchReport)
+      } catch {
+        resolve({ ok: false, error: { _tag: "BootError", message: `unreadable launch report: ${text.slice(0, line)}` } })
+      }
+    })
+  })
+
+export class BoxHandle implements Box {
+  private connection: AgentConnection | undefined
+  /** The supervisor this process launched (it holds the stdin that keeps a non-detached box alive). */
+  private launched: ChildProcess | undefined
+  private readonly lifecycle = Semaphore.makeUnsafe(1)
+
+  constructor(private record: BoxRecord, private readonly deps: BoxHandleDeps) {}
+
+  get id() {
+    return this.record.id
+  }
+  get name() {
+    return this.record.name
+  }
+
+  /** True when this process launched the box's supervisor and the box is not detached. */
+  get ownedHere(): boolean {
+    return this.launched !== undefined && this.launched.exitCode === null && !this.record.options.detach
+  }
+
+  private get current(): Effect.Effect<BoxRecord, BoxNotFound> {
+    return Effect.gen({ self: this }, function*() {
+      const found = yield* this.deps.store.find(this.record.id)
+      if (!found) return yield* new BoxNotFound(this.record.id)
+      this.record = yield* reconcile(this.deps.store, found)
+      return this.record
+    })
+  }
+
+  get info(): Effect.Effect<BoxInfo, BoxNotFound> {
+    return Effect.map(this.current, infoOf)
+  }
+
+  get start(): Effect.Effect<void, StartError> {
+    return Effect.asVoid(this.lifecycle.withPermit(this.connectStarting))
+  }
+
+  /** Connects to the running box, launching its supervisor first when nobody runs it. */
+  private get connectStarting(): Effect.Effect<AgentConnection, StartError> {
+    return Effect.gen({ self: this }, function*() {
+      const deadline = Date.now() + this.record.options.readyTimeoutMs + STOP_WAIT_MS
+      while (true) {
+        if (this.connection && !this.connection.isClosed) return this.connection
+        const record = yield* this.current.pipe(Effect.mapError((e) => new BoxStateError(e.message)))
+        if (record.status === "running") {
+          const connection = yield* this.connect
+          if (connection) return connection
+        } else if (!ACTIVE_STATUSES.includes(record.status)) {
+          if (yield* this.deps.store.claimStart(record.id, selfRef())) return yield* this.launch
+          continue
+        }
+        // Another process is starting or stopping it: wait for the outcome.
+        if (Date.now() > deadline) return yield* new BoxStateError(`box ${record.id} stayed "${record.status}" too long`)
+        yield* sleep(POLL_MS)
+      }
+    })
+  }
+
+  /** The supervisor's socket, or undefined when it is not (or no longer) listening. */
+  private get connect(): Effect.Effect<AgentConnection | undefined> {
+    const socketPath = supervisorSocketOf(this.deps.homeDir, this.record.id)
+    return Effect.promise(() =>
+      new Promise<net.Socket | undefined>((resolve) => {
+        const socket = net.connect(socketPath)
+        socket.once("connect", () => resolve(socket))
+        socket.once("error", () => resolve(undefined))
+      }).then((socket) => (socket ? AgentConnection.open(socket).catch(() => undefined) : undefined))
+    ).pipe(Effect.tap((connection) => Effect.sync(() => (this.connection = connection))))
+  }
+
+  private get launch(): Effect.Effect<AgentConnection, StartError> {
+    return Effect.gen({ self: this }, function*() {
+      const id = this.record.id
+      const detached = this.record.options.detach
+      const logPath = supervisorLogOf(this.deps.homeDir, id)
+      const log = fs.openSync(logPath, "a", 0o600)
+      const child = spawn(process.execPath, [this.deps.supervisorModule, ...supervisorArgv({ homeDir: this.deps.homeDir, boxId: id, launcher: selfRef(), owned: !detached })], {
+        // Its own session: a Ctrl-C meant for this process does not reach a detached box.
+        detached: true,
+        stdio: [detached ? "ignore" : "pipe", log, log, "pipe"]
+      })
+      fs.closeSync(log)
+      yield* Effect.logInfo("supervisor launched").pipe(Effect.annotateLogs({ box: id, supervisorPid: child.pid, detached }))
+      const report = yield* Effect.promise(() => awaitReport(child, id, logPath))
+      // Neither the supervisor nor its stdin pipe may keep this process alive.
+      child.unref()
+      ;(child.stdin as net.Socket | null)?.unref()
+      if (!report.ok) {
+        child.stdin?.destroy()
+        return yield* errorFromReport(report.error, id) as StartError
+      }
+      if (!detached) this.launched = child
+      const connection = yield* this.connect
+      if (!connection) return yield* new BootError(`box ${id} started but its supervisor does not answer`, "")
+      return connection
+    })
+  }
+
+  exec(command: string, args: ReadonlyArray<string> = [], options?: ExecOptions) {
+    return Effect.gen({ self: this }, function*() {
+      const resolved = yield* resolveExecOptions(options)
+      const argv = [command, ...args]
+      if (command.length === 0) return yield* new ExecError("the command is empty", argv)
+      const agent = yield* this.lifecycle.withPermit(this.connectStarting)
+      const box = this.record.options
+      const image = this.record.runConfig
+      const env = mergeEnv([["PATH", DEFAULT_PATH]], image.env, box.env, resolved.env)
+      const user = resolved.user ?? box.user ?? image.user
+      const request: ExecRequest = {
+        argv: argv as unknown as ExecRequest["argv"],
+        env,
+        cwd: resolved.workingDir ?? box.workingDir ?? image.workingDir ?? "/root",
+        ...(user !== undefined ? { user } : {}),
+        ...(resolved.timeoutMs !== undefined ? { timeoutMs: resolved.timeoutMs } : {})
+      }
+      const channel = agent.exec(request)
+      yield* this.deps.store.increment("totalExecCalls")
+      const pid = yield* Effect.tryPromise({
+        try: () => channel.started,
+        catch: (e) => new ExecError(e instanceof SpawnFailed ? `cannot run ${command}: ${e.message}` : `${command}: ${(e as Error).message}`, argv)
+      })
+      return new ExecutionImpl(channel, argv, pid, resolved.timeoutMs)
+    })
+  }
+
+  get ping() {
+    return Effect.flatMap(this.lifecycle.withPermit(this.connectStarting), (agent) =>
+      Effect.tryPromise({ try: () => agent.ping(), catch: (e) => new ExecError(`ping: ${(e as Error).message}`) }))
+  }
+
+  /** CPU time of the VMM process (host), memory and network counters of the guest kernel. */
+  get metrics(): Effect.Effect<BoxMetrics, BoxNotFound | BoxStateError> {
+    return Effect.gen({ self: this }, function*() {
+      const record = yield* this.current
+      const connection = record.status === "running" ? (this.connection && !this.connection.isClosed ? this.connection : yield* this.connect) : undefined
+      const cpu = record.pid === undefined ? undefined : cpuTimeMs(record.pid)
+      if (!connection || cpu === undefined) return yield* new BoxStateError(`box ${record.id} is ${record.status}: metrics need a running box`)
+      const report = yield* Effect.tryPromise({
+        try: () => connection.metrics(),
+        catch: (e) => new BoxStateError(`box ${record.id}: metrics failed: ${(e as Error).message}`)
+      })
+      return {
+        cpuTimeMs: Math.round(cpu),
+        memoryUsageBytes: report.memoryTotalBytes - report.memoryAvailableBytes,
+        networkBytesSent: report.networkTxBytes,
+        networkBytesReceived: report.networkRxBytes
+      }
+    })
+  }
+
+  /** Powers the guest off; the box stays (stopped) unless `autoRemove`. */
+  get stop(): Effect.Effect<void> {
+    return this.lifecycle.withPermit(Effect.gen({ self: this }, function*() {
+      const stopped = yield* this.halt.pipe(Effect.catchTag("BoxNotFound", () => Effect.succeed(false)))
+      // A box that never ran has no supervisor to remove it.
+      if (stopped && this.record.options.autoRemove) yield* this.removeFiles
+    }))
+  }
+
+  /** Stops the box if needed and deletes it with its disk. */
+  get remove(): Effect.Effect<void> {
+    return this.lifecycle.withPermit(Effect.gen({ self: this }, function*() {
+      const stillThere = yield* this.halt.pipe(Effect.catchTag("BoxNotFound", () => Effect.succeed(false)))
+      if (stillThere) yield* this.removeFiles
+      this.deps.onRemoved(this.record.id)
+    }))
+  }
+
+  /** Drops this handle's connection; the box keeps running. */
+  get disconnect(): Effect.Effect<void> {
+    return Effect.sync(() => {
+      this.connection?.close(new Error("the runtime was closed"))
+      this.connection = undefined
+    })
+  }
+
+  /** Stops the box (any process's); true when its record is still there afterwards. */
+  private get halt(): Effect.Effect<boolean, BoxNotFound> {
+    return Effect.gen({ self: this }, function*() {
+      const deadline = Date.now() + STOP_WAIT_MS
+      while (true) {
+        const record = yield* this.current
+        if (!ACTIVE_STATUSES.includes(record.status)) break
+        if (record.status === "running") {
+          const connection = this.connection && !this.connection.isClosed ? this.connection : yield* this.connect
+          connection?.shutdown()
+        }
+        if (Date.now() > deadline) {
+          // The supervisor does not finish: end it; the record is reconciled once it is gone.
+          if (record.supervisor) {
+            try {
+              process.kill(record.supervisor.pid, "SIGKILL")
+            } catch {
+              // Already gone.
+            }
+          }
+        }
+        yield* sleep(POLL_MS)
+      }
+      yield* this.disconnect
+      this.launched?.stdin?.destroy()
+      this.launched = undefined
+      return yield* this.deps.store.find(this.record.id).pipe(Effect.map((r) => r !== undefined))
+    })
+  }
+
+  private get removeFiles(): Effect.Effect<void> {
+    return Effect.gen({ self: this }, function*() {
+      const id = this.record.id
+      yield* Effect.promise(() => fs.promises.rm(boxDirOf(this.deps.homeDir, id), { recursive: true, force: true }))
+      // Two processes may remove one box at once: only the one that deleted the record counts it.
+      if (yield* this.deps.store.delete(id)) yield* this.deps.store.increment("boxesDestroyed")
+      yield* Effect.logInfo("box removed").pipe(Effect.annotateLogs({ box: id }))
+    })
+  }
+}
