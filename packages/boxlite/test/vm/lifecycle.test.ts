@@ -61,6 +61,7 @@ describe("box lifecycle", () => {
     expect(error).toBeInstanceOf(BootError)
     expect(String(error)).toMatch(/readyTimeoutMs/)
     expect(qemuProcessesUnder(home)).toEqual([])
+    expect((await box.info()).status).toBe("failed")
     await box.remove()
     expectNothingLeft()
   })
