@@ -1,17 +1,27 @@
 #!/usr/bin/env node
 /**
  * `boxlite run [options] IMAGE [--] COMMAND [ARGS...]`: runs a command in a fresh box,
- * streaming its output, and exits with its exit code. `boxlite info`: what this host runs.
+ * streaming its output, and exits with its exit code. `create` makes a detached box that
+ * later commands (`exec`, `ls`, `metrics`, `stop`, `rm`) reach by id or name from any process.
+ * `boxlite info`: what this host runs.
  */
 import { readFileSync } from "node:fs"
 import { parseArgs } from "node:util"
-import { Boxlite, BoxliteError } from "./index.js"
+import { type Box, Boxlite, BoxliteError } from "./index.js"
 
 const USAGE = `usage:
   boxlite run [REGISTRY OPTIONS] [--cpus N] [--memory MIB] [-e KEY=VALUE]... [-w DIR] [--timeout MS] IMAGE [--] COMMAND [ARGS...]
+  boxlite create [REGISTRY OPTIONS] [--name NAME] [--keep] [--cpus N] [--memory MIB] IMAGE   (prints the box id)
+  boxlite exec [-e KEY=VALUE]... [-w DIR] [--timeout MS] BOX [--] COMMAND [ARGS...]
+  boxlite ls
+  boxlite metrics BOX
+  boxlite stop BOX
+  boxlite rm [-f] BOX
   boxlite pull [REGISTRY OPTIONS] IMAGE
   boxlite images
   boxlite info
+BOX: a box id or name. A created box is detached: it runs until \`stop\` (then it is removed,
+unless --keep).
 IMAGE: a registry image (python:slim, ghcr.io/o/r:tag, host:port/repo@sha256:...) or an OCI
 layout (oci:/path/to/layout[:tag]). Home: $BOXLITE_HOME or ~/.boxlite.
 REGISTRY OPTIONS: --mirror REGISTRY=URL (repeatable, e.g. docker.io=http://127.0.0.1:5000),
@@ -56,43 +66,101 @@ const withRuntime = async <A>(options: ConstructorParameters<typeof Boxlite>[0],
   }
 }
 
-const run = async (argv: Array<string>): Promise<number> => {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      ...registryOptions,
-      cpus: { type: "string" },
-      memory: { type: "string" },
-      env: { type: "string", short: "e", multiple: true },
-      workdir: { type: "string", short: "w" },
-      timeout: { type: "string" }
-    }
-  })
-  const [image, command, ...args] = positionals
-  if (!image || !command) {
-    process.stderr.write(`${USAGE}\n`)
-    return 2
-  }
+const boxOptions = {
+  cpus: { type: "string" },
+  memory: { type: "string" }
+} as const
+
+const execOptions = {
+  env: { type: "string", short: "e", multiple: true },
+  workdir: { type: "string", short: "w" },
+  timeout: { type: "string" }
+} as const
+
+const usage = (): number => {
+  process.stderr.write(`${USAGE}\n`)
+  return 2
+}
+
+const resources = (values: { cpus?: string; memory?: string }) => ({
+  ...(values.cpus !== undefined ? { cpus: Number(values.cpus) } : {}),
+  ...(values.memory !== undefined ? { memoryMib: Number(values.memory) } : {})
+})
+
+/** Runs the command in `box`, streaming its output to ours; resolves with its exit code. */
+const execIn = async (box: Box, command: string, args: Array<string>, values: { env?: Array<string>; workdir?: string; timeout?: string }): Promise<number> => {
   const env = (values.env ?? []).map((kv) => {
     const eq = kv.indexOf("=")
     return (eq < 0 ? [kv, process.env[kv] ?? ""] : [kv.slice(0, eq), kv.slice(eq + 1)]) as [string, string]
   })
+  const execution = await box.exec(command, args, {
+    env,
+    ...(values.workdir !== undefined ? { workingDir: values.workdir } : {}),
+    ...(values.timeout !== undefined ? { timeoutMs: Number(values.timeout) } : {})
+  })
+  const pipe = async (source: AsyncIterable<Uint8Array>, sink: NodeJS.WriteStream) => {
+    for await (const chunk of source) if (!sink.write(chunk)) await new Promise((r) => sink.once("drain", r))
+  }
+  await Promise.all([pipe(execution.stdout().bytes(), process.stdout), pipe(execution.stderr().bytes(), process.stderr)])
+  return (await execution.wait()).exitCode
+}
+
+const run = async (argv: Array<string>): Promise<number> => {
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { ...registryOptions, ...boxOptions, ...execOptions } })
+  const [image, command, ...args] = positionals
+  if (!image || !command) return usage()
   return withRuntime({ registries: registriesFrom(values) }, async (runtime) => {
-    await using box = await runtime.create({
+    await using box = await runtime.create({ image, ...resources(values) })
+    return execIn(box, command, args, values)
+  })
+}
+
+const create = async (argv: Array<string>): Promise<number> => {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { ...registryOptions, ...boxOptions, name: { type: "string" }, keep: { type: "boolean" } }
+  })
+  const [image] = positionals
+  if (!image) return usage()
+  return withRuntime({ registries: registriesFrom(values) }, async (runtime) => {
+    const box = await runtime.create({
       image,
-      env,
-      ...(values.cpus !== undefined ? { cpus: Number(values.cpus) } : {}),
-      ...(values.memory !== undefined ? { memoryMib: Number(values.memory) } : {}),
-      ...(values.workdir !== undefined ? { workingDir: values.workdir } : {})
+      detach: true,
+      autoRemove: !values.keep,
+      ...(values.name !== undefined ? { name: values.name } : {}),
+      ...resources(values)
     })
-    const execution = await box.exec(command, args, values.timeout !== undefined ? { timeoutMs: Number(values.timeout) } : undefined)
-    const pipe = async (source: AsyncIterable<Uint8Array>, sink: NodeJS.WriteStream) => {
-      for await (const chunk of source) if (!sink.write(chunk)) await new Promise((r) => sink.once("drain", r))
+    await box.start()
+    process.stdout.write(`${box.id}\n`)
+    return 0
+  })
+}
+
+const exec = async (argv: Array<string>): Promise<number> => {
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: execOptions })
+  const [id, command, ...args] = positionals
+  if (!id || !command) return usage()
+  return withRuntime({}, async (runtime) => execIn(await runtime.get(id), command, args, values))
+}
+
+const ls = (): Promise<number> =>
+  withRuntime({}, async (runtime) => {
+    process.stdout.write("ID\tNAME\tSTATUS\tIMAGE\tCPUS\tMEMORY\tPID\tCREATED\n")
+    for (const b of await runtime.list()) {
+      process.stdout.write(`${b.id}\t${b.name ?? "-"}\t${b.status}\t${b.image}\t${b.cpus}\t${b.memoryMib} MiB\t${b.pid ?? "-"}\t${b.createdAt.toISOString()}\n`)
     }
-    await Promise.all([pipe(execution.stdout().bytes(), process.stdout), pipe(execution.stderr().bytes(), process.stderr)])
-    const result = await execution.wait()
-    return result.exitCode
+    return 0
+  })
+
+/** `stop`, `rm` and `metrics`: one box by id or name. */
+const onBox = async (argv: Array<string>, f: (runtime: Boxlite, id: string, force: boolean) => Promise<void>): Promise<number> => {
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { force: { type: "boolean", short: "f" } } })
+  const [id] = positionals
+  if (!id) return usage()
+  return withRuntime({}, async (runtime) => {
+    await f(runtime, id, values.force ?? false)
+    return 0
   })
 }
 
@@ -135,11 +203,18 @@ const main = async () => {
   const [subcommand, ...rest] = process.argv.slice(2)
   try {
     if (subcommand === "run") return await run(rest)
+    if (subcommand === "create") return await create(rest)
+    if (subcommand === "exec") return await exec(rest)
+    if (subcommand === "ls") return await ls()
+    if (subcommand === "stop") return await onBox(rest, async (runtime, id) => (await runtime.get(id)).stop())
+    if (subcommand === "rm") return await onBox(rest, (runtime, id, force) => runtime.remove(id, { force }))
+    if (subcommand === "metrics") {
+      return await onBox(rest, async (runtime, id) => void process.stdout.write(`${JSON.stringify(await (await runtime.get(id)).metrics(), null, 2)}\n`))
+    }
     if (subcommand === "pull") return await pull(rest)
     if (subcommand === "images") return await images()
     if (subcommand === "info") return await info()
-    process.stderr.write(`${USAGE}\n`)
-    return 2
+    return usage()
   } catch (e) {
     process.stderr.write(`boxlite: ${e instanceof BoxliteError ? `${e._tag}: ${e.message}` : e instanceof Error ? e.message : String(e)}\n`)
     return 125

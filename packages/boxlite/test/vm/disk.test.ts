@@ -58,7 +58,8 @@ describe("no leaks", () => {
   it("the home directory stays flat across 20 create/boot/remove cycles of the same image", async () => {
     const home = tempHome()
     const cycles = new Boxlite({ homeDir: home })
-    const du = () => Number(execFileSync("du", ["-sb", home]).toString().split("\t")[0])
+    // The state database's write-ahead log is left out: SQLite checkpoints it at ~4 MB.
+    const du = () => Number(execFileSync("du", ["-sb", "--exclude=boxlite.db-wal", home]).toString().split("\t")[0])
     const cycle = async () => {
       const box = await cycles.create({ image: BUSYBOX })
       const write = await box.exec("dd", ["if=/dev/urandom", "of=/root/junk", "bs=1M", "count=8"])
@@ -69,7 +70,7 @@ describe("no leaks", () => {
     const after1 = du()
     for (let i = 0; i < 19; i++) await cycle()
     const after20 = du()
-    // Only the state database may grow a little (its WAL), never by a box's disk.
+    // Only the state database may grow a little, never by a box's disk.
     expect(after20 - after1).toBeLessThan(1024 * 1024)
     expect(boxDirs(home)).toEqual([])
     await cycles.close()
