@@ -6,6 +6,7 @@ import { GuestArtifacts, type Hypervisor, HypervisorUnavailable, SupervisorEntry
 import * as Qemu from "@boxlite/driver-qemu"
 import { guestArtifacts } from "@boxlite/guest"
 import { Effect, Layer } from "effect"
+import * as fs from "node:fs"
 import { fileURLToPath } from "node:url"
 
 export const guestLayer: Layer.Layer<GuestArtifacts> = Layer.succeed(GuestArtifacts, {
@@ -18,10 +19,18 @@ export const guestLayer: Layer.Layer<GuestArtifacts> = Layer.succeed(GuestArtifa
 /** QEMU plus the built guest: what a box's supervisor process runs on. */
 export const vmPlatform = (): Layer.Layer<Hypervisor | GuestArtifacts> => Layer.mergeAll(Qemu.layer(), guestLayer)
 
-/** Supervisors run `supervisor.js` of this package, which boots on `vmPlatform()`. */
-export const supervisorLayer: Layer.Layer<SupervisorEntry> = Layer.succeed(SupervisorEntry, {
-  module: fileURLToPath(new URL("./supervisor.js", import.meta.url))
-})
+/**
+ * Supervisors run `supervisor.js` of this package, which boots on `vmPlatform()`, as the single
+ * file `npm run build` bundles it into: Node loads it in ~0.3 s instead of ~0.8 s for the module
+ * graph, and that load is on every box's start path. (After a `tsc`-only build the bundle is
+ * stale: rebuild with `npm run build`.) Without a bundle, the module graph.
+ */
+const supervisorModule = (): string => {
+  const bundle = fileURLToPath(new URL("./supervisor.bundle.js", import.meta.url))
+  return fs.existsSync(bundle) ? bundle : fileURLToPath(new URL("./supervisor.js", import.meta.url))
+}
+
+export const supervisorLayer: Layer.Layer<SupervisorEntry> = Layer.sync(SupervisorEntry, () => ({ module: supervisorModule() }))
 
 /** What `Boxlite.default()` runs on. */
 export const defaultPlatform = (): Layer.Layer<Hypervisor | GuestArtifacts | SupervisorEntry> => Layer.mergeAll(vmPlatform(), supervisorLayer)

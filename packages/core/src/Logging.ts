@@ -26,12 +26,15 @@ export const logLevelOf = (value: string | undefined): LogLevel.LogLevel | undef
   return bare
 }
 
-/** Logger and minimum level from the environment (read when the layer is built). */
-export const layerFromEnv = (env: NodeJS.ProcessEnv = process.env): Layer.Layer<never> => {
+/**
+ * Logger and minimum level from the environment (read when the layer is built). Lines go to
+ * stderr, or to `sink` (a box's supervisor writes them to its log file).
+ */
+export const layerFromEnv = (env: NodeJS.ProcessEnv = process.env, sink?: (line: string) => void): Layer.Layer<never> => {
   const level = logLevelOf(env["BOXLITE_LOG"]) ?? logLevelOf(env["RUST_LOG"]) ?? "Warn"
   const format = env["BOXLITE_LOG_FORMAT"] === "json" ? Logger.formatJson : Logger.formatLogFmt
   return Layer.merge(
-    Logger.layer([Logger.withConsoleError(format)]),
+    Logger.layer([sink ? Logger.map(format, sink) : Logger.withConsoleError(format)]),
     Layer.succeed(References.MinimumLogLevel, level)
   )
 }

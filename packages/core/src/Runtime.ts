@@ -16,6 +16,7 @@ import { type ImagePullError, type Images, makeImages, type RegistryOptions, res
 import { BoxHandle, infoOf, reconcile } from "./internal/BoxHandle.js"
 import { boxDirOf, boxesDirOf, rootfsDirOf } from "./internal/BoxFiles.js"
 import { claimHostPorts } from "./internal/HostPorts.js"
+import { SupervisorPool } from "./internal/SupervisorPool.js"
 import { type BoxOptions, resolveBoxOptions } from "./Options.js"
 import { ACTIVE_STATUSES, type BoxRecord, layerSqlite, StateStore } from "./StateStore.js"
 import { SupervisorEntry } from "./Supervisor.js"
@@ -104,7 +105,8 @@ const make = (homeDir: string, registry: RegistryOptions) =>
     const contentStore = yield* ContentStore
     yield* reconcileHome(homeDir, store)
     const handles = new Map<string, BoxHandle>()
-    const deps = { homeDir, store, supervisorModule: supervisor.module, onRemoved: (id: string) => void handles.delete(id) }
+    const supervisors = new SupervisorPool(supervisor.module, homeDir)
+    const deps = { homeDir, store, supervisors, onRemoved: (id: string) => void handles.delete(id) }
     const handleOf = (record: BoxRecord): BoxHandle => {
       let handle = handles.get(record.id)
       if (!handle) handles.set(record.id, handle = new BoxHandle(record, deps))
@@ -113,7 +115,10 @@ const make = (homeDir: string, registry: RegistryOptions) =>
 
     // Closing the runtime stops the boxes it launched that are not detached, and lets go of the others.
     yield* Effect.addFinalizer(() =>
-      Effect.forEach([...handles.values()], (box) => (box.ownedHere ? box.stop : box.disconnect), { concurrency: "unbounded", discard: true }))
+      Effect.andThen(
+        Effect.sync(() => supervisors.close()),
+        Effect.forEach([...handles.values()], (box) => (box.ownedHere ? box.stop : box.disconnect), { concurrency: "unbounded", discard: true })
+      ))
 
     const create = (input?: BoxOptions) =>
       Effect.gen(function*() {
@@ -148,6 +153,8 @@ const make = (homeDir: string, registry: RegistryOptions) =>
           Effect.tapError(() => Effect.promise(() => fs.rm(dir, { recursive: true, force: true })))
         )
         yield* store.increment("boxesCreated")
+        // A box is usually started right after it is made: have a supervisor loading.
+        supervisors.refill()
         yield* Effect.logInfo("box created").pipe(Effect.annotateLogs({ box: id, image: options.image }))
         return handleOf(record) as Box
       })

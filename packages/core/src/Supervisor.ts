@@ -4,10 +4,13 @@
  * client asks, when the VM ends by itself, or, for a box that is not detached, when the
  * process that launched it dies (even by SIGKILL: its end of our stdin pipe closes).
  *
- * Launch protocol: argv = home, box id, launcher `pid:startTime`, `owned` | `detached`;
- * the supervisor writes one JSON line on fd 3 once the box runs (`{"ok":true}`) or failed
- * (`{"ok":false,"error":{...}}`), then closes it. Its stdout/stderr are the box's
- * `supervisor.log`.
+ * Launch protocol: argv = the home directory. The process loads, opens the home's state and
+ * probes the hypervisor, then waits for one JSON line on stdin: the SupervisorCommand naming
+ * the box. So a runtime can keep a spare supervisor loaded ahead of the next start (Node takes
+ * ~0.3 s to load one). Stdin then stays open while the launcher lives (a non-detached box
+ * stops when it closes); a stdin that closes before a command ends an unused spare. The
+ * supervisor writes one JSON line on fd 3 once the box runs (`{"ok":true}`) or failed
+ * (`{"ok":false,"error":{...}}`), then closes it. It logs to the box's `supervisor.log`.
  */
 import type { GuestConfig } from "@boxlite/agent-protocol"
 import { DiskStore, layer as diskStoreLayer } from "@boxlite/storage"
@@ -18,7 +21,7 @@ import * as path from "node:path"
 import { BoxliteError, BootError, BoxNotFound, BoxStateError, HypervisorUnavailable, InvalidOptions, StorageError } from "./Errors.js"
 import { GUEST_NETWORK, GuestArtifacts, Hypervisor, type Vm, type VmVolume } from "./Hypervisor.js"
 import { AgentMux } from "./internal/AgentMux.js"
-import { boxDirOf, rootfsDirOf, supervisorSocketOf } from "./internal/BoxFiles.js"
+import { boxDirOf, rootfsDirOf, supervisorLogOf, supervisorSocketOf } from "./internal/BoxFiles.js"
 import { claimHostPorts } from "./internal/HostPorts.js"
 import { type ProcessRef, selfRef } from "./internal/Proc.js"
 import * as Logging from "./Logging.js"
@@ -30,8 +33,8 @@ export class SupervisorEntry extends Context.Service<SupervisorEntry, {
   readonly module: string
 }>()("@boxlite/core/SupervisorEntry") {}
 
-export interface SupervisorArgs {
-  readonly homeDir: string
+/** What a launcher writes on the supervisor's stdin: the box to run. */
+export interface SupervisorCommand {
   readonly boxId: string
   /** The process that claimed the start; the supervisor takes the record over from it. */
   readonly launcher: ProcessRef
@@ -39,17 +42,36 @@ export interface SupervisorArgs {
   readonly owned: boolean
 }
 
-export const supervisorArgv = (args: SupervisorArgs): Array<string> =>
-  [args.homeDir, args.boxId, `${args.launcher.pid}:${args.launcher.startTime}`, args.owned ? "owned" : "detached"]
-
-const parseArgs = (argv: ReadonlyArray<string>): SupervisorArgs => {
-  const [homeDir, boxId, launcher, mode] = argv
-  const [pid, startTime] = (launcher ?? "").split(":")
-  if (!homeDir || !boxId || !pid || !startTime || (mode !== "owned" && mode !== "detached")) {
-    throw new Error(`usage: supervisor <home> <box id> <launcher pid:start> owned|detached (got ${argv.join(" ")})`)
-  }
-  return { homeDir, boxId, launcher: { pid: Number(pid), startTime }, owned: mode === "owned" }
+export interface SupervisorArgs extends SupervisorCommand {
+  readonly homeDir: string
 }
+
+/**
+ * Reads the command line from stdin; `launcherGone` resolves when stdin closes afterwards.
+ * Undefined when stdin closes first (an unused spare).
+ */
+const readCommand = (): Promise<{ command: SupervisorCommand; launcherGone: Promise<void> } | undefined> =>
+  new Promise((resolve, reject) => {
+    let text = ""
+    let command: SupervisorCommand | undefined
+    let markGone!: () => void
+    const launcherGone = new Promise<void>((r) => (markGone = r))
+    const ended = () => (command ? markGone() : resolve(undefined))
+    process.stdin.on("data", (chunk: Buffer) => {
+      if (command) return
+      text += chunk.toString()
+      const eol = text.indexOf("\n")
+      if (eol < 0) return
+      try {
+        command = JSON.parse(text.slice(0, eol)) as SupervisorCommand
+        resolve({ command, launcherGone })
+      } catch (e) {
+        reject(new Error(`unreadable supervisor command: ${(e as Error).message}`))
+      }
+    })
+    process.stdin.on("end", ended)
+    process.stdin.on("error", ended)
+  })
 
 /** The launch report on fd 3: the error crosses the process boundary as its tag and fields. */
 export type LaunchReport =
@@ -197,8 +219,11 @@ const halt = (running: Running, reason: StopReason) =>
     fs.rmSync(running.socketPath, { force: true })
   })
 
-/** The whole life of one supervisor; resolves when the box has stopped (and maybe been removed). */
-export const runSupervisor = (args: SupervisorArgs) =>
+/**
+ * The whole life of one supervisor; resolves when the box has stopped (and maybe been
+ * removed). `launcherGone` (for an owned box) resolves when the launching process has ended.
+ */
+export const runSupervisor = (args: SupervisorArgs, launcherGone?: Promise<void>) =>
   Effect.gen(function*() {
     const store = yield* StateStore
     const self = selfRef()
@@ -213,11 +238,7 @@ export const runSupervisor = (args: SupervisorArgs) =>
     const stop = yield* Deferred.make<StopReason>()
     const onSignal = () => Deferred.doneUnsafe(stop, Exit.succeed("signal"))
     for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.on(signal, onSignal)
-    if (args.owned) {
-      process.stdin.on("data", () => {})
-      process.stdin.on("close", () => Deferred.doneUnsafe(stop, Exit.succeed("launcher exited")))
-      process.stdin.on("error", () => Deferred.doneUnsafe(stop, Exit.succeed("launcher exited")))
-    }
+    if (args.owned) void launcherGone?.then(() => Deferred.doneUnsafe(stop, Exit.succeed("launcher exited")))
 
     const record = yield* store.find(args.boxId)
     if (!record) {
@@ -261,19 +282,38 @@ export const runSupervisor = (args: SupervisorArgs) =>
   }).pipe(Effect.annotateLogs({ box: args.boxId }))
 
 /**
- * The body of a supervisor module: parses argv, runs the supervisor on `platform` (the
- * Hypervisor and guest the launching process uses) and exits.
+ * The body of a supervisor module: `argv` = the home directory. Gets ready on `platform` (the
+ * Hypervisor and guest the launching process uses), waits for its command, runs the box, exits.
  */
 export const runSupervisorMain = (argv: ReadonlyArray<string>, platform: Layer.Layer<Hypervisor | GuestArtifacts>): void => {
-  const args = parseArgs(argv)
+  const [homeDir] = argv
+  if (!homeDir) throw new Error("usage: supervisor <home directory> (the command comes on stdin)")
+  let logFile: string | undefined
+  const log = (line: string) => {
+    if (logFile) fs.appendFileSync(logFile, `${line}\n`)
+  }
+  process.on("uncaughtException", (e) => {
+    log(`supervisor crashed: ${e.stack ?? e.message}`)
+    process.exit(1)
+  })
   const layers = Layer.mergeAll(
     platform,
-    layerSqlite(args.homeDir),
-    diskStoreLayer({ rootfsDir: rootfsDirOf(args.homeDir) }),
-    Logging.layerFromEnv()
+    layerSqlite(homeDir),
+    diskStoreLayer({ rootfsDir: rootfsDirOf(homeDir) }),
+    Logging.layerFromEnv(process.env, log)
   )
-  Effect.runPromiseExit(Effect.provide(runSupervisor(args), layers)).then((exit) => {
-    if (Exit.isFailure(exit)) console.error(`supervisor failed: ${String(exit.cause)}`)
+  const program = Effect.gen(function*() {
+    // Probe the accelerator while waiting: it is cached for the boot.
+    yield* Effect.ignore(Hypervisor.use((h) => h.info))
+    const received = yield* Effect.promise(readCommand)
+    if (!received) return
+    logFile = supervisorLogOf(homeDir, received.command.boxId)
+    // What `ps` shows: which box this process runs.
+    process.title = `boxlite-supervisor ${received.command.boxId}`
+    yield* runSupervisor({ homeDir, ...received.command }, received.launcherGone)
+  })
+  Effect.runPromiseExit(Effect.provide(program, layers)).then((exit) => {
+    if (Exit.isFailure(exit)) log(`supervisor failed: ${String(exit.cause)}`)
     process.exit(Exit.isSuccess(exit) ? 0 : 1)
   })
 }

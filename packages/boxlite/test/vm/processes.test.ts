@@ -12,7 +12,11 @@ import { BUSYBOX, PYTHON, qemuProcessesUnder, sh, tempHome } from "./helpers.js"
 const CLIENT = fileURLToPath(new URL("./fixtures/client.mjs", import.meta.url))
 const home = tempHome()
 const runtime = new Boxlite({ homeDir: home })
-afterAll(() => runtime.close())
+// Detached boxes outlive this process by design: a failed test must not leave them running.
+afterAll(async () => {
+  for (const box of await runtime.list()) await runtime.remove(box.id, { force: true })
+  await runtime.close()
+})
 
 interface Client {
   readonly child: ChildProcess
@@ -51,9 +55,10 @@ const client = (...args: Array<string>): Client => {
   return { child, line, exited }
 }
 
-const supervisorsOf = (dir: string): Array<string> => {
+/** The supervisor process of a box (it names its box in its title). */
+const supervisorOf = (id: string): Array<string> => {
   try {
-    return execFileSync("pgrep", ["-f", `supervisor.js ${dir}`]).toString().trim().split("\n").filter(Boolean)
+    return execFileSync("pgrep", ["-f", `^boxlite-supervisor ${id}`]).toString().trim().split("\n").filter(Boolean)
   } catch {
     return []
   }
@@ -106,7 +111,7 @@ describe("lifecycle across processes", () => {
     expect(await a.exited).toBe(0)
     await eventually(async () => (await statusOf(id)) === "stopped", "the box stops after its creator exits")
     expect(qemuProcessesUnder(home)).toEqual([])
-    expect(supervisorsOf(home)).toEqual([])
+    expect(supervisorOf(id)).toEqual([])
     await runtime.remove(id)
   }, 180_000)
 
@@ -133,7 +138,7 @@ describe("lifecycle across processes", () => {
     await a.exited
     await eventually(() => qemuProcessesUnder(home).length === 0, "QEMU ends after its creator was killed")
     await eventually(async () => (await statusOf(id)) === "stopped", "the record says stopped")
-    expect(supervisorsOf(home)).toEqual([])
+    expect(supervisorOf(id)).toEqual([])
     await runtime.remove(id)
   }, 180_000)
 
@@ -172,7 +177,7 @@ describe("statuses, restart, reconcile", () => {
     await box.start()
     process.kill((await box.info()).pid!, "SIGKILL")
     await eventually(async () => (await statusOf(box.id)) === "stopped", "a killed VM is reported stopped")
-    expect(supervisorsOf(home)).toEqual([])
+    expect(supervisorOf(box.id)).toEqual([])
     await box.remove()
   }, 180_000)
 
@@ -181,7 +186,9 @@ describe("statuses, restart, reconcile", () => {
     const gone = await runtime.create({ image: BUSYBOX, detach: true, memoryMib: 128 })
     await box.start()
     await gone.start()
-    for (const pid of supervisorsOf(home)) process.kill(Number(pid), "SIGKILL")
+    const supervisors = [...supervisorOf(box.id), ...supervisorOf(gone.id)]
+    expect(supervisors.length).toBe(2)
+    for (const pid of supervisors) process.kill(Number(pid), "SIGKILL")
     await eventually(() => qemuProcessesUnder(home).length === 0, "QEMU dies with its supervisor")
     const again = new Boxlite({ homeDir: home })
     try {

@@ -5,19 +5,19 @@
  */
 import type { ExecRequest } from "@boxlite/agent-protocol"
 import { Effect, Semaphore } from "effect"
-import { type ChildProcess, spawn } from "node:child_process"
+import type { ChildProcess } from "node:child_process"
 import * as fs from "node:fs"
 import * as net from "node:net"
-import type { Readable } from "node:stream"
 import type { Box, BoxInfo, BoxMetrics, StartError } from "../Box.js"
 import { BootError, BoxNotFound, BoxStateError, ExecError } from "../Errors.js"
 import { ExecutionImpl } from "../Execution.js"
 import { type ExecOptions, mergeEnv, resolveExecOptions } from "../Options.js"
 import { ACTIVE_STATUSES, type BoxRecord, StateStore } from "../StateStore.js"
-import { errorFromReport, type LaunchReport, supervisorArgv } from "../Supervisor.js"
+import { errorFromReport, type LaunchReport, type SupervisorCommand } from "../Supervisor.js"
 import { AgentConnection, SpawnFailed } from "./AgentConnection.js"
 import { boxDirOf, supervisorLogOf, supervisorSocketOf } from "./BoxFiles.js"
 import { cpuTimeMs, isAlive, selfRef } from "./Proc.js"
+import { type SupervisorPool, type SupervisorProcess } from "./SupervisorPool.js"
 
 const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 const POLL_MS = 50
@@ -27,8 +27,8 @@ const STOP_WAIT_MS = 30_000
 export interface BoxHandleDeps {
   readonly homeDir: string
   readonly store: StateStore["Service"]
-  /** The module a supervisor process runs. */
-  readonly supervisorModule: string
+  /** Where supervisor processes come from. */
+  readonly supervisors: SupervisorPool
   /** Called once the box is gone (removed), so the runtime forgets the handle. */
   readonly onRemoved: (id: string) => void
 }
@@ -61,12 +61,15 @@ export const infoOf = (record: BoxRecord): BoxInfo => ({
 })
 
 /** Reads the supervisor's one-line launch report on fd 3; its exit before that is a failure. */
-const awaitReport = (child: ChildProcess, boxId: string, log: string): Promise<LaunchReport> =>
+const awaitReport = (supervisor: SupervisorProcess, boxId: string, log: string): Promise<LaunchReport> =>
   new Promise((resolve) => {
-    const pipe = child.stdio[3] as Readable
+    const { child } = supervisor
+    const pipe = child.stdio[3] as net.Socket
     let text = ""
-    const exited = (code: number | null, signal: string | null) =>
-      resolve({ ok: false, error: { _tag: "BootError", message: `the supervisor of box ${boxId} exited before the box ran (${signal ?? `code ${code}`}); see ${log}` } })
+    const exited = (code: number | null, signal: string | null) => {
+      const stderr = supervisor.stderr()
+      resolve({ ok: false, error: { _tag: "BootError", message: `the supervisor of box ${boxId} exited before the box ran (${signal ?? `code ${code}`}); see ${log}${stderr ? `: ${stderr}` : ""}` } })
+    }
     child.once("exit", exited)
     pipe.on("data", (chunk: Buffer) => {
       text += chunk.toString()
@@ -156,24 +159,25 @@ export class BoxHandle implements Box {
     return Effect.gen({ self: this }, function*() {
       const id = this.record.id
       const detached = this.record.options.detach
-      const logPath = supervisorLogOf(this.deps.homeDir, id)
-      const log = fs.openSync(logPath, "a", 0o600)
-      const child = spawn(process.execPath, [this.deps.supervisorModule, ...supervisorArgv({ homeDir: this.deps.homeDir, boxId: id, launcher: selfRef(), owned: !detached })], {
-        // Its own session: a Ctrl-C meant for this process does not reach a detached box.
-        detached: true,
-        stdio: [detached ? "ignore" : "pipe", log, log, "pipe"]
-      })
-      fs.closeSync(log)
+      const supervisor = this.deps.supervisors.take()
+      const { child } = supervisor
+      const command: SupervisorCommand = { boxId: id, launcher: selfRef(), owned: !detached }
+      child.stdin!.write(`${JSON.stringify(command)}\n`)
+      // A detached box ignores its stdin from now on; an owned one stops when it closes.
+      if (detached) child.stdin!.end()
       yield* Effect.logInfo("supervisor launched").pipe(Effect.annotateLogs({ box: id, supervisorPid: child.pid, detached }))
-      const report = yield* Effect.promise(() => awaitReport(child, id, logPath))
-      // Neither the supervisor nor its stdin pipe may keep this process alive.
-      child.unref()
-      ;(child.stdin as net.Socket | null)?.unref()
+      // Waiting for the report keeps this process alive; after it, nothing of the supervisor does.
+      const report = yield* Effect.acquireUseRelease(
+        Effect.sync(() => (child.stdio[3] as net.Socket).ref()),
+        () => Effect.promise(() => awaitReport(supervisor, id, supervisorLogOf(this.deps.homeDir, id))),
+        () => Effect.sync(() => (child.stdio[3] as net.Socket).unref())
+      )
       if (!report.ok) {
         child.stdin?.destroy()
         return yield* errorFromReport(report.error, id) as StartError
       }
       if (!detached) this.launched = child
+      this.deps.supervisors.refill()
       const connection = yield* this.connect
       if (!connection) return yield* new BootError(`box ${id} started but its supervisor does not answer`, "")
       return connection
