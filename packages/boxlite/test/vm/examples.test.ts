@@ -1,0 +1,26 @@
+// The examples gallery runs as written: each file, as a user would run it, in its own home.
+import { describe, expect, it } from "vitest"
+import { spawnSync } from "node:child_process"
+import { fileURLToPath } from "node:url"
+import { boxDirs, qemuProcessesUnder, tempHome } from "./helpers.js"
+
+const examples = fileURLToPath(new URL("../../../../examples/", import.meta.url))
+
+describe("examples gallery", () => {
+  it.each([
+    ["hello.mjs", /Hello from BoxLite! Python 3/],
+    ["simplebox.mjs", /stdout: "basic execution\\n" exit code: 0/],
+    ["streaming.mjs", /stdin round trip: DATA SENT TO STDIN/],
+    ["effect.mjs", /42/],
+    ["images.mjs", /python:slim/],
+    ["reattach.mjs", /after restart, the disk still has: written-before-the-restart/]
+  ])("%s runs and prints what it shows", (file, expected) => {
+    const home = tempHome()
+    const run = spawnSync(process.execPath, [file], { cwd: examples, env: { ...process.env, BOXLITE_HOME: home }, encoding: "utf8", timeout: 240_000 })
+    expect(run.stderr).not.toMatch(/Error/)
+    expect(run.status).toBe(0)
+    expect(run.stdout).toMatch(expected)
+    expect(qemuProcessesUnder(home)).toEqual([])
+    expect(boxDirs(home)).toEqual([])
+  }, 300_000)
+})
