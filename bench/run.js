@@ -1,10 +1,12 @@
 // Benchmarks with their floors, measured in the same run (see bench/README.md).
 //   cold start: create -> result of `true`, vs a bare QEMU boot of the same kernel+initramfs to /init
 //   exec round trip: `true` in a running box, vs a protocol ping through the same agent
+//   reattach: another process opens the home, gets the running box by id and runs `true`
+//   (timed inside that process, without Node's own start), vs the exec round trip
 import { Boxlite } from "boxlite"
 import { guestArtifacts } from "@boxlite/guest"
 import { make as qemuDriver, qemuArgs } from "@boxlite/driver-qemu"
-import { spawn } from "node:child_process"
+import { execFileSync, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -71,13 +73,25 @@ const main = async () => {
     await (await box.exec("true")).wait()
     execs.push(performance.now() - start)
   }
+  const reattach = []
+  const client = `import { Boxlite } from "boxlite"
+const start = performance.now()
+const runtime = new Boxlite({ homeDir: process.argv[1] })
+await (await (await runtime.get(process.argv[2])).exec("true")).wait()
+console.log(performance.now() - start)
+await runtime.close()`
+  for (let i = 0; i < rounds; i++) {
+    const out = execFileSync(process.execPath, ["--input-type=module", "-e", client, home, box.id], { cwd: fileURLToPath(new URL(".", import.meta.url)) })
+    reattach.push(Number(out.toString().trim()))
+  }
   await box.remove()
   await runtime.close()
   fs.rmSync(home, { recursive: true, force: true })
 
   const rows = [
     ["cold start (create -> `true` result)", median(coldStart), "bare QEMU boot to /init", median(floorBoot), "<= 1.5x"],
-    ["exec round trip p50 (`true`)", median(execs), "agent ping p50", median(pings), "<= 20 ms"]
+    ["exec round trip p50 (`true`)", median(execs), "agent ping p50", median(pings), "<= 20 ms"],
+    ["reattach from another process (open home, get, `true`)", median(reattach), "exec round trip p50", median(execs), "(none set)"]
   ]
   console.log(`\n${rounds} cold starts, ${execRounds} execs`)
   for (const [name, value, floorName, floor, target] of rows) {

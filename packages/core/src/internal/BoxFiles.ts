@@ -23,8 +23,12 @@ const MAX_SOCKET_PATH = 100
 export const supervisorSocketOf = (homeDir: string, id: string): string => {
   const inBox = path.join(boxDirOf(homeDir, id), "supervisor.sock")
   if (Buffer.byteLength(inBox) <= MAX_SOCKET_PATH) return inBox
-  const dir = path.join(os.tmpdir(), `boxlite-${process.getuid?.() ?? "user"}`)
+  const uid = process.getuid?.() ?? 0
+  const dir = path.join(os.tmpdir(), `boxlite-${uid}`)
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
+  // The temp dir is shared: a directory someone else made (or can write) must not hold our sockets.
+  const stat = fs.statSync(dir)
+  if (stat.uid !== uid || (stat.mode & 0o077) !== 0) throw new Error(`${dir} is not a private directory of this user`)
   return path.join(dir, `${id}.sock`)
 }
 
