@@ -29,6 +29,7 @@ type NetworkConfig struct {
 	PrefixLength int      `json:"prefixLength"`
 	Gateway      string   `json:"gateway"`
 	DNS          []string `json:"dns"`
+	MTU          int      `json:"mtu"`
 }
 
 type MountConfig struct {
@@ -47,6 +48,7 @@ type sysOps struct {
 	root            string // prefix of every guest path: "" in the VM, a temp dir in tests
 	hostname        string
 	findEther       func() (name string, index int, err error)
+	setMTU          func(name string, mtu int) error
 	linkUp          func(name string) error
 	addAddr         func(index int, addr netip.Addr, prefix int) error
 	addDefaultRoute func(index int, gw netip.Addr) error
@@ -60,10 +62,14 @@ type parsedNet struct {
 	addr, gw netip.Addr
 	prefix   int
 	dns      []netip.Addr
+	mtu      int
 }
 
 func (n *NetworkConfig) parse() (*parsedNet, error) {
-	p := &parsedNet{prefix: n.PrefixLength}
+	p := &parsedNet{prefix: n.PrefixLength, mtu: n.MTU}
+	if n.MTU != 0 && (n.MTU < 68 || n.MTU > 65535) {
+		return nil, fmt.Errorf("network: bad mtu %d (68-65535, or 0 to keep the default)", n.MTU)
+	}
 	var err error
 	if p.addr, err = netip.ParseAddr(n.Address); err != nil || !p.addr.Is4() {
 		return nil, fmt.Errorf("network: bad IPv4 address %q", n.Address)
@@ -148,6 +154,11 @@ func configureNetwork(n *parsedNet, ops *sysOps) error {
 	name, index, err := ops.findEther()
 	if err != nil {
 		return fmt.Errorf("network: %w", err)
+	}
+	if n.mtu != 0 {
+		if err := ops.setMTU(name, n.mtu); err != nil {
+			return fmt.Errorf("network: mtu %d on %s: %w", n.mtu, name, err)
+		}
 	}
 	if err := ops.linkUp(name); err != nil {
 		return fmt.Errorf("network: bring %s up: %w", name, err)
@@ -319,6 +330,7 @@ func realSysOps(hostname string, loadFsModules func() error) *sysOps {
 				time.Sleep(10 * time.Millisecond)
 			}
 		},
+		setMTU: ifSetMTU,
 		linkUp: ifUp,
 		addAddr: func(index int, addr netip.Addr, prefix int) error {
 			return nlRequest(func(seq uint32) []byte { return newAddrMsg(seq, index, addr, prefix) })

@@ -44,6 +44,7 @@ func (f *fakeOps) ops(root string) *sysOps {
 			}
 			return "eth0", 2, f.record("find")
 		},
+		setMTU: func(name string, mtu int) error { return f.record(fmt.Sprintf("mtu %s %d", name, mtu)) },
 		linkUp: func(name string) error { return f.record("up " + name) },
 		addAddr: func(i int, a netip.Addr, p int) error {
 			return f.record(fmt.Sprintf("addr %d %s/%d", i, a, p))
@@ -67,7 +68,7 @@ func parseConfig(t *testing.T, s string) *GuestConfig {
 }
 
 const fullConfig = `{
-  "network": { "address": "10.0.2.15", "prefixLength": 24, "gateway": "10.0.2.2", "dns": ["10.0.2.3", "fd00::3"] },
+  "network": { "address": "10.0.2.15", "prefixLength": 24, "mtu": 65520, "gateway": "10.0.2.2", "dns": ["10.0.2.3", "fd00::3"] },
   "mounts": [
     { "tag": "v0", "path": "/mnt/data", "readOnly": true },
     { "tag": "v1", "path": "/srv/my data", "readOnly": false, "future": 1 },
@@ -86,7 +87,7 @@ func TestConfigureAppliesEverythingInOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{
-		"find", "up eth0", "addr 2 10.0.2.15/24", "route 2 10.0.2.2", "announce 2 10.0.2.15", "modules",
+		"find", "mtu eth0 65520", "up eth0", "addr 2 10.0.2.15/24", "route 2 10.0.2.2", "announce 2 10.0.2.15", "modules",
 		"mount v0 ROOT/mnt/data virtiofs 0x1",
 		"mount v1 ROOT/srv/my data virtiofs 0x0",
 		"mount v2 ROOT/run/boxlite/volumes/v2 virtiofs 0x1",
@@ -182,6 +183,7 @@ func TestConfigValidation(t *testing.T) {
 		`{"network":{"address":"10.0.2","prefixLength":24}}`:                  "bad IPv4 address",
 		`{"network":{"address":"fd00::1","prefixLength":64}}`:                 "bad IPv4 address",
 		`{"network":{"address":"10.0.2.15","prefixLength":33}}`:               "bad prefix length",
+		`{"network":{"address":"10.0.2.15","prefixLength":24,"mtu":70000}}`:   "bad mtu",
 		`{"network":{"address":"10.0.2.15","prefixLength":24,"gateway":"x"}}`: "bad gateway",
 		`{"network":{"address":"10.0.2.15","prefixLength":24,"dns":["x"]}}`:   "bad dns server",
 		`{"mounts":[{"tag":"a","path":"rel"}]}`:                               "path must be absolute",

@@ -38,7 +38,8 @@ export const GuestNetwork = Schema.Struct({
   address: Schema.String,
   prefixLength: Schema.Number,
   gateway: Schema.String,
-  dns: Schema.Array(Schema.String)
+  dns: Schema.Array(Schema.String),
+  mtu: Schema.optionalKey(Schema.Number)
 })
 export type GuestNetwork = typeof GuestNetwork.Type
 
