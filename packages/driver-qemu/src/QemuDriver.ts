@@ -11,7 +11,8 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { type AcceleratorChoice, chooseAccelerator, probeHost } from "./Accelerator.js"
 import { hostTscKhz } from "./internal/cmdline.js"
-import { type Helper, PASST_FD, passtArgs, startHelper, stopHelper, VIRTIOFSD, virtiofsdArgv, waitForSocket } from "./internal/helpers.js"
+import { type Helper, PASST_FD, passtArgs, probeVirtiofsdUser, startHelper, stopHelper, VIRTIOFSD, virtiofsdArgv, type VirtiofsdUser, waitForSocket } from "./internal/helpers.js"
+import { relaySourceAddress, startUdpRelay, type UdpRelay } from "./internal/udpRelay.js"
 
 export interface QemuDriverOptions {
   /** The qemu-system binary; default `qemu-system-x86_64` or `qemu-system-aarch64` from PATH. */
@@ -92,6 +93,16 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
     const chosen = choice
     return Effect.as(chosen.accelerator === "tcg" ? Effect.logWarning(`boxlite: using QEMU TCG: ${chosen.reason}`) : Effect.logInfo(`boxlite: using QEMU ${chosen.accelerator}`), chosen)
   })
+  let probedUser: VirtiofsdUser | undefined
+  const virtiofsdUser = Effect.suspend(() => {
+    if (probedUser) return Effect.succeed(probedUser)
+    try {
+      probedUser = probeVirtiofsdUser(process.getuid?.() === 0)
+      return Effect.succeed(probedUser)
+    } catch (e) {
+      return Effect.fail(new HypervisorUnavailable((e as Error).message))
+    }
+  })
   const binary = Effect.suspend(() => {
     if (!host) return Effect.fail(new HypervisorUnavailable(`the QEMU driver does not support ${process.arch} hosts`))
     const found = findOnPath(options.binary ?? host.binary)
@@ -105,6 +116,7 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
       if (spec.volumes.length > 0 && !fs.existsSync(VIRTIOFSD)) {
         return yield* new HypervisorUnavailable(`volumes need ${VIRTIOFSD}; on Debian/Ubuntu: ${host!.install}`)
       }
+      const daemonUser = spec.volumes.length > 0 ? yield* virtiofsdUser : undefined
       if (spec.network && !findOnPath("passt")) {
         return yield* new HypervisorUnavailable("networking needs passt; on Debian/Ubuntu: apt-get install passt")
       }
@@ -124,11 +136,10 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
       }
       yield* Effect.tryPromise({
         try: async () => {
-          const isRoot = process.getuid?.() === 0
           const daemons = spec.volumes.map((volume, i) => {
             const stage = path.join(runDir, `fs${i}.d`)
-            if (volume.file || volume.readOnly) fs.mkdirSync(stage)
-            const daemon = startHelper(`virtiofsd for ${volume.hostPath}`, virtiofsdArgv(sockets.volumes[i]!, volume, isRoot, stage), setpriv)
+            fs.mkdirSync(stage)
+            const daemon = startHelper(`virtiofsd for ${volume.hostPath}`, virtiofsdArgv(sockets.volumes[i]!, volume, daemonUser!, stage), setpriv)
             helpers.push(daemon)
             return waitForSocket(daemon, sockets.volumes[i]!, 10_000)
           })
@@ -136,9 +147,15 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
         },
         catch: (e) => new BootError(`box ${spec.boxId} cannot start: ${(e as Error).message}`, "")
       })
+      const relays: Array<UdpRelay> = []
+      yield* Effect.addFinalizer(() => Effect.promise(() => Promise.all(relays.map((r) => r.close()))))
+      const network = spec.network && (yield* Effect.tryPromise({
+        try: () => relayUdpForwards(spec.network!, relays),
+        catch: (e) => new BootError(`box ${spec.boxId} cannot start: ${(e as Error).message}`, "")
+      }))
       const vm = yield* Effect.acquireRelease(
         Effect.tryPromise({
-          try: () => launch(qemu, qemuArgs(spec, host!.machine, accel, sockets), sockets, spec.network, helpers, options.connectTimeoutMs ?? 10_000),
+          try: () => launch(qemu, qemuArgs(spec, host!.machine, accel, sockets), sockets, network, helpers, options.connectTimeoutMs ?? 10_000),
           catch: (e) => e as BootError
         }),
         (vm) => Effect.promise(async () => {
@@ -147,7 +164,10 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
         })
       )
       // The VM's helpers are useless without it: when it ends, so do they.
-      void vm.exited.then(() => helpers.forEach((h) => void stopHelper(h)))
+      void vm.exited.then(() => {
+        helpers.forEach((h) => void stopHelper(h))
+        relays.forEach((r) => void r.close())
+      })
       return vm
     })
 
@@ -155,6 +175,32 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
     info: Effect.map(Effect.andThen(binary, accelerator), (a) => ({ driver: "qemu", accelerator: a.accelerator, reason: a.reason })),
     start
   })
+}
+
+/**
+ * Without the gateway mapping, passt loses the replies to UDP datagrams from the host's loopback
+ * (udpRelay.ts): each UDP forward then listens in a relay (pushed to `relays` as it starts), and
+ * passt's forward moves to the relay's loopback port.
+ */
+const relayUdpForwards = async (network: VmNetwork, relays: Array<UdpRelay>): Promise<VmNetwork> => {
+  if (network.allowHostLoopback || !network.ports.some((p) => p.protocol === "udp")) return network
+  const source = relaySourceAddress()
+  if (!source) {
+    throw new Error("UDP port forwards need an IPv4 address of this host other than loopback to relay from, and there is none (allowHostLoopback: true forwards UDP without a relay)")
+  }
+  const ports = []
+  for (const port of network.ports) {
+    if (port.protocol !== "udp") {
+      ports.push(port)
+      continue
+    }
+    const relay = await startUdpRelay(port.hostIp, port.hostPort, source).catch((e: NodeJS.ErrnoException) => {
+      throw new Error(`cannot listen on udp/${port.hostIp}:${port.hostPort}: ${e.code ?? e.message}`)
+    })
+    relays.push(relay)
+    ports.push({ ...port, hostIp: "127.0.0.1", hostPort: relay.innerPort })
+  }
+  return { ...network, ports }
 }
 
 const tail = (file: string, bytes: number): string => {

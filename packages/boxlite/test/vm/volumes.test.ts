@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, it } from "vitest"
 import { Boxlite, InvalidOptions } from "boxlite"
+import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -69,6 +70,64 @@ describe("volumes", () => {
     expect(guestRelative).toBeInstanceOf(InvalidOptions)
     expect(boxDirs(home)).toEqual([])
   })
+})
+
+// A box of a user who is not root: virtiofsd then runs in a user namespace of that user (see
+// packages/driver-qemu/src/internal/helpers.ts). `nobody`, without supplementary groups, gets
+// the namespace that maps that user alone; a user with subordinate ids gets `--map-auto`.
+describe.skipIf(process.getuid?.() !== 0)("volumes without root", () => {
+  it("ro, rw and single-file volumes work for nobody, and what the guest writes is nobody's", async () => {
+    const nobody = 65534
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bl-vol-user-"))
+    fs.chmodSync(dir, 0o755)
+    const files = { ro: path.join(dir, "ro"), rw: path.join(dir, "rw"), single: path.join(dir, "single") }
+    for (const d of Object.values(files)) fs.mkdirSync(d, { mode: 0o755 })
+    fs.writeFileSync(path.join(files.ro, "app.conf"), "setting=1\n")
+    fs.writeFileSync(path.join(files.single, "log.txt"), "")
+    fs.writeFileSync(path.join(files.single, "secret.txt"), "do not share")
+    fs.chownSync(files.rw, nobody, nobody)
+    fs.chownSync(path.join(files.single, "log.txt"), nobody, nobody)
+    const userHome = path.join(dir, "home")
+    fs.mkdirSync(userHome)
+    fs.chownSync(userHome, nobody, nobody)
+    const script = `
+      import { Boxlite } from ${JSON.stringify(new URL("../../dist/index.js", import.meta.url).pathname)}
+      const runtime = new Boxlite({ homeDir: ${JSON.stringify(userHome)} })
+      const box = await runtime.create({ image: ${JSON.stringify(BUSYBOX)}, volumes: [
+        [${JSON.stringify(files.ro)}, "/etc/app", "ro"], [${JSON.stringify(files.rw)}, "/mnt/data", "rw"],
+        [${JSON.stringify(path.join(files.single, "log.txt"))}, "/var/log/app.log", "rw"]] })
+      const sh = async (script) => {
+        const e = await box.exec("sh", ["-c", script])
+        const [out, err, r] = await Promise.all([e.stdout().text(), e.stderr().text(), e.wait()])
+        return { out: out.trim(), err: err.trim(), exitCode: r.exitCode }
+      }
+      const results = {
+        read: await sh("cat /etc/app/app.conf"),
+        readOnly: await sh("mount -o remount,rw /etc/app; echo x > /etc/app/new"),
+        write: await sh("echo written > /mnt/data/out.txt && echo logged >> /var/log/app.log && sync"),
+        single: await sh("ls /run/boxlite/volumes/*")
+      }
+      await box.remove()
+      await runtime.close()
+      console.log(JSON.stringify(results))`
+    const run = spawnSync("setpriv", ["--reuid", String(nobody), "--regid", String(nobody), "--clear-groups", "--", process.execPath, "--input-type=module", "-e", script], {
+      env: { PATH: process.env["PATH"], HOME: userHome },
+      encoding: "utf8",
+      timeout: 150_000
+    })
+    const lines = run.stdout.trim().split("\n")
+    expect(lines.length, run.stderr).toBeGreaterThan(0)
+    const results = JSON.parse(lines[lines.length - 1]!)
+    expect(results.read).toMatchObject({ out: "setting=1", exitCode: 0 })
+    expect(results.readOnly.err).toMatch(/Read-only file system/)
+    expect(results.write).toMatchObject({ exitCode: 0 })
+    expect(results.single.out).not.toContain("secret")
+    expect(fs.readdirSync(files.ro)).toEqual(["app.conf"])
+    expect(fs.readFileSync(path.join(files.rw, "out.txt"), "utf8")).toBe("written\n")
+    expect(fs.statSync(path.join(files.rw, "out.txt")).uid).toBe(nobody)
+    expect(fs.readFileSync(path.join(files.single, "log.txt"), "utf8")).toBe("logged\n")
+    fs.rmSync(dir, { recursive: true, force: true })
+  }, 180_000)
 })
 
 describe("resources", () => {

@@ -4,8 +4,9 @@
  * setpriv --pdeathsig, passt through the end of its socketpair (see passtArgs).
  */
 import { GUEST_NETWORK, type VmNetwork, type VmVolume } from "@boxlite/core"
-import { type ChildProcess, spawn } from "node:child_process"
+import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
+import * as os from "node:os"
 import type { Stream } from "node:stream"
 
 export const VIRTIOFSD = "/usr/lib/qemu/virtiofsd"
@@ -25,42 +26,93 @@ export const PASST_FD = 3
  * the other end closes (`--fd` implies `--one-off`). That ties it to the VM and to this process:
  * setpriv's pdeathsig cannot, because passt's own privilege drop and sandbox clear it. The
  * other end is held by QEMU (killed by pdeathsig) or, until QEMU starts, by this process.
+ * `--no-map-gw` unless the box may reach the host's loopback: then 10.0.2.2 is no alias of
+ * 127.0.0.1. UDP forwards need that mapping in this passt, so without it they come here
+ * already pointed at a relay's loopback port (see udpRelay.ts).
  */
-export const passtArgs = (network: VmNetwork): Array<string> => {
-  // passt 2023-03 sends replies to UDP datagrams forwarded from the host's loopback to the
-  // real gateway address when --no-map-gw is on, so UDP forwards need the mapping.
-  const mapGateway = network.allowHostLoopback || network.ports.some((p) => p.protocol === "udp")
+export const passtArgs = (network: VmNetwork): Array<string> => [
+  "--quiet", "--foreground", "--fd", String(PASST_FD), "--ipv4-only",
+  "--address", GUEST_NETWORK.address, "--netmask", "255.255.255.0", "--gateway", GUEST_NETWORK.gateway,
+  "--dns-forward", GUEST_NETWORK.dns, "--mtu", String(GUEST_NETWORK.mtu),
+  ...(network.allowHostLoopback ? [] : ["--no-map-gw"]),
+  ...network.ports.flatMap((p) => [p.protocol === "tcp" ? "-t" : "-u", `${p.hostIp}/${p.hostPort}:${p.guestPort}`])
+]
+
+/** Where QEMU 7.2's virtiofsd writes a pid file per socket (and leaves it behind when killed). */
+const PID_DIR = "/var/run/virtiofsd"
+
+/**
+ * Whom virtiofsd runs as. `root`: in a private mount namespace. Otherwise in a user namespace
+ * where this user is root, which QEMU 7.2's virtiofsd can start in only if its setgroups() works
+ * (it drops every supplementary group first thing): `mapped` has newuidmap/newgidmap map this
+ * user to root plus its subordinate ids (`unshare --map-auto`), which leaves setgroups allowed;
+ * `self` maps this user alone, setgroups denied, fine for a process without supplementary groups.
+ */
+export type VirtiofsdUser = "root" | "mapped" | "self"
+
+/**
+ * virtiofsd (QEMU 7.2's) has no read-only mode, shares whole directories and wants to write its
+ * pid file where only root can. So it runs in a private mount namespace (see VirtiofsdUser)
+ * where the volume is bind-mounted at `stageDir`: read-only (the guest cannot write even if it
+ * remounts), read-write (recursively, submounts included), or, for a single-file volume, an
+ * empty tmpfs holding a bind mount of that one file (the guest sees none of its siblings). The
+ * pid file goes to a tmpfs of the namespace: on the host's /var/run/virtiofsd if it exists, else
+ * over /var (or /run if the stage is under /var), so nothing is left on the host either.
+ */
+export const virtiofsdArgv = (socket: string, volume: VmVolume, user: VirtiofsdUser, stageDir: string): Array<string> => {
+  // fuse -o values are comma-separated; a comma in the path must be escaped.
+  const source = stageDir.replaceAll("\\", "\\\\").replaceAll(",", "\\,")
+  const daemon = [VIRTIOFSD, `--socket-path=${socket}`, "-o", `source=${source}`, "-o", "cache=auto", "-o", "sandbox=chroot"]
+  const userNamespace = { root: [], mapped: ["--user", "--map-auto", "--map-root-user"], self: ["--user", "--map-root-user"] }[user]
+  // Read-only at the stage, not at the volume's own path: remounting that would also make
+  // read-only the run directory (the daemon's socket) if it is under the volume.
+  const readOnly = (target: string) => (volume.readOnly ? ` && mount -o remount,bind,ro ${target}` : "")
+  const share = volume.file
+    ? `mount -t tmpfs -o mode=0755 boxlite "$1" && touch "$1/$3" && mount --bind "$2/$3" "$1/$3"${readOnly('"$1/$3"')}`
+    : `mount ${volume.readOnly ? "--bind" : "--rbind"} "$2" "$1"${readOnly('"$1"')}`
+  const cover = stageDir.startsWith("/var/") ? "/run" : "/var"
+  const pidDir = `if [ -d ${PID_DIR} ]; then mount -t tmpfs -o mode=0700 boxlite ${PID_DIR}; else mount -t tmpfs -o mode=0755 boxlite ${cover} && mkdir -p ${PID_DIR}; fi`
   return [
-    "--quiet", "--foreground", "--fd", String(PASST_FD), "--ipv4-only",
-    "--address", GUEST_NETWORK.address, "--netmask", "255.255.255.0", "--gateway", GUEST_NETWORK.gateway,
-    "--dns-forward", GUEST_NETWORK.dns,
-    ...(mapGateway ? [] : ["--no-map-gw"]),
-    ...network.ports.flatMap((p) => [p.protocol === "tcp" ? "-t" : "-u", `${p.hostIp}/${p.hostPort}:${p.guestPort}`])
+    "unshare", ...userNamespace, "--mount", "--propagation", "private",
+    "sh", "-c", `${share} && ${pidDir} && shift 3 && exec "$@"`, "sh", stageDir, volume.hostPath, volume.file ?? "", ...daemon
   ]
 }
 
+/** How probeVirtiofsdUser looks at the host; tests replace it. */
+export interface HostProbe {
+  /** Runs a command, true if it exits 0. */
+  readonly run: (argv: Array<string>) => boolean
+  /** Whether this process has supplementary groups (from /proc/self/status). */
+  readonly supplementaryGroups: () => boolean
+}
+
+const hostProbe: HostProbe = {
+  run: (argv) => spawnSync(argv[0]!, argv.slice(1), { stdio: "ignore" }).status === 0,
+  supplementaryGroups: () => (/^Groups:[ \t]*(.*)$/m.exec(readOrEmpty("/proc/self/status"))?.[1]?.trim() ?? "") !== ""
+}
+
 /**
- * virtiofsd (QEMU 7.2's) has no read-only mode and shares whole directories. So it runs in a
- * private mount namespace (a user namespace without root) where a read-only volume is a
- * read-only bind mount of it at `stageDir` (the guest cannot write even if it remounts), and a single-file volume
- * is an empty tmpfs at `stageDir` holding a bind mount of that one file (the guest sees none
- * of its siblings).
+ * The VirtiofsdUser this process can give virtiofsd, probed with `unshare`; throws saying what
+ * is missing when there is none.
  */
-export const virtiofsdArgv = (socket: string, volume: VmVolume, isRoot: boolean, stageDir: string): Array<string> => {
-  const file = volume.file
-  // A read-only share is a read-only bind at the stage, not at its own path: remounting the
-  // path itself would also make read-only the run directory (the daemon's socket) under it.
-  const shared = file || volume.readOnly ? stageDir : volume.hostPath
-  // fuse -o values are comma-separated; a comma in the path must be escaped.
-  const source = shared.replaceAll("\\", "\\\\").replaceAll(",", "\\,")
-  const daemon = [VIRTIOFSD, `--socket-path=${socket}`, "-o", `source=${source}`, "-o", "cache=auto", "-o", "sandbox=chroot"]
-  if (!volume.readOnly && !file) return daemon
-  const namespace = isRoot ? ["unshare", "--mount", "--propagation", "private"] : ["unshare", "--user", "--map-root-user", "--mount", "--propagation", "private"]
-  const readOnly = (target: string) => (volume.readOnly ? ` && mount -o remount,bind,ro ${target}` : "")
-  const [steps, args] = file
-    ? [`mount -t tmpfs -o mode=0755 boxlite "$1" && touch "$1/$3" && mount --bind "$2/$3" "$1/$3"${readOnly('"$1/$3"')} && shift 3`, [stageDir, volume.hostPath, file]]
-    : [`mount --bind "$2" "$1"${readOnly('"$1"')} && shift 2`, [stageDir, volume.hostPath]]
-  return [...namespace, "sh", "-c", `${steps} && exec "$@"`, "sh", ...args, ...daemon]
+export const probeVirtiofsdUser = (isRoot: boolean, probe: HostProbe = hostProbe): VirtiofsdUser => {
+  if (isRoot) return "root"
+  if (probe.run(["unshare", "--user", "--map-auto", "--map-root-user", "true"])) return "mapped"
+  if (!probe.supplementaryGroups() && probe.run(["unshare", "--user", "--map-root-user", "true"])) return "self"
+  const user = os.userInfo().username
+  throw new Error(
+    "volumes without root need a user namespace where QEMU 7.2's virtiofsd can drop supplementary groups: " +
+      `apt-get install uidmap, and subordinate ids for ${user} in /etc/subuid and /etc/subgid ` +
+      `(usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${user}); \`unshare --user --map-auto --map-root-user true\` must succeed`
+  )
+}
+
+const readOrEmpty = (file: string): string => {
+  try {
+    return fs.readFileSync(file, "utf8")
+  } catch {
+    return ""
+  }
 }
 
 /** `inherit`: descriptors from PASST_FD on, passed to the helper (a socketpair end, or "pipe" for a new one). */
