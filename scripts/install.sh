@@ -13,7 +13,9 @@ PACKAGES=(
   fakeroot e2fsprogs zstd          # root filesystems from image layers, without root
   golang-go cpio kmod lz4          # the guest agent and the initramfs
   umoci skopeo debootstrap busybox-static  # the offline test and demo images
-  util-linux procps ca-certificates
+  docker-registry apache2-utils openssl    # a real registry for the tests and examples/images.mjs (htpasswd, TLS)
+  uidmap                           # volumes for non-root users: virtiofsd in a user namespace
+  util-linux procps iproute2 ca-certificates python3  # test hosts in netns; python3 for bench/io.js
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
