@@ -5,41 +5,42 @@ import (
 	"unsafe"
 )
 
-// ifUp sets IFF_UP on an interface; for lo the kernel then adds 127.0.0.1 and ::1 itself.
-func ifUp(name string) error {
+// ifreq is struct ifreq: an interface name, then a union of which we use flags or mtu.
+type ifreq struct {
+	name  [syscall.IFNAMSIZ]byte
+	value [24]byte
+}
+
+// ifIoctl runs interface ioctls on `name` through one datagram socket.
+func ifIoctl(name string, run func(fd int, ifr *ifreq) error) error {
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
 	defer syscall.Close(fd)
-	var ifr struct {
-		name  [syscall.IFNAMSIZ]byte
-		flags uint16
-		_     [22]byte
-	}
+	var ifr ifreq
 	copy(ifr.name[:], name)
-	if err := ioctl(fd, syscall.SIOCGIFFLAGS, unsafe.Pointer(&ifr)); err != nil {
-		return err
-	}
-	ifr.flags |= syscall.IFF_UP | syscall.IFF_RUNNING
-	return ioctl(fd, syscall.SIOCSIFFLAGS, unsafe.Pointer(&ifr))
+	return run(fd, &ifr)
+}
+
+// ifUp sets IFF_UP on an interface; for lo the kernel then adds 127.0.0.1 and ::1 itself.
+func ifUp(name string) error {
+	return ifIoctl(name, func(fd int, ifr *ifreq) error {
+		if err := ioctl(fd, syscall.SIOCGIFFLAGS, unsafe.Pointer(ifr)); err != nil {
+			return err
+		}
+		flags := (*uint16)(unsafe.Pointer(&ifr.value[0]))
+		*flags |= syscall.IFF_UP | syscall.IFF_RUNNING
+		return ioctl(fd, syscall.SIOCSIFFLAGS, unsafe.Pointer(ifr))
+	})
 }
 
 // ifSetMTU sets an interface's MTU (before it is up, as with ip link set mtu).
 func ifSetMTU(name string, mtu int) error {
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer syscall.Close(fd)
-	var ifr struct {
-		name [syscall.IFNAMSIZ]byte
-		mtu  int32
-		_    [20]byte
-	}
-	copy(ifr.name[:], name)
-	ifr.mtu = int32(mtu)
-	return ioctl(fd, syscall.SIOCSIFMTU, unsafe.Pointer(&ifr))
+	return ifIoctl(name, func(fd int, ifr *ifreq) error {
+		*(*int32)(unsafe.Pointer(&ifr.value[0])) = int32(mtu)
+		return ioctl(fd, syscall.SIOCSIFMTU, unsafe.Pointer(ifr))
+	})
 }
 
 func ioctl(fd int, req uintptr, arg unsafe.Pointer) error {
