@@ -164,6 +164,15 @@ func (s *session) dispatch(f Frame) {
 		if e := s.lookup(f.Stream); e != nil && f.Payload[0] > 0 {
 			e.out[f.Payload[0]-1].credit(binary.BigEndian.Uint32(f.Payload[1:]))
 		}
+	case tResize:
+		var size ttySize
+		if json.Unmarshal(f.Payload, &size) != nil || !size.valid() {
+			s.sendError(f.Stream, "bad_message", "bad RESIZE payload")
+			return
+		}
+		if e := s.lookup(f.Stream); e != nil {
+			e.resize(size)
+		}
 	case tSignal:
 		var m struct {
 			Signal *int `json:"signal"`

@@ -401,3 +401,25 @@ func TestMetricsReportsTheKernelsCounters(t *testing.T) {
 	h.send(tMetrics, 0, bytes.Repeat([]byte("x"), 65))
 	h.expectError(0, "bad_message")
 }
+
+func TestTtyExecRunsOnASizedTerminal(t *testing.T) {
+	h := newHost(t, true)
+	r := h.run(1, map[string]any{"argv": []string{"sh", "-c", "tty; stty size; echo oops >&2"}, "tty": map[string]int{"rows": 30, "cols": 100}}, nil, nil)
+	out := string(r.stdout)
+	if r.exit.ExitCode != 0 || !strings.Contains(out, "/dev/pts/") || !strings.Contains(out, "30 100\r\n") || !strings.Contains(out, "oops") || len(r.stderr) != 0 {
+		t.Fatalf("exit %+v stdout %q stderr %q", r.exit, out, r.stderr)
+	}
+}
+
+func TestTtyResize(t *testing.T) {
+	h := newHost(t, true)
+	r := h.run(2, map[string]any{"argv": []string{"sh", "-c", "read line; stty size"}, "tty": map[string]int{"rows": 24, "cols": 80}}, nil, func(pid int) {
+		h.sendJSON(tResize, 2, map[string]int{"rows": 50, "cols": 132})
+		h.send(tStdin, 2, []byte("go\n"))
+	})
+	if out := string(r.stdout); !strings.Contains(out, "50 132\r\n") {
+		t.Fatalf("stdout %q", out)
+	}
+	h.sendJSON(tResize, 2, map[string]int{"rows": 0, "cols": 80})
+	h.expectError(2, "bad_message")
+}

@@ -26,11 +26,15 @@ type execRequest struct {
 	GID       uint32     `json:"gid"`
 	User      string     `json:"user"`
 	TimeoutMs int64      `json:"timeoutMs"`
+	Tty       *ttySize   `json:"tty"`
 }
 
 func (r *execRequest) validate() error {
 	if len(r.Argv) == 0 || r.Argv[0] == "" || r.TimeoutMs < 0 {
 		return errors.New("bad request")
+	}
+	if r.Tty != nil && !r.Tty.valid() {
+		return errors.New("bad tty size")
 	}
 	for _, kv := range r.Env {
 		if len(kv) != 2 || kv[0] == "" || strings.ContainsRune(kv[0], '=') {
@@ -46,6 +50,7 @@ type execution struct {
 	pid      int
 	out      [2]*window  // stdout, stderr
 	outPipes [2]*os.File // their read ends
+	pty      *os.File    // the terminal's master, for a tty exec (else nil)
 	stdin    *stdinFeed
 	outputs  sync.WaitGroup
 	mu       sync.Mutex
@@ -96,28 +101,53 @@ func startExec(s *session, id uint32, req *execRequest) (*execution, error) {
 			}
 		}
 	}()
-	for i := range child {
-		r, w, err := os.Pipe()
-		if err != nil {
-			closeAll(parent[:])
-			return nil, err
+	sys := &syscall.SysProcAttr{Setpgid: true}
+	var pty *os.File
+	if req.Tty != nil {
+		// One terminal for stdin, stdout and stderr; the process leads a new session with it as
+		// its controlling terminal (its process group is still its pid).
+		var slave *os.File
+		if pty, slave, err = openPty(*req.Tty); err != nil {
+			return nil, fmt.Errorf("%s: terminal: %w", req.Argv[0], err)
 		}
-		if i == 0 {
-			child[i], parent[i] = r, w
-		} else {
-			child[i], parent[i] = w, r
-			growPipe(r)
+		input, err := dupFile(pty)
+		if err != nil {
+			pty.Close()
+			slave.Close()
+			return nil, fmt.Errorf("%s: terminal: %w", req.Argv[0], err)
+		}
+		child = [3]*os.File{slave, nil, nil}
+		parent = [3]*os.File{input, pty, nil}
+		sys = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	} else {
+		for i := range child {
+			r, w, err := os.Pipe()
+			if err != nil {
+				closeAll(parent[:])
+				return nil, err
+			}
+			if i == 0 {
+				child[i], parent[i] = r, w
+			} else {
+				child[i], parent[i] = w, r
+				growPipe(r)
+			}
 		}
 	}
-	sys := &syscall.SysProcAttr{Setpgid: true}
 	if who.uid != 0 || who.gid != 0 || len(who.groups) > 0 {
 		sys.Credential = &syscall.Credential{Uid: who.uid, Gid: who.gid, Groups: who.groups}
+	}
+	files := []uintptr{child[0].Fd(), 0, 0}
+	if pty != nil {
+		files[1], files[2] = files[0], files[0]
+	} else {
+		files[1], files[2] = child[1].Fd(), child[2].Fd()
 	}
 	attr := &syscall.ProcAttr{
 		Dir: cwd,
 		Env: env,
 		// Fd() also switches the child's ends to blocking mode, which the child expects.
-		Files: []uintptr{child[0].Fd(), child[1].Fd(), child[2].Fd()},
+		Files: files,
 		Sys:   sys,
 	}
 	done := make(chan syscall.WaitStatus, 1)
@@ -128,14 +158,22 @@ func startExec(s *session, id uint32, req *execRequest) (*execution, error) {
 	}
 
 	e := &execution{s: s, id: id, pid: pid, out: [2]*window{newWindow(), newWindow()},
-		outPipes: [2]*os.File{parent[1], parent[2]}}
+		outPipes: [2]*os.File{parent[1], parent[2]}, pty: pty}
 	e.stdin = newStdinFeed(e, parent[0])
 	s.sendJSON(tStarted, id, struct {
 		Pid int `json:"pid"`
 	}{pid})
 	e.outputs.Add(2)
 	go e.pump(parent[1], tStdout, e.out[0])
-	go e.pump(parent[2], tStderr, e.out[1])
+	if pty != nil {
+		// A terminal has one output stream: stderr ends at once.
+		go func() {
+			defer e.outputs.Done()
+			e.s.send(outFrame{typ: tStderr, stream: e.id})
+		}()
+	} else {
+		go e.pump(parent[2], tStderr, e.out[1])
+	}
 	go e.stdin.run()
 	var timer *time.Timer
 	if req.TimeoutMs > 0 {

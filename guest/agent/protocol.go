@@ -36,6 +36,7 @@ const (
 	tConfigured    = 17
 	tMetrics       = 18
 	tMetricsReport = 19
+	tResize        = 20
 )
 
 // Frame is one decoded frame. Payload is owned by the frame.

@@ -30,7 +30,8 @@ export const FrameType = {
   CONFIGURE: 16,
   CONFIGURED: 17,
   METRICS: 18,
-  METRICS_REPORT: 19
+  METRICS_REPORT: 19,
+  RESIZE: 20
 } as const
 export type FrameType = (typeof FrameType)[keyof typeof FrameType]
 

@@ -9,6 +9,10 @@ export type Hello = typeof Hello.Type
 export const HelloAck = Schema.Struct({ version: Schema.Number, agent: Schema.String })
 export type HelloAck = typeof HelloAck.Type
 
+/** A terminal's size in character cells (tty execs, RESIZE). */
+export const TtySize = Schema.Struct({ rows: Schema.Number, cols: Schema.Number })
+export type TtySize = typeof TtySize.Type
+
 export const ExecRequest = Schema.Struct({
   argv: Schema.NonEmptyArray(Schema.String),
   env: Schema.Array(Schema.Tuple([Schema.String, Schema.String])),
@@ -16,7 +20,8 @@ export const ExecRequest = Schema.Struct({
   uid: Schema.optionalKey(Schema.Number),
   gid: Schema.optionalKey(Schema.Number),
   user: Schema.optionalKey(Schema.String),
-  timeoutMs: Schema.optionalKey(Schema.Number)
+  timeoutMs: Schema.optionalKey(Schema.Number),
+  tty: Schema.optionalKey(TtySize)
 })
 export type ExecRequest = typeof ExecRequest.Type
 
