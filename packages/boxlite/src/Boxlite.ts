@@ -1,6 +1,6 @@
 /** The Promise face with the default platform bound: what `import { Boxlite } from "boxlite"` gives. */
 import type { BoxOptions, ExecOptions, RuntimeOptions } from "@boxlite/core"
-import { SimpleBox as SimpleBoxBase } from "@boxlite/boxes"
+import { InteractiveBox as InteractiveBoxBase, SimpleBox as SimpleBoxBase } from "@boxlite/boxes"
 import { Boxlite as BoxliteBase } from "@boxlite/core/promise"
 import { defaultPlatform } from "./Platform.js"
 
@@ -26,6 +26,14 @@ export interface SimpleBoxOptions extends BoxOptions {
 
 /** `await using box = new SimpleBox({ image })`: boots on first exec, removed on dispose. */
 export class SimpleBox extends SimpleBoxBase {
+  constructor(options: SimpleBoxOptions = {}) {
+    const { runtime, ...boxOptions } = options
+    super(boxOptions, runtime ?? Boxlite.default())
+  }
+}
+
+/** `await using box = new InteractiveBox({ image }); await box.wait()`: a shell on this terminal. */
+export class InteractiveBox extends InteractiveBoxBase {
   constructor(options: SimpleBoxOptions = {}) {
     const { runtime, ...boxOptions } = options
     super(boxOptions, runtime ?? Boxlite.default())

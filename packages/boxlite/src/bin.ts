@@ -7,12 +7,13 @@
  */
 import { readFileSync } from "node:fs"
 import { parseArgs } from "node:util"
+import { attachTerminal } from "@boxlite/boxes"
 import { type Box, Boxlite, BoxliteError } from "./index.js"
 
 const USAGE = `usage:
   boxlite run [REGISTRY OPTIONS] [--cpus N] [--memory MIB] [-e KEY=VALUE]... [-w DIR] [--timeout MS] IMAGE [--] COMMAND [ARGS...]
   boxlite create [REGISTRY OPTIONS] [--name NAME] [--keep] [--cpus N] [--memory MIB] IMAGE   (prints the box id)
-  boxlite exec [-e KEY=VALUE]... [-w DIR] [--timeout MS] BOX [--] COMMAND [ARGS...]
+  boxlite exec [-t] [-e KEY=VALUE]... [-w DIR] [--timeout MS] BOX [--] COMMAND [ARGS...]   (-t: on a terminal)
   boxlite ls
   boxlite metrics BOX
   boxlite stop BOX
@@ -87,17 +88,21 @@ const resources = (values: { cpus?: string; memory?: string }) => ({
   ...(values.memory !== undefined ? { memoryMib: Number(values.memory) } : {})
 })
 
-/** Runs the command in `box`, streaming its output to ours; resolves with its exit code. */
-const execIn = async (box: Box, command: string, args: Array<string>, values: { env?: Array<string>; workdir?: string; timeout?: string }): Promise<number> => {
-  const env = (values.env ?? []).map((kv) => {
+type ExecValues = { env?: Array<string>; workdir?: string; timeout?: string }
+
+/** -e, -w and --timeout as ExecOptions (`-e KEY` passes this process's value). */
+const execOptionsOf = (values: ExecValues) => ({
+  env: (values.env ?? []).map((kv) => {
     const eq = kv.indexOf("=")
     return (eq < 0 ? [kv, process.env[kv] ?? ""] : [kv.slice(0, eq), kv.slice(eq + 1)]) as [string, string]
-  })
-  const execution = await box.exec(command, args, {
-    env,
-    ...(values.workdir !== undefined ? { workingDir: values.workdir } : {}),
-    ...(values.timeout !== undefined ? { timeoutMs: Number(values.timeout) } : {})
-  })
+  }),
+  ...(values.workdir !== undefined ? { workingDir: values.workdir } : {}),
+  ...(values.timeout !== undefined ? { timeoutMs: Number(values.timeout) } : {})
+})
+
+/** Runs the command in `box`, streaming its output to ours; resolves with its exit code. */
+const execIn = async (box: Box, command: string, args: Array<string>, values: ExecValues): Promise<number> => {
+  const execution = await box.exec(command, args, execOptionsOf(values))
   const pipe = async (source: AsyncIterable<Uint8Array>, sink: NodeJS.WriteStream) => {
     for await (const chunk of source) if (!sink.write(chunk)) await new Promise((r) => sink.once("drain", r))
   }
@@ -138,10 +143,13 @@ const create = async (argv: Array<string>): Promise<number> => {
 }
 
 const exec = async (argv: Array<string>): Promise<number> => {
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: execOptions })
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { ...execOptions, tty: { type: "boolean", short: "t" } } })
   const [id, command, ...args] = positionals
   if (!id || !command) return usage()
-  return withRuntime({}, async (runtime) => execIn(await runtime.get(id), command, args, values))
+  return withRuntime({}, async (runtime) => {
+    const box = await runtime.get(id)
+    return values.tty ? attachTerminal(box, { command: [command, ...args], exec: execOptionsOf(values) }) : execIn(box, command, args, values)
+  })
 }
 
 const ls = (): Promise<number> =>

@@ -26,6 +26,8 @@ export interface Execution {
   readonly closeStdin: Effect.Effect<void>
   /** Sends `signal` (default 9, SIGKILL) to the command's whole process group. */
   readonly kill: (signal?: number) => Effect.Effect<void>
+  /** A tty exec's new terminal size (the process gets SIGWINCH); ignored without a tty. */
+  readonly resize: (rows: number, cols: number) => Effect.Effect<void>
   /** The exit status; fails with TimeoutError if `timeoutMs` ran out. Output nobody reads is dropped. */
   readonly wait: Effect.Effect<ExecResult, ExecError | TimeoutError>
 }
@@ -84,6 +86,10 @@ export class ExecutionImpl implements Execution {
 
   kill(signal = 9) {
     return Effect.sync(() => this.channel.signal(signal))
+  }
+
+  resize(rows: number, cols: number) {
+    return Effect.sync(() => this.channel.resize(rows, cols))
   }
 
   get wait(): Effect.Effect<ExecResult, ExecError | TimeoutError> {

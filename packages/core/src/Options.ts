@@ -82,6 +82,11 @@ export interface ExecOptions {
   readonly user?: string
   /** Kill the command's process group after this many ms and fail with TimeoutError. */
   readonly timeoutMs?: number
+  /**
+   * Run on a terminal (`true` = 24x80, or its size): stdout carries everything, stderr is empty,
+   * `execution.resize()` changes the size. For shells and programs that want a tty.
+   */
+  readonly tty?: boolean | { readonly rows: number; readonly cols: number }
 }
 
 export interface ResolvedBoxOptions {
@@ -107,6 +112,7 @@ export interface ResolvedExecOptions {
   readonly workingDir: string | undefined
   readonly user: string | undefined
   readonly timeoutMs: number | undefined
+  readonly tty: { readonly rows: number; readonly cols: number } | undefined
 }
 
 const check = <T>(predicate: (value: T) => boolean, message: string) =>
@@ -157,11 +163,16 @@ const boxFields = {
   readyTimeoutMs: PositiveInt
 } satisfies Record<keyof BoxOptions, Schema.Top>
 
+const TerminalCells = Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 65535 }))
+const TtySize = Schema.Struct({ rows: TerminalCells, cols: TerminalCells })
+const DEFAULT_TTY = { rows: 24, cols: 80 } as const
+
 const execFields = {
   env: Env,
   workingDir: AbsolutePath,
   user: User,
-  timeoutMs: PositiveInt
+  timeoutMs: PositiveInt,
+  tty: Schema.Union([Schema.Boolean, TtySize])
 } satisfies Record<keyof ExecOptions, Schema.Top>
 
 /** Validates each present field with its schema, and refuses fields that do not exist. */
@@ -249,7 +260,13 @@ export const resolveBoxOptions = (input: BoxOptions | undefined): Effect.Effect<
 
 export const resolveExecOptions = (input: ExecOptions | undefined): Effect.Effect<ResolvedExecOptions, InvalidOptions> =>
   validate(execFields, input, "exec.").pipe(
-    Effect.as({ env: normalizeEnv(input?.env), workingDir: input?.workingDir, user: input?.user, timeoutMs: input?.timeoutMs })
+    Effect.as({
+      env: normalizeEnv(input?.env),
+      workingDir: input?.workingDir,
+      user: input?.user,
+      timeoutMs: input?.timeoutMs,
+      tty: input?.tty === true ? DEFAULT_TTY : input?.tty === false ? undefined : input?.tty
+    })
   )
 
 /** Later entries win; the first position of a key is kept so the order stays stable. */

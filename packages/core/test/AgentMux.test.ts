@@ -120,6 +120,19 @@ describe("AgentMux", () => {
     expect((await output(b, "b")).out).toBe("ran b on guest stream 2")
   })
 
+  it("forwards a client's RESIZE to the guest stream of that exec", async () => {
+    const { agent, connect } = await setup()
+    const [a, b] = await Promise.all([connect(), connect()])
+    await b.exec({ argv: ["hang"], env: [] }).started
+    const hanging = a.exec({ argv: ["hang"], env: [] })
+    await hanging.started
+    hanging.resize(50, 132)
+    await expect.poll(() => agent.seen.find((f) => f.type === FrameType.RESIZE)).toBeDefined()
+    const resize = agent.seen.find((f) => f.type === FrameType.RESIZE)!
+    expect(resize.stream).toBe(2)
+    expect(JSON.parse(Buffer.from(resize.payload).toString())).toEqual({ rows: 50, cols: 132 })
+  })
+
   it("turns a client's SHUTDOWN into a stop request and refuses CONFIGURE", async () => {
     const { agent, mux, connect, shutdowns } = await setup()
     const conn = await connect()

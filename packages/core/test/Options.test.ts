@@ -43,9 +43,17 @@ describe("box options", () => {
     expect(options.volumes).toEqual([{ hostPath: "/tmp", guestPath: "/data", readOnly: true }, { hostPath: "/etc", guestPath: "/cfg", readOnly: false }])
   })
 
+  it("tty: true is a 24x80 terminal, false or absent none", async () => {
+    expect((await Effect.runPromise(resolveExecOptions({ tty: true }))).tty).toEqual({ rows: 24, cols: 80 })
+    expect((await Effect.runPromise(resolveExecOptions({ tty: { rows: 5, cols: 9 } }))).tty).toEqual({ rows: 5, cols: 9 })
+    expect((await Effect.runPromise(resolveExecOptions({ tty: false }))).tty).toBeUndefined()
+  })
+
   it("exec options name their field under exec.", async () => {
     expect(await fieldOf(resolveExecOptions({ timeoutMs: 1.5 }))).toBe("exec.timeoutMs")
     expect(await fieldOf(resolveExecOptions({ cwd: "/" } as never))).toBe("exec.cwd")
+    expect(await fieldOf(resolveExecOptions({ tty: { rows: 0, cols: 80 } }))).toBe("exec.tty")
+    expect(await fieldOf(resolveExecOptions({ tty: { rows: 24, cols: 70000 } }))).toBe("exec.tty")
   })
 
   it("merges env layers, later ones winning", () => {

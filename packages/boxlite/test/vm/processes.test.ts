@@ -270,6 +270,7 @@ describe("the CLI, one process per command", () => {
     const id = created.out.trim()
     expect(cli("ls").out).toMatch(new RegExp(`${id}\tcli-box\trunning\t`))
     expect(cli("exec", "cli-box", "--", "sh", "-c", "echo out; echo err >&2; exit 3")).toEqual({ code: 3, out: "out\n", err: "err\n" })
+    expect(cli("exec", "-t", "cli-box", "--", "sh", "-c", "tty; echo err >&2")).toMatchObject({ code: 0, out: expect.stringMatching(/^\/dev\/pts\/\d+\r\nerr\r\n$/) })
     expect(JSON.parse(cli("metrics", id).out)).toMatchObject({ cpuTimeMs: expect.any(Number), memoryUsageBytes: expect.any(Number) })
     const refused = cli("rm", "cli-box")
     expect(refused.code).toBe(125)

@@ -63,6 +63,10 @@ export class ExecChannel {
     if (!this.done) this.conn.send(FrameType.SIGNAL, this.id, encodeJson({ signal }))
   }
 
+  resize(rows: number, cols: number): void {
+    if (!this.done) this.conn.send(FrameType.RESIZE, this.id, encodeJson({ rows, cols }))
+  }
+
   /** @internal called by the connection for each frame of this stream. */
   onFrame(frame: Frame): string | undefined {
     switch (frame.type) {

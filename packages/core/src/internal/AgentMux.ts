@@ -137,7 +137,8 @@ export class AgentMux {
       case FrameType.STDIN:
       case FrameType.STDIN_CLOSE:
       case FrameType.CREDIT:
-      case FrameType.SIGNAL: {
+      case FrameType.SIGNAL:
+      case FrameType.RESIZE: {
         const guestStream = client.streams.get(frame.stream)
         if (guestStream !== undefined) this.sendAgent(frame.type, guestStream, frame.payload)
         return

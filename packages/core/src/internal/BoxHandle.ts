@@ -199,7 +199,8 @@ export class BoxHandle implements Box {
         env,
         cwd: resolved.workingDir ?? box.workingDir ?? image.workingDir ?? "/root",
         ...(user !== undefined ? { user } : {}),
-        ...(resolved.timeoutMs !== undefined ? { timeoutMs: resolved.timeoutMs } : {})
+        ...(resolved.timeoutMs !== undefined ? { timeoutMs: resolved.timeoutMs } : {}),
+        ...(resolved.tty !== undefined ? { tty: resolved.tty } : {})
       }
       const channel = agent.exec(request)
       yield* this.deps.store.increment("totalExecCalls")

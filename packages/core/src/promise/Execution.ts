@@ -84,4 +84,9 @@ export class Execution {
   kill(signal = 9): Promise<void> {
     return Effect.runPromise(this.impl.kill(signal))
   }
+
+  /** A tty exec's new terminal size (the process gets SIGWINCH). */
+  resize(rows: number, cols: number): Promise<void> {
+    return Effect.runPromise(this.impl.resize(rows, cols))
+  }
 }
