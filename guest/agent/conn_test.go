@@ -423,3 +423,11 @@ func TestTtyResize(t *testing.T) {
 	h.sendJSON(tResize, 2, map[string]int{"rows": 0, "cols": 80})
 	h.expectError(2, "bad_message")
 }
+
+func TestTtyStdinCloseIsEndOfInput(t *testing.T) {
+	h := newHost(t, true)
+	r := h.run(3, map[string]any{"argv": []string{"sh", "-c", "cat; echo rc=$?"}, "tty": map[string]int{"rows": 24, "cols": 80}}, []byte("typed\n"), nil)
+	if r.exit.ExitCode != 0 || strings.Count(string(r.stdout), "typed") != 2 || !strings.Contains(string(r.stdout), "rc=0") {
+		t.Fatalf("exit %+v stdout %q", r.exit, r.stdout)
+	}
+}

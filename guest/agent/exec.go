@@ -329,6 +329,7 @@ type stdinFeed struct {
 	cond   sync.Cond
 	queue  [][]byte
 	closed bool // no more input: STDIN_CLOSE or the exec is over
+	eof    bool // the host sent STDIN_CLOSE
 	done   chan struct{}
 }
 
@@ -350,6 +351,7 @@ func (q *stdinFeed) push(b []byte) {
 func (q *stdinFeed) closeInput() {
 	q.mu.Lock()
 	q.closed = true
+	q.eof = true
 	q.mu.Unlock()
 	q.cond.Signal()
 }
@@ -376,7 +378,12 @@ func (q *stdinFeed) run() {
 			q.cond.Wait()
 		}
 		if len(q.queue) == 0 {
+			eof := q.eof
 			q.mu.Unlock()
+			if q.e.pty != nil && eof && !broken {
+				// A terminal has no end of input of its own: its EOF character (^D) is one.
+				q.f.Write([]byte{4})
+			}
 			return
 		}
 		b := q.queue[0]

@@ -51,7 +51,12 @@ export const attachTerminal = async (box: PromiseBox, options: AttachOptions = {
   const onResize = () => void execution.resize(terminal!.rows, terminal!.columns)
   const raw = isTty(input) ? (input as ReadStream) : undefined
   raw?.setRawMode(true)
+  // Input that ends (a pipe, not a person) ends the terminal's input: the guest sees ^D.
+  const onEnd = () => {
+    typing = typing.then(() => stdin.close()).catch(() => {})
+  }
   input.on("data", onData)
+  input.once("end", onEnd)
   input.resume()
   terminal?.on("resize", onResize)
   try {
@@ -61,6 +66,7 @@ export const attachTerminal = async (box: PromiseBox, options: AttachOptions = {
     return (await execution.wait()).exitCode
   } finally {
     input.off("data", onData)
+    input.off("end", onEnd)
     input.pause()
     raw?.setRawMode(false)
     terminal?.off("resize", onResize)

@@ -259,8 +259,9 @@ describe("metrics", () => {
 
 describe("the CLI, one process per command", () => {
   const BIN = fileURLToPath(new URL("../../dist/bin.js", import.meta.url))
-  const cli = (...args: Array<string>) => {
-    const result = spawnSync(process.execPath, [BIN, ...args], { env: { ...process.env, BOXLITE_HOME: home }, encoding: "utf8" })
+  const cli = (...args: Array<string>) => cliWithInput("", ...args)
+  const cliWithInput = (input: string, ...args: Array<string>) => {
+    const result = spawnSync(process.execPath, [BIN, ...args], { env: { ...process.env, BOXLITE_HOME: home }, encoding: "utf8", input })
     return { code: result.status, out: result.stdout, err: result.stderr }
   }
 
@@ -271,6 +272,7 @@ describe("the CLI, one process per command", () => {
     expect(cli("ls").out).toMatch(new RegExp(`${id}\tcli-box\trunning\t`))
     expect(cli("exec", "cli-box", "--", "sh", "-c", "echo out; echo err >&2; exit 3")).toEqual({ code: 3, out: "out\n", err: "err\n" })
     expect(cli("exec", "-t", "cli-box", "--", "sh", "-c", "tty; echo err >&2")).toMatchObject({ code: 0, out: expect.stringMatching(/^\/dev\/pts\/\d+\r\nerr\r\n$/) })
+    expect(cliWithInput("echo piped-$((1+1)); exit 4\n", "exec", "-t", "cli-box", "sh")).toMatchObject({ code: 4, out: expect.stringContaining("piped-2") })
     expect(JSON.parse(cli("metrics", id).out)).toMatchObject({ cpuTimeMs: expect.any(Number), memoryUsageBytes: expect.any(Number) })
     const refused = cli("rm", "cli-box")
     expect(refused.code).toBe(125)

@@ -23,6 +23,21 @@ describe("tty execs", () => {
       await resized.stdin().write("go\n")
       expect(await output).toContain("50 132")
 
+      // Closing a terminal's stdin is end of input (^D), as a piped session needs.
+      // (Typed once the shell shows its prompt: a ^D typed ahead of a program that then switches
+      // its terminal to raw mode is lost, as on any terminal.)
+      const piped = await box.exec("sh", [], { tty: true })
+      let screen = ""
+      const session = (async () => {
+        for await (const chunk of piped.stdout().bytes()) screen += Buffer.from(chunk).toString()
+      })()
+      await expect.poll(() => screen, { timeout: 20_000 }).toContain("# ")
+      await piped.stdin().write("echo from-the-pipe\n")
+      await piped.stdin().close()
+      expect((await piped.wait()).exitCode).toBe(0)
+      await session
+      expect(screen).toContain("\r\nfrom-the-pipe\r\n")
+
       const plain = await box.exec("sh", ["-c", "tty"])
       expect((await plain.stdout().text()).trim()).toBe("not a tty")
       await plain.wait()
