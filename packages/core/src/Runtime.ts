@@ -159,6 +159,8 @@ const make = (homeDir: string, registry: RegistryOptions) =>
         return handleOf(record) as Box
       })
 
+    const reconciledRecords = Effect.flatMap(store.list, (records) => Effect.forEach(records, (r) => reconcile(store, r)))
+
     const find = (idOrName: string) =>
       Effect.flatMap(store.find(idOrName), (record) => (record ? Effect.succeed(record) : Effect.fail(new BoxNotFound(idOrName))))
 
@@ -167,7 +169,7 @@ const make = (homeDir: string, registry: RegistryOptions) =>
       images: makeImages(contentStore, registry, rootfsDirOf(homeDir), Effect.map(store.list, (records) => records.map((r) => r.base))),
       create,
       get: (idOrName) => Effect.map(find(idOrName), (record) => handleOf(record) as Box),
-      list: Effect.flatMap(store.list, (records) => Effect.forEach(records, (r) => Effect.map(reconcile(store, r), infoOf))),
+      list: Effect.map(reconciledRecords, (records) => records.map(infoOf)),
       remove: (idOrName, options) =>
         Effect.gen(function*() {
           const record = yield* Effect.flatMap(find(idOrName), (r) => reconcile(store, r))
@@ -178,7 +180,7 @@ const make = (homeDir: string, registry: RegistryOptions) =>
         }),
       metrics: Effect.gen(function*() {
         const counters = yield* store.counters
-        const records = yield* Effect.flatMap(store.list, (records) => Effect.forEach(records, (r) => reconcile(store, r)))
+        const records = yield* reconciledRecords
         return { ...counters, activeBoxes: records.filter((r) => r.status === "running").length }
       }),
       info: Effect.map(hypervisor.info, (h) => ({ homeDir, hypervisor: h }))

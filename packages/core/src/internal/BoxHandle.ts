@@ -127,7 +127,8 @@ export class BoxHandle implements Box {
     return Effect.gen({ self: this }, function*() {
       const deadline = Date.now() + this.record.options.readyTimeoutMs + STOP_WAIT_MS
       while (true) {
-        if (this.connection && !this.connection.isClosed) return this.connection
+        const open = this.openConnection
+        if (open) return open
         const record = yield* this.current.pipe(Effect.mapError((e) => new BoxStateError(e.message)))
         if (record.status === "running") {
           const connection = yield* this.connect
@@ -141,6 +142,11 @@ export class BoxHandle implements Box {
         yield* sleep(POLL_MS)
       }
     })
+  }
+
+  /** This handle's connection to the supervisor, if it is still open. */
+  private get openConnection(): AgentConnection | undefined {
+    return this.connection && !this.connection.isClosed ? this.connection : undefined
   }
 
   /** The supervisor's socket, or undefined when it is not (or no longer) listening. */
@@ -221,7 +227,7 @@ export class BoxHandle implements Box {
   get metrics(): Effect.Effect<BoxMetrics, BoxNotFound | BoxStateError> {
     return Effect.gen({ self: this }, function*() {
       const record = yield* this.current
-      const connection = record.status === "running" ? (this.connection && !this.connection.isClosed ? this.connection : yield* this.connect) : undefined
+      const connection = record.status === "running" ? this.openConnection ?? (yield* this.connect) : undefined
       const cpu = record.pid === undefined ? undefined : cpuTimeMs(record.pid)
       if (!connection || cpu === undefined) return yield* new BoxStateError(`box ${record.id} is ${record.status}: metrics need a running box`)
       const report = yield* Effect.tryPromise({
@@ -271,7 +277,7 @@ export class BoxHandle implements Box {
         const record = yield* this.current
         if (!ACTIVE_STATUSES.includes(record.status)) break
         if (record.status === "running") {
-          const connection = this.connection && !this.connection.isClosed ? this.connection : yield* this.connect
+          const connection = this.openConnection ?? (yield* this.connect)
           connection?.shutdown()
         }
         if (Date.now() > deadline) {
