@@ -1,7 +1,11 @@
 import { afterAll, describe, expect, it } from "vitest"
 import { BootError, Boxlite, BoxStateError, HypervisorUnavailable, ImageError, ImageNotFound, InvalidOptions, SimpleBox } from "boxlite"
+import { SupervisorEntry, vmPlatform } from "boxlite/effect"
+import { Boxlite as BoxliteOn } from "@boxlite/core/promise"
+import { Layer } from "effect"
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
+import * as os from "node:os"
 import * as path from "node:path"
 import { boxDirs, BUSYBOX, pathWithout, PYTHON, qemuProcessesUnder, tempHome } from "./helpers.js"
 
@@ -63,6 +67,24 @@ describe("box lifecycle", () => {
     expect(qemuProcessesUnder(home)).toEqual([])
     expect((await box.info()).status).toBe("failed")
     await box.remove()
+    expectNothingLeft()
+  })
+
+  it("a supervisor that dies on load is a BootError with its stderr; the box is failed, not stuck starting", async () => {
+    const broken = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "bl-sup-")), "supervisor.mjs")
+    fs.writeFileSync(broken, "throw new Error('this supervisor is broken')\n")
+    const platform = Layer.merge(vmPlatform(), Layer.succeed(SupervisorEntry, { module: broken }))
+    const other = new BoxliteOn({ homeDir: home }, platform)
+    try {
+      const box = await other.create({ image: BUSYBOX, autoRemove: false })
+      const error = await box.start().catch((e: unknown) => e)
+      expect(error).toBeInstanceOf(BootError)
+      expect(String(error)).toMatch(/exited before the box ran[\s\S]*this supervisor is broken/)
+      expect((await box.info()).status).toBe("failed")
+      await box.remove()
+    } finally {
+      await other.close()
+    }
     expectNothingLeft()
   })
 })

@@ -180,6 +180,9 @@ export class BoxHandle implements Box {
       )
       if (!report.ok) {
         child.stdin?.destroy()
+        // A supervisor that died before taking the record over leaves our claim on it: release
+        // it, or the box would stay "starting" for as long as this process lives.
+        yield* this.deps.store.updateIfSupervisor(id, command.launcher, { status: "failed", supervisor: undefined })
         return yield* errorFromReport(report.error, id) as StartError
       }
       if (!detached) this.launched = child
