@@ -15,6 +15,7 @@ PACKAGES=(
   umoci skopeo debootstrap busybox-static  # the offline test and demo images
   docker-registry apache2-utils openssl    # a real registry for the tests and examples/images.mjs (htpasswd, TLS)
   uidmap                           # volumes for non-root users: virtiofsd in a user namespace
+  bubblewrap nftables              # the jail around QEMU and its helpers; the egress policy
   util-linux procps iproute2 ca-certificates python3  # test hosts in netns; python3 for bench/io.js
 )
 missing=()
