@@ -46,34 +46,26 @@ export const VIRTIOFSD_PID_DIR = "/var/run/virtiofsd"
 /** Descriptors virtiofsd's sandbox inherits: its seccomp program (a pipe) and the volume's source. */
 export const VIRTIOFSD_FD = { seccomp: 3, source: 4 } as const
 
-/** Subordinate ids: `count` host ids from `start` (a line of /etc/subuid or /etc/subgid). */
-export interface IdRange {
-  readonly start: number
-  readonly count: number
-}
-
 /**
  * The user namespace virtiofsd runs in, always: what it creates for the guest then belongs to
  * the runtime's user (namespace root) or to that user's subordinate ids, never to another host
  * user, and device nodes need a capability no user namespace has.
- * - `root`: the runtime is root. Namespace root is host root; with subordinate ids for root
- *   (/etc/subuid and /etc/subgid), guest ids from 1 map to them, else they map to nothing and
- *   only guest root can create files. Supplementary groups are cleared first (setgroups is
- *   denied in a namespace mapped without newgidmap, and QEMU 7.2's virtiofsd drops them).
+ * - `root`: the runtime is root. Namespace root is host root; with `subordinate` ids for root
+ *   (/etc/subuid and /etc/subgid), guest ids from 1 map to them (`unshare --map-auto`), else
+ *   they map to nothing and only guest root can create files. Supplementary groups are cleared
+ *   first (setgroups is denied in a namespace mapped without newgidmap, and QEMU 7.2's
+ *   virtiofsd drops them).
  * - `mapped`: this user is namespace root plus its subordinate ids (`unshare --map-auto`).
  * - `self`: this user alone, setgroups denied, fine for a process without supplementary groups.
  */
-export type VirtiofsdUser =
-  | { readonly kind: "root"; readonly subordinate: { readonly uids: IdRange; readonly gids: IdRange } | undefined }
-  | { readonly kind: "mapped" }
-  | { readonly kind: "self" }
+export type VirtiofsdUser = { readonly kind: "root"; readonly subordinate: boolean } | { readonly kind: "mapped" } | { readonly kind: "self" }
 
-const userNamespace = (user: VirtiofsdUser): Array<string> => {
-  if (user.kind === "mapped") return ["unshare", "--user", "--map-auto", "--map-root-user"]
-  if (user.kind === "self" || !user.subordinate) return ["unshare", "--user", "--map-root-user"]
-  const { uids, gids } = user.subordinate
-  return ["unshare", "--user", "--map-users=0,0,1", `--map-users=${uids.start},1,${uids.count}`, "--map-groups=0,0,1", `--map-groups=${gids.start},1,${gids.count}`]
-}
+/** This user as namespace root, plus (`--map-auto`) its first subordinate range from id 1. */
+const MAP_AUTO = ["unshare", "--user", "--map-auto", "--map-root-user"]
+const MAP_SELF = ["unshare", "--user", "--map-root-user"]
+
+const userNamespace = (user: VirtiofsdUser): Array<string> =>
+  user.kind === "mapped" || (user.kind === "root" && user.subordinate) ? MAP_AUTO : MAP_SELF
 
 /**
  * virtiofsd (QEMU 7.2's) has no read-only mode, shares whole directories and wants to write its
@@ -124,23 +116,11 @@ export interface HostProbe {
   readonly run: (argv: Array<string>) => boolean
   /** Whether this process has supplementary groups (from /proc/self/status). */
   readonly supplementaryGroups: () => boolean
-  /** The text of a file, "" if it cannot be read (/etc/subuid, /etc/subgid). */
-  readonly read: (file: string) => string
 }
 
 const hostProbe: HostProbe = {
   run: (argv) => spawnSync(argv[0]!, argv.slice(1), { stdio: "ignore" }).status === 0,
-  supplementaryGroups: () => (/^Groups:[ \t]*(.*)$/m.exec(readOrEmpty("/proc/self/status"))?.[1]?.trim() ?? "") !== "",
-  read: (file) => readOrEmpty(file)
-}
-
-/** root's first range in an /etc/subuid-style file (`name-or-id:start:count` lines). */
-const rootRange = (text: string): IdRange | undefined => {
-  for (const line of text.split("\n")) {
-    const [owner, start, count] = line.trim().split(":")
-    if ((owner === "root" || owner === "0") && Number(count) > 0 && Number(start) > 0) return { start: Number(start), count: Number(count) }
-  }
-  return undefined
+  supplementaryGroups: () => (/^Groups:[ \t]*(.*)$/m.exec(readOrEmpty("/proc/self/status"))?.[1]?.trim() ?? "") !== ""
 }
 
 /** Whom virtiofsd runs as, and, when that costs a feature, a warning saying what to do. */
@@ -155,19 +135,17 @@ export interface VirtiofsdUserChoice {
  */
 export const probeVirtiofsdUser = (isRoot: boolean, probe: HostProbe = hostProbe): VirtiofsdUserChoice => {
   const user = os.userInfo().username
+  const mapAuto = probe.run([...MAP_AUTO, "true"])
   if (isRoot) {
-    const uids = rootRange(probe.read("/etc/subuid"))
-    const gids = rootRange(probe.read("/etc/subgid"))
-    const mapped: VirtiofsdUser = { kind: "root", subordinate: uids && gids ? { uids, gids } : undefined }
-    if (mapped.subordinate && probe.run([...userNamespace(mapped), "true"])) return { user: mapped, warning: undefined }
+    if (mapAuto) return { user: { kind: "root", subordinate: true }, warning: undefined }
     return {
-      user: { kind: "root", subordinate: undefined },
+      user: { kind: "root", subordinate: false },
       warning: "volumes: guest users other than root cannot create files (their ids map to no host id): give root subordinate ids " +
         "that no other user has, e.g. `usermod --add-subuids 1000000-1065535 --add-subgids 1000000-1065535 root` (package uidmap)"
     }
   }
-  if (probe.run(["unshare", "--user", "--map-auto", "--map-root-user", "true"])) return { user: { kind: "mapped" }, warning: undefined }
-  if (!probe.supplementaryGroups() && probe.run(["unshare", "--user", "--map-root-user", "true"])) return { user: { kind: "self" }, warning: undefined }
+  if (mapAuto) return { user: { kind: "mapped" }, warning: undefined }
+  if (!probe.supplementaryGroups() && probe.run([...MAP_SELF, "true"])) return { user: { kind: "self" }, warning: undefined }
   throw new Error(
     "volumes without root need a user namespace where QEMU 7.2's virtiofsd can drop supplementary groups: " +
       `apt-get install uidmap, and subordinate ids for ${user} in /etc/subuid and /etc/subgid ` +
