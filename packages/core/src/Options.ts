@@ -76,7 +76,10 @@ export interface BoxOptions {
   readonly allowHostLoopback?: boolean
   /** Host ports forwarded to the guest; bound to 127.0.0.1 unless `hostIp` says otherwise. */
   readonly ports?: ReadonlyArray<PortInput>
-  /** Host directories or files shared with the guest (virtiofs); read-only is enforced by the host. */
+  /**
+   * Host directories or files shared with the guest (virtiofs); read-only is enforced by the host.
+   * Each path is resolved at create; a box whose path later leads elsewhere does not start.
+   */
   readonly volumes?: ReadonlyArray<VolumeInput>
   /** Remove the box (and its disk) when it stops. Default true. */
   readonly autoRemove?: boolean
