@@ -59,6 +59,17 @@ const processesOfBox = (id: string): Array<string> => {
   }
 }
 
+/** The mounts virtiofsd of this box sees (it is chrooted to its share: "/" is the share). */
+const shareMounts = (id: string): Array<{ point: string; options: string; fs: string; superOptions: string }> => {
+  const [pid] = execFileSync("pgrep", ["-f", `^/usr/lib/qemu/virtiofsd --socket-path=.*boxlite-${id.slice(-8)}-`]).toString().trim().split("\n")
+  return fs.readFileSync(`/proc/${pid}/mountinfo`, "utf8").trim().split("\n").map((line) => {
+    const [left, right] = line.split(" - ")
+    const fields = left!.split(" ")
+    const [type, , superOptions] = right!.split(" ")
+    return { point: fields[4]!, options: fields[5]!, fs: type!, superOptions: superOptions! }
+  })
+}
+
 const shmemKb = () => Number(/^Shmem:\s+(\d+) kB/m.exec(fs.readFileSync("/proc/meminfo", "utf8"))?.[1])
 
 describe("volumes under attack from the guest", () => {
@@ -141,6 +152,10 @@ describe("single-file volumes under attack from the guest", () => {
     const box = await runtime.create({ image: BUSYBOX, memoryMib: 256, volumes: [[path.join(dir, "app.conf"), "/etc/app.conf", "ro"]] })
     try {
       expect((await sh(box, "cat /etc/app.conf")).out).toBe("setting=1")
+      // On the host side, the share is a 4 KiB tmpfs, read-only, holding the file read-only.
+      const mounts = shareMounts(box.id)
+      expect(mounts.find((m) => m.point === "/")).toMatchObject({ fs: "tmpfs", options: expect.stringMatching(/^ro,/), superOptions: expect.stringContaining("size=4k") })
+      expect(mounts.find((m) => m.point === "/app.conf")?.options).toMatch(/^ro,/)
       const before = shmemKb()
       // The share behind the file is /run/boxlite/volumes/v0: remount it, fill it as far as it goes.
       const fill = await sh(box, "mount -o remount,rw /run/boxlite/volumes/v0; echo remount=$?; dd if=/dev/zero of=/run/boxlite/volumes/v0/fill bs=1M count=300; echo dd=$?; mkdir /run/boxlite/volumes/v0/d; echo mkdir=$?; echo x >> /etc/app.conf; echo append=$?; sync")
@@ -171,6 +186,9 @@ describe("single-file volumes under attack from the guest", () => {
         "mount -o remount,rw /run/boxlite/volumes/v0; echo y > /run/boxlite/volumes/v0/sibling2; echo sibling2=$?",
         "sync"
       ].join("; "))
+      const mounts = shareMounts(box.id)
+      expect(mounts.find((m) => m.point === "/")).toMatchObject({ fs: "tmpfs", options: expect.stringMatching(/^ro,/) })
+      expect(mounts.find((m) => m.point === "/log.txt")?.options).toMatch(/^rw,/)
       expect(attack.out).toMatch(/write=0/)
       for (const what of ["sibling", "mkdir", "link", "sibling2"]) expect(attack.out).toMatch(new RegExp(`${what}=[1-9]`))
       expect(fs.readFileSync(path.join(dir, "log.txt"), "utf8")).toBe("logged\n")
@@ -196,16 +214,22 @@ describe("volume sources that change after create", () => {
   it("volume-symlink-swap: after the source becomes a symlink the start is refused with the typed error, nothing left running", async () => {
     const secret = path.join(hostDir({ "host-secret.txt": "host secret\n" }), "host-secret.txt")
     const data = hostDir({ "shared.txt": "shared\n" })
-    // The file is shared read-only on its own, and read-write through its directory.
+    // The file is shared read-only on its own, and read-write through its directory: by the
+    // same box, and by a second box that has only the file.
     const box = await runtime.create({ image: BUSYBOX, autoRemove: false, volumes: [[data, "/mnt/rw", "rw"], [path.join(data, "shared.txt"), "/etc/shared.txt", "ro"]] })
+    const other = await runtime.create({ image: BUSYBOX, autoRemove: false, volumes: [[path.join(data, "shared.txt"), "/etc/shared.txt", "ro"]] })
     try {
+      expect((await sh(other, "cat /etc/shared.txt")).out).toBe("shared")
+      await other.stop()
       expect((await sh(box, "cat /etc/shared.txt")).out).toBe("shared")
       expect((await sh(box, `rm /mnt/rw/shared.txt && ln -s ${secret} /mnt/rw/shared.txt && sync`)).exitCode).toBe(0)
       expect(fs.lstatSync(path.join(data, "shared.txt")).isSymbolicLink()).toBe(true)
       await box.stop()
       await refusedStart(box, "volumes[1].hostPath")
+      await refusedStart(other, "volumes[0].hostPath")
     } finally {
       await box.remove()
+      await other.remove()
     }
   }, 180_000)
 
