@@ -25,9 +25,15 @@ export interface VmNetwork {
 export interface VmVolume {
   /** virtiofs tag the guest mounts (`v0`, `v1`, ...). */
   readonly tag: string
-  /** Absolute host directory shared with the guest (a single file's directory, with `file`). */
+  /** The host directory or file shared with the guest, for messages: the driver serves `fd`. */
   readonly hostPath: string
-  /** Share only this file of `hostPath`; the guest sees nothing else of the directory. */
+  /**
+   * An O_PATH descriptor of that directory or file, opened without following symlinks and
+   * checked against what the box was created with: the driver shares this object and looks
+   * up no path again. The caller closes it once the VM has stopped.
+   */
+  readonly fd: number
+  /** `fd` is a single file, shared under this name; the guest sees nothing else of its directory. */
   readonly file?: string
   /** Enforced by the host: the guest cannot write even if it remounts read-write. */
   readonly readOnly: boolean

@@ -6,6 +6,7 @@ import { Effect, Exit, Schema } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import { InvalidOptions } from "./Errors.js"
+import { resolveVolumeSource } from "./internal/VolumeSource.js"
 
 /** Environment variables as a record or as the reference's `[key, value]` pairs. */
 export type EnvInput = Readonly<Record<string, string>> | ReadonlyArray<readonly [string, string]>
@@ -29,9 +30,24 @@ export interface Port {
 }
 
 export interface Volume {
+  /** As the user gave it. */
   readonly hostPath: string
   readonly guestPath: string
   readonly readOnly: boolean
+  /** What `hostPath` named at create; each start serves that object or refuses (BoxStateError). */
+  readonly source: VolumeSource
+}
+
+/** A volume's source as resolved at create (stored with the box). */
+export interface VolumeSource {
+  /** `hostPath` with its symlinks resolved; opened at each start without following any. */
+  readonly path: string
+  readonly kind: "directory" | "file"
+  /** st_dev and st_ino (decimal strings: 64-bit). */
+  readonly dev: string
+  readonly ino: string
+  /** Birth time in ns (statx; "0" where the filesystem keeps none): an inode number is reused, a birth is not. */
+  readonly birth: string
 }
 
 export interface BoxOptions {
@@ -60,7 +76,10 @@ export interface BoxOptions {
   readonly allowHostLoopback?: boolean
   /** Host ports forwarded to the guest; bound to 127.0.0.1 unless `hostIp` says otherwise. */
   readonly ports?: ReadonlyArray<PortInput>
-  /** Host directories or files shared with the guest (virtiofs); read-only is enforced by the host. */
+  /**
+   * Host directories or files shared with the guest (virtiofs); read-only is enforced by the host.
+   * Each path is resolved at create; a box whose path later leads elsewhere does not start.
+   */
   readonly volumes?: ReadonlyArray<VolumeInput>
   /** Remove the box (and its disk) when it stops. Default true. */
   readonly autoRemove?: boolean
@@ -206,13 +225,16 @@ const normalizePort = (port: PortInput): Port =>
     ? { protocol: port.protocol ?? "tcp", hostIp: port.hostIp ?? "127.0.0.1", hostPort: port.hostPort, guestPort: port.guestPort }
     : { protocol: port[2] ?? "tcp", hostIp: "127.0.0.1", hostPort: port[0], guestPort: port[1] }
 
-const normalizeVolume = (volume: VolumeInput): Volume =>
+const normalizeVolume = (volume: VolumeInput): Omit<Volume, "source"> =>
   "hostPath" in volume
     ? { hostPath: volume.hostPath, guestPath: volume.guestPath, readOnly: volume.readOnly ?? false }
     : { hostPath: volume[0], guestPath: volume[1], readOnly: volume[2] === "ro" }
 
-/** What the schemas cannot see: the host side (paths exist), and options that contradict. */
-const checkHost = (options: ResolvedBoxOptions): Effect.Effect<ResolvedBoxOptions, InvalidOptions> =>
+/**
+ * What the schemas cannot see: the host side (volume sources exist: each is resolved here, once),
+ * and options that contradict.
+ */
+const checkHost = (options: Omit<ResolvedBoxOptions, "volumes"> & { readonly volumes: ReadonlyArray<Omit<Volume, "source">> }): Effect.Effect<ResolvedBoxOptions, InvalidOptions> =>
   Effect.suspend(() => {
     if (options.network === "none" && options.ports.length > 0) {
       return Effect.fail(new InvalidOptions("ports", `forwarding ports needs a network (network is "none")`))
@@ -224,6 +246,7 @@ const checkHost = (options: ResolvedBoxOptions): Effect.Effect<ResolvedBoxOption
       seen.add(key)
     }
     const guestPaths = new Set<string>()
+    const volumes: Array<Volume> = []
     for (const [i, volume] of options.volumes.entries()) {
       if (!fs.existsSync(volume.hostPath)) {
         return Effect.fail(new InvalidOptions(`volumes[${i}].hostPath`, `${volume.hostPath} does not exist`))
@@ -232,8 +255,13 @@ const checkHost = (options: ResolvedBoxOptions): Effect.Effect<ResolvedBoxOption
         return Effect.fail(new InvalidOptions(`volumes[${i}].guestPath`, `${volume.guestPath} is "/" or used by another volume`))
       }
       guestPaths.add(volume.guestPath)
+      try {
+        volumes.push({ ...volume, source: resolveVolumeSource(volume.hostPath) })
+      } catch (e) {
+        return Effect.fail(new InvalidOptions(`volumes[${i}].hostPath`, (e as Error).message))
+      }
     }
-    return Effect.succeed(options)
+    return Effect.succeed({ ...options, volumes })
   })
 
 export const resolveBoxOptions = (input: BoxOptions | undefined): Effect.Effect<ResolvedBoxOptions, InvalidOptions> =>

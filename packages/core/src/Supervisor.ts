@@ -24,6 +24,7 @@ import { AgentMux } from "./internal/AgentMux.js"
 import { boxDirOf, rootfsDirOf, supervisorLogOf, supervisorSocketOf } from "./internal/BoxFiles.js"
 import { claimHostPorts } from "./internal/HostPorts.js"
 import { type ProcessRef, selfRef } from "./internal/Proc.js"
+import { openVolumeSource } from "./internal/VolumeSource.js"
 import * as Logging from "./Logging.js"
 import type { Volume } from "./Options.js"
 import { type BoxRecord, layerSqlite, StateStore } from "./StateStore.js"
@@ -102,16 +103,27 @@ export const errorFromReport = (error: Extract<LaunchReport, { ok: false }>["err
 /**
  * A volume as the VM sees it: a virtiofs share of a directory; for a single file, a share
  * holding only that file (the driver's doing), bind-mounted onto its path by the guest agent.
+ * Its source is opened here, without following symlinks, and must still be what the box was
+ * created with (a guest writing in another volume may have replaced it): else BoxStateError
+ * and the box does not start. The descriptor lives as long as the scope.
  */
-const shareOf = (volume: Volume, index: number): { volume: VmVolume; mount: GuestConfig["mounts"][number] } => {
+const shareOf = (volume: Volume, index: number) => {
   const tag = `v${index}`
-  const isFile = fs.statSync(volume.hostPath).isFile()
-  return {
-    volume: isFile
-      ? { tag, hostPath: path.dirname(volume.hostPath), file: path.basename(volume.hostPath), readOnly: volume.readOnly }
-      : { tag, hostPath: volume.hostPath, readOnly: volume.readOnly },
-    mount: { tag, path: volume.guestPath, readOnly: volume.readOnly, ...(isFile ? { file: path.basename(volume.hostPath) } : {}) }
-  }
+  const field = `volumes[${index}].hostPath`
+  const open = Effect.try({
+    try: () => {
+      // Boxes created before sources were recorded: their path would be followed again.
+      if (!volume.source) throw new Error("no source was recorded when the box was created")
+      return openVolumeSource(volume.source)
+    },
+    catch: (e) => new BoxStateError(`${field} (${volume.hostPath}) cannot be shared: ${(e as Error).message}; remove the box and create it again to share what is there now`)
+  })
+  return Effect.map(Effect.acquireRelease(open, (fd) => Effect.sync(() => fs.closeSync(fd))), (fd) => {
+    const file = volume.source.kind === "file" ? path.basename(volume.source.path) : undefined
+    const share: VmVolume = { tag, hostPath: volume.source.path, fd, readOnly: volume.readOnly, ...(file ? { file } : {}) }
+    const mount: GuestConfig["mounts"][number] = { tag, path: volume.guestPath, readOnly: volume.readOnly, ...(file ? { file } : {}) }
+    return { volume: share, mount }
+  })
 }
 
 type StopReason = "requested" | "launcher exited" | "signal" | "vm exited"
@@ -152,7 +164,7 @@ const boot = (record: BoxRecord, args: SupervisorArgs, scope: Scope.Scope, stop:
       try: () => claimHostPorts(options.ports),
       catch: (e) => new InvalidOptions("ports", (e as Error).message)
     })
-    const shares = options.volumes.map(shareOf)
+    const shares = yield* Effect.forEach(options.volumes, shareOf).pipe(Scope.provide(scope))
     const vm = yield* hypervisor.start({
       boxId: record.id,
       dir,

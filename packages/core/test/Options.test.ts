@@ -1,6 +1,9 @@
 import { describe, expect, it } from "vitest"
 import { Effect, Exit } from "effect"
 import { InvalidOptions, mergeEnv, resolveBoxOptions, resolveExecOptions } from "@boxlite/core"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 
 const fieldOf = async (effect: Effect.Effect<unknown, InvalidOptions>) => {
   const exit = await Effect.runPromiseExit(effect)
@@ -40,7 +43,28 @@ describe("box options", () => {
       { protocol: "udp", hostIp: "127.0.0.1", hostPort: 8080, guestPort: 80 },
       { protocol: "tcp", hostIp: "127.0.0.1", hostPort: 0, guestPort: 22 }
     ])
-    expect(options.volumes).toEqual([{ hostPath: "/tmp", guestPath: "/data", readOnly: true }, { hostPath: "/etc", guestPath: "/cfg", readOnly: false }])
+    expect(options.volumes).toMatchObject([{ hostPath: "/tmp", guestPath: "/data", readOnly: true }, { hostPath: "/etc", guestPath: "/cfg", readOnly: false }])
+  })
+
+  it("records what each volume's path names at create: symlinks resolved, its identity, its kind", async () => {
+    const dir = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), "bl-opt-")))
+    fs.mkdirSync(path.join(dir, "data"))
+    fs.writeFileSync(path.join(dir, "app.conf"), "x")
+    fs.symlinkSync(path.join(dir, "data"), path.join(dir, "link"))
+    const options = await Effect.runPromise(resolveBoxOptions({ volumes: [[path.join(dir, "link"), "/data"], [path.join(dir, "app.conf"), "/etc/app.conf", "ro"]] }))
+    const data = fs.statSync(path.join(dir, "data"), { bigint: true })
+    expect(options.volumes[0]).toEqual({
+      hostPath: path.join(dir, "link"), guestPath: "/data", readOnly: false,
+      source: { path: path.join(dir, "data"), kind: "directory", dev: String(data.dev), ino: String(data.ino), birth: String(data.birthtimeNs) }
+    })
+    expect(options.volumes[1]!.source).toMatchObject({ path: path.join(dir, "app.conf"), kind: "file" })
+    // It survives the state store's JSON.
+    expect(JSON.parse(JSON.stringify(options.volumes))).toEqual(options.volumes)
+    fs.rmSync(dir, { recursive: true })
+  })
+
+  it("refuses a volume that is neither a directory nor a regular file", async () => {
+    expect(await fieldOf(resolveBoxOptions({ volumes: [["/dev/null", "/dev/host-null"]] }))).toBe("volumes[0].hostPath")
   })
 
   it("tty: true is a 24x80 terminal, false or absent none", async () => {

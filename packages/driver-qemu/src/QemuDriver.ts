@@ -9,9 +9,24 @@ import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
+import type { Writable } from "node:stream"
 import { type AcceleratorChoice, chooseAccelerator, probeHost } from "./Accelerator.js"
 import { hostTscKhz } from "./internal/cmdline.js"
-import { type Helper, PASST_FD, passtArgs, probeVirtiofsdUser, startHelper, stopHelper, VIRTIOFSD, virtiofsdArgv, type VirtiofsdUser, waitForSocket } from "./internal/helpers.js"
+import {
+  type Helper,
+  PASST_FD,
+  passtArgs,
+  probeVirtiofsdUser,
+  startHelper,
+  stopHelper,
+  VIRTIOFSD,
+  VIRTIOFSD_FD,
+  VIRTIOFSD_PID_DIR,
+  virtiofsdArgv,
+  type VirtiofsdUser,
+  waitForSocket
+} from "./internal/helpers.js"
+import { virtiofsdFilter } from "./internal/seccomp.js"
 import { relaySourceAddress, startUdpRelay, type UdpRelay } from "./internal/udpRelay.js"
 
 export interface QemuDriverOptions {
@@ -97,8 +112,9 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
   const virtiofsdUser = Effect.suspend(() => {
     if (probedUser) return Effect.succeed(probedUser)
     try {
-      probedUser = probeVirtiofsdUser(process.getuid?.() === 0)
-      return Effect.succeed(probedUser)
+      const choice = probeVirtiofsdUser(process.getuid?.() === 0)
+      probedUser = choice.user
+      return Effect.as(choice.warning ? Effect.logWarning(`boxlite: ${choice.warning}`) : Effect.void, choice.user)
     } catch (e) {
       return Effect.fail(new HypervisorUnavailable((e as Error).message))
     }
@@ -115,6 +131,9 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
       const accel = yield* accelerator
       if (spec.volumes.length > 0 && !fs.existsSync(VIRTIOFSD)) {
         return yield* new HypervisorUnavailable(`volumes need ${VIRTIOFSD}; on Debian/Ubuntu: ${host!.install}`)
+      }
+      if (spec.volumes.length > 0 && !findOnPath("bwrap")) {
+        return yield* new HypervisorUnavailable("volumes need bwrap (virtiofsd's sandbox); on Debian/Ubuntu: apt-get install bubblewrap")
       }
       const daemonUser = spec.volumes.length > 0 ? yield* virtiofsdUser : undefined
       if (spec.network && !findOnPath("passt")) {
@@ -136,10 +155,15 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
       }
       yield* Effect.tryPromise({
         try: async () => {
+          const pidDir = fs.existsSync(VIRTIOFSD_PID_DIR) ? fs.realpathSync(VIRTIOFSD_PID_DIR) : undefined
+          const filter = virtiofsdFilter()
           const daemons = spec.volumes.map((volume, i) => {
             const stage = path.join(runDir, `fs${i}.d`)
             fs.mkdirSync(stage)
-            const daemon = startHelper(`virtiofsd for ${volume.hostPath}`, virtiofsdArgv(sockets.volumes[i]!, volume, daemonUser!, stage), setpriv)
+            const argv = virtiofsdArgv(sockets.volumes[i]!, volume, daemonUser!, stage, pidDir)
+            // Descriptors VIRTIOFSD_FD.seccomp (a pipe we write the program to) and .source.
+            const daemon = startHelper(`virtiofsd for ${volume.hostPath}`, argv, setpriv, ["pipe", volume.fd])
+            ;(daemon.process.stdio[VIRTIOFSD_FD.seccomp] as Writable | null)?.end(filter)
             helpers.push(daemon)
             return waitForSocket(daemon, sockets.volumes[i]!, 10_000)
           })

@@ -21,58 +21,75 @@ describe("passt arguments", () => {
 })
 
 describe("virtiofsd command line", () => {
+  const root = { kind: "root", subordinate: false } as const
+  const dirVolume = { tag: "v0", hostPath: "/data", fd: 42, readOnly: false }
   const daemon = (argv: Array<string>) => argv.slice(argv.indexOf("/usr/lib/qemu/virtiofsd"))
-  const script = (argv: Array<string>) => argv[argv.indexOf("-c") + 1]!
+  const sandbox = (argv: Array<string>) => argv.slice(argv.indexOf("bwrap"), argv.indexOf("--", argv.indexOf("bwrap"))).join(" ")
 
-  it("serves every volume from its stage in a private mount namespace, the pid file on a tmpfs there", () => {
-    const argv = virtiofsdArgv("/s", { tag: "v0", hostPath: "/data", readOnly: false }, "root", "/stage")
-    expect(argv.slice(0, argv.indexOf("sh"))).toEqual(["unshare", "--mount", "--propagation", "private"])
-    expect(script(argv)).toContain('mount --rbind "$2" "$1"')
-    expect(script(argv)).not.toContain("ro")
-    expect(script(argv)).toContain("mount -t tmpfs -o mode=0700 boxlite /var/run/virtiofsd")
-    expect(argv.slice(argv.indexOf("-c") + 2, argv.indexOf("-c") + 6)).toEqual(["sh", "/stage", "/data", ""])
-    expect(daemon(argv)).toEqual(["/usr/lib/qemu/virtiofsd", "--socket-path=/s", "-o", "source=/stage", "-o", "cache=auto", "-o", "sandbox=chroot"])
+  it("runs in a user namespace, then bwrap: the host read-only, the source bound from its descriptor, seccomp on", () => {
+    const argv = virtiofsdArgv("/tmp/run/fs0.sock", dirVolume, root, "/tmp/run/fs0.d")
+    expect(argv.slice(0, argv.indexOf("bwrap"))).toEqual(["setpriv", "--clear-groups", "--", "unshare", "--user", "--map-root-user"])
+    expect(sandbox(argv)).toBe(
+      "bwrap --die-with-parent --unshare-ipc --unshare-net --ro-bind / / --bind /tmp/run /tmp/run " +
+        "--tmpfs /var --dir /var/run/virtiofsd --bind-fd 4 /tmp/run/fs0.d --seccomp 3"
+    )
+    expect(daemon(argv)).toEqual([
+      "/usr/lib/qemu/virtiofsd", "--socket-path=/tmp/run/fs0.sock", "-o", "source=/tmp/run/fs0.d", "-o", "cache=auto", "-o", "sandbox=chroot",
+      "-o", "no_xattr", "-o", "modcaps=-mknod:-fsetid:-setfcap"
+    ])
   })
 
   it("binds a read-only volume read-only, and escapes commas in the source", () => {
-    const argv = virtiofsdArgv("/s", { tag: "v0", hostPath: "/my data,1", readOnly: true }, "root", "/st,age")
-    expect(script(argv)).toContain('mount --bind "$2" "$1" && mount -o remount,bind,ro "$1"')
-    expect(argv).toContain("/my data,1")
-    expect(daemon(argv)).toContain("source=/st\\,age")
+    const argv = virtiofsdArgv("/r/s", { ...dirVolume, hostPath: "/my data,1", readOnly: true }, root, "/r/st,age")
+    expect(sandbox(argv)).toContain("--ro-bind-fd 4 /r/st,age")
+    expect(argv.join(" ")).not.toContain("/my data,1")
+    expect(daemon(argv)).toContain("source=/r/st\\,age")
   })
 
-  it("uses a user namespace without root: with subordinate ids when there are, else this user alone", () => {
-    const file = { tag: "v0", hostPath: "/etc", file: "hosts", readOnly: false }
-    const mapped = virtiofsdArgv("/s", file, "mapped", "/run/fs0.d")
-    expect(mapped.slice(0, 7)).toEqual(["unshare", "--user", "--map-auto", "--map-root-user", "--mount", "--propagation", "private"])
-    expect(script(mapped)).toContain("mount -t tmpfs -o mode=0755 boxlite \"$1\"")
-    expect(daemon(mapped)).toContain("source=/run/fs0.d")
-    expect(virtiofsdArgv("/s", file, "self", "/run/fs0.d").slice(0, 3)).toEqual(["unshare", "--user", "--map-root-user"])
+  it("shares a single file in a tiny tmpfs remounted read-only after the bind, which keeps its own mode", () => {
+    for (const readOnly of [false, true]) {
+      const argv = virtiofsdArgv("/r/s", { ...dirVolume, file: "app.conf", readOnly }, root, "/r/fs0.d")
+      expect(sandbox(argv)).toContain(
+        `--size 4096 --perms 0755 --tmpfs /r/fs0.d ${readOnly ? "--ro-bind-fd" : "--bind-fd"} 4 /r/fs0.d/app.conf --remount-ro /r/fs0.d`
+      )
+    }
   })
 
-  it("covers /var for the pid directory if the host has none, or /run if the stage is under /var", () => {
-    const volume = { tag: "v0", hostPath: "/data", readOnly: false }
-    expect(script(virtiofsdArgv("/s", volume, "self", "/tmp/fs0.d"))).toContain("else mount -t tmpfs -o mode=0755 boxlite /var && mkdir -p /var/run/virtiofsd")
-    expect(script(virtiofsdArgv("/s", volume, "self", "/var/tmp/fs0.d"))).toContain("else mount -t tmpfs -o mode=0755 boxlite /run && mkdir -p /var/run/virtiofsd")
+  it("maps root's subordinate ids when it has some; a user with subordinate ids gets --map-auto, one without maps alone", () => {
+    // util-linux 2.38 keeps one --map-users only: --map-auto --map-root-user is root -> root plus root's range from 1.
+    const rootMapped = virtiofsdArgv("/r/s", dirVolume, { kind: "root", subordinate: true }, "/r/fs0.d")
+    expect(rootMapped.slice(0, rootMapped.indexOf("bwrap"))).toEqual(["setpriv", "--clear-groups", "--", "unshare", "--user", "--map-auto", "--map-root-user"])
+    const mapped = virtiofsdArgv("/r/s", dirVolume, { kind: "mapped" }, "/r/fs0.d")
+    expect(mapped.slice(0, mapped.indexOf("bwrap"))).toEqual(["unshare", "--user", "--map-auto", "--map-root-user"])
+    const self = virtiofsdArgv("/r/s", dirVolume, { kind: "self" }, "/r/fs0.d")
+    expect(self.slice(0, self.indexOf("bwrap"))).toEqual(["unshare", "--user", "--map-root-user"])
+  })
+
+  it("covers the host's pid directory if it has one, else /var, or /run if the run directory is under /var", () => {
+    expect(sandbox(virtiofsdArgv("/tmp/r/s", dirVolume, root, "/tmp/r/fs0.d", "/run/virtiofsd"))).toContain("--bind /tmp/r /tmp/r --tmpfs /run/virtiofsd --bind-fd")
+    expect(sandbox(virtiofsdArgv("/tmp/r/s", dirVolume, root, "/tmp/r/fs0.d"))).toContain("--tmpfs /var --dir /var/run/virtiofsd")
+    expect(sandbox(virtiofsdArgv("/var/tmp/r/s", dirVolume, root, "/var/tmp/r/fs0.d"))).toContain("--tmpfs /run --dir /var/run/virtiofsd")
   })
 })
 
 describe("whom virtiofsd runs as", () => {
-  it("root as root; else the first user namespace unshare can make that virtiofsd can start in", () => {
-    const runs: Array<string> = []
-    const host = (ok: Array<string>, supplementaryGroups: boolean) => ({
-      run: (argv: Array<string>) => {
-        runs.push(argv.join(" "))
-        return ok.includes(argv.join(" "))
-      },
-      supplementaryGroups: () => supplementaryGroups
-    })
-    const mapAuto = "unshare --user --map-auto --map-root-user true"
-    const mapSelf = "unshare --user --map-root-user true"
-    expect(probeVirtiofsdUser(true, host([], true))).toBe("root")
-    expect(runs).toEqual([])
-    expect(probeVirtiofsdUser(false, host([mapAuto, mapSelf], true))).toBe("mapped")
-    expect(probeVirtiofsdUser(false, host([mapSelf], false))).toBe("self")
+  const mapAuto = "unshare --user --map-auto --map-root-user true"
+  const mapSelf = "unshare --user --map-root-user true"
+  const host = (ok: Array<string>, supplementaryGroups: boolean) => ({
+    run: (argv: Array<string>) => ok.includes(argv.join(" ")),
+    supplementaryGroups: () => supplementaryGroups
+  })
+
+  it("root: in a namespace of its own, with its subordinate ids if unshare --map-auto finds some, else with a warning", () => {
+    expect(probeVirtiofsdUser(true, host([mapAuto, mapSelf], true))).toEqual({ user: { kind: "root", subordinate: true }, warning: undefined })
+    const alone = probeVirtiofsdUser(true, host([mapSelf], true))
+    expect(alone.user).toEqual({ kind: "root", subordinate: false })
+    expect(alone.warning).toMatch(/guest users other than root cannot create files.*usermod --add-subuids/)
+  })
+
+  it("not root: the first user namespace unshare can make that virtiofsd can start in", () => {
+    expect(probeVirtiofsdUser(false, host([mapAuto, mapSelf], true)).user).toEqual({ kind: "mapped" })
+    expect(probeVirtiofsdUser(false, host([mapSelf], false)).user).toEqual({ kind: "self" })
     // With supplementary groups, this user alone is not enough: virtiofsd's setgroups would fail.
     expect(() => probeVirtiofsdUser(false, host([mapSelf], true))).toThrow(/apt-get install uidmap.*\/etc\/subuid/)
     expect(() => probeVirtiofsdUser(false, host([], false))).toThrow(/unshare --user --map-auto/)

@@ -22,7 +22,7 @@ describe("qemuArgs", () => {
   })
 
   it("backs guest RAM with shared memfd and uses modern virtio-mmio once there is a volume", () => {
-    const line = args({ ...spec, volumes: [{ tag: "v0", hostPath: "/d", readOnly: true }] }, { volumes: ["/run/fs0.sock"] })
+    const line = args({ ...spec, volumes: [{ tag: "v0", hostPath: "/d", fd: 9, readOnly: true }] }, { volumes: ["/run/fs0.sock"] })
     expect(line).toContain("-M microvm,memory-backend=mem")
     expect(line).toContain("-object memory-backend-memfd,id=mem,size=512M,share=on -global virtio-mmio.force-legacy=false")
     expect(line).toContain("-chardev socket,id=vfs0,path=/run/fs0.sock -device vhost-user-fs-device,chardev=vfs0,tag=v0")

@@ -1,12 +1,14 @@
 /**
  * The processes a VM needs beside QEMU: passt (user-mode network) and one virtiofsd per
  * volume. Each dies with the VM and with the process that started it: virtiofsd through
- * setpriv --pdeathsig, passt through the end of its socketpair (see passtArgs).
+ * setpriv --pdeathsig (and bwrap --die-with-parent), passt through the end of its socketpair
+ * (see passtArgs).
  */
 import { GUEST_NETWORK, type VmNetwork, type VmVolume } from "@boxlite/core"
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
+import * as path from "node:path"
 import type { Stream } from "node:stream"
 
 export const VIRTIOFSD = "/usr/lib/qemu/virtiofsd"
@@ -39,42 +41,72 @@ export const passtArgs = (network: VmNetwork): Array<string> => [
 ]
 
 /** Where QEMU 7.2's virtiofsd writes a pid file per socket (and leaves it behind when killed). */
-const PID_DIR = "/var/run/virtiofsd"
+export const VIRTIOFSD_PID_DIR = "/var/run/virtiofsd"
+
+/** Descriptors virtiofsd's sandbox inherits: its seccomp program (a pipe) and the volume's source. */
+export const VIRTIOFSD_FD = { seccomp: 3, source: 4 } as const
 
 /**
- * Whom virtiofsd runs as. `root`: in a private mount namespace. Otherwise in a user namespace
- * where this user is root, which QEMU 7.2's virtiofsd can start in only if its setgroups() works
- * (it drops every supplementary group first thing): `mapped` has newuidmap/newgidmap map this
- * user to root plus its subordinate ids (`unshare --map-auto`), which leaves setgroups allowed;
- * `self` maps this user alone, setgroups denied, fine for a process without supplementary groups.
+ * The user namespace virtiofsd runs in, always: what it creates for the guest then belongs to
+ * the runtime's user (namespace root) or to that user's subordinate ids, never to another host
+ * user, and device nodes need a capability no user namespace has.
+ * - `root`: the runtime is root. Namespace root is host root; with `subordinate` ids for root
+ *   (/etc/subuid and /etc/subgid), guest ids from 1 map to them (`unshare --map-auto`), else
+ *   they map to nothing and only guest root can create files. Supplementary groups are cleared
+ *   first (setgroups is denied in a namespace mapped without newgidmap, and QEMU 7.2's
+ *   virtiofsd drops them).
+ * - `mapped`: this user is namespace root plus its subordinate ids (`unshare --map-auto`).
+ * - `self`: this user alone, setgroups denied, fine for a process without supplementary groups.
  */
-export type VirtiofsdUser = "root" | "mapped" | "self"
+export type VirtiofsdUser = { readonly kind: "root"; readonly subordinate: boolean } | { readonly kind: "mapped" } | { readonly kind: "self" }
+
+/** This user as namespace root, plus (`--map-auto`) its first subordinate range from id 1. */
+const MAP_AUTO = ["unshare", "--user", "--map-auto", "--map-root-user"]
+const MAP_SELF = ["unshare", "--user", "--map-root-user"]
+
+const userNamespace = (user: VirtiofsdUser): Array<string> =>
+  user.kind === "mapped" || (user.kind === "root" && user.subordinate) ? MAP_AUTO : MAP_SELF
 
 /**
  * virtiofsd (QEMU 7.2's) has no read-only mode, shares whole directories and wants to write its
- * pid file where only root can. So it runs in a private mount namespace (see VirtiofsdUser)
- * where the volume is bind-mounted at `stageDir`: read-only (the guest cannot write even if it
- * remounts), read-write (recursively, submounts included), or, for a single-file volume, an
- * empty tmpfs holding a bind mount of that one file (the guest sees none of its siblings). The
- * pid file goes to a tmpfs of the namespace: on the host's /var/run/virtiofsd if it exists, else
- * over /var (or /run if the stage is under /var), so nothing is left on the host either.
+ * pid file where only root can. So it runs in a user namespace (VirtiofsdUser), then in bwrap,
+ * which gives it a mount namespace where the host is read-only but for the run directory (its
+ * socket) and a tmpfs for the pid file, and where the volume's source, the descriptor
+ * VIRTIOFSD_FD.source (bwrap checks the mount is that very object), is bound at `stageDir`:
+ * read-only (recursively: the guest cannot write even if it remounts), read-write, or, for a
+ * single file, bound in a tiny tmpfs that is then remounted read-only (the guest sees none of
+ * the file's siblings and can create none). Mounts there are nodev and nosuid.
+ *
+ * bwrap then loads the seccomp program read from VIRTIOFSD_FD.seccomp (seccomp.ts: no
+ * setuid/setgid bit, no device node) under virtiofsd's own; it comes after the user namespace
+ * because its no_new_privs would stop the setuid newuidmap. virtiofsd itself drops CAP_MKNOD,
+ * CAP_FSETID and CAP_SETFCAP, and keeps xattrs off (no file capabilities).
+ *
+ * `existingPidDir`: the host's /var/run/virtiofsd (resolved) if it exists, covered by a tmpfs;
+ * else a tmpfs covers /var (or /run if the run directory is under /var), so nothing is left on
+ * the host either.
  */
-export const virtiofsdArgv = (socket: string, volume: VmVolume, user: VirtiofsdUser, stageDir: string): Array<string> => {
+export const virtiofsdArgv = (socket: string, volume: VmVolume, user: VirtiofsdUser, stageDir: string, existingPidDir?: string): Array<string> => {
   // fuse -o values are comma-separated; a comma in the path must be escaped.
   const source = stageDir.replaceAll("\\", "\\\\").replaceAll(",", "\\,")
-  const daemon = [VIRTIOFSD, `--socket-path=${socket}`, "-o", `source=${source}`, "-o", "cache=auto", "-o", "sandbox=chroot"]
-  const userNamespace = { root: [], mapped: ["--user", "--map-auto", "--map-root-user"], self: ["--user", "--map-root-user"] }[user]
-  // Read-only at the stage, not at the volume's own path: remounting that would also make
-  // read-only the run directory (the daemon's socket) if it is under the volume.
-  const readOnly = (target: string) => (volume.readOnly ? ` && mount -o remount,bind,ro ${target}` : "")
+  const daemon = [
+    VIRTIOFSD, `--socket-path=${socket}`, "-o", `source=${source}`, "-o", "cache=auto", "-o", "sandbox=chroot",
+    "-o", "no_xattr", "-o", "modcaps=-mknod:-fsetid:-setfcap"
+  ]
+  const runDir = path.dirname(socket)
+  const pidDir = existingPidDir
+    ? ["--tmpfs", existingPidDir]
+    : ["--tmpfs", runDir.startsWith("/var/") ? "/run" : "/var", "--dir", VIRTIOFSD_PID_DIR]
+  const bind = [volume.readOnly ? "--ro-bind-fd" : "--bind-fd", String(VIRTIOFSD_FD.source)]
   const share = volume.file
-    ? `mount -t tmpfs -o mode=0755 boxlite "$1" && touch "$1/$3" && mount --bind "$2/$3" "$1/$3"${readOnly('"$1/$3"')}`
-    : `mount ${volume.readOnly ? "--bind" : "--rbind"} "$2" "$1"${readOnly('"$1"')}`
-  const cover = stageDir.startsWith("/var/") ? "/run" : "/var"
-  const pidDir = `if [ -d ${PID_DIR} ]; then mount -t tmpfs -o mode=0700 boxlite ${PID_DIR}; else mount -t tmpfs -o mode=0755 boxlite ${cover} && mkdir -p ${PID_DIR}; fi`
+    ? ["--size", "4096", "--perms", "0755", "--tmpfs", stageDir, ...bind, path.join(stageDir, volume.file), "--remount-ro", stageDir]
+    : [...bind, stageDir]
   return [
-    "unshare", ...userNamespace, "--mount", "--propagation", "private",
-    "sh", "-c", `${share} && ${pidDir} && shift 3 && exec "$@"`, "sh", stageDir, volume.hostPath, volume.file ?? "", ...daemon
+    ...(user.kind === "root" ? ["setpriv", "--clear-groups", "--"] : []),
+    ...userNamespace(user),
+    "bwrap", "--die-with-parent", "--unshare-ipc", "--unshare-net",
+    "--ro-bind", "/", "/", "--bind", runDir, runDir, ...pidDir, ...share,
+    "--seccomp", String(VIRTIOFSD_FD.seccomp), "--", ...daemon
   ]
 }
 
@@ -91,15 +123,29 @@ const hostProbe: HostProbe = {
   supplementaryGroups: () => (/^Groups:[ \t]*(.*)$/m.exec(readOrEmpty("/proc/self/status"))?.[1]?.trim() ?? "") !== ""
 }
 
+/** Whom virtiofsd runs as, and, when that costs a feature, a warning saying what to do. */
+export interface VirtiofsdUserChoice {
+  readonly user: VirtiofsdUser
+  readonly warning: string | undefined
+}
+
 /**
  * The VirtiofsdUser this process can give virtiofsd, probed with `unshare`; throws saying what
  * is missing when there is none.
  */
-export const probeVirtiofsdUser = (isRoot: boolean, probe: HostProbe = hostProbe): VirtiofsdUser => {
-  if (isRoot) return "root"
-  if (probe.run(["unshare", "--user", "--map-auto", "--map-root-user", "true"])) return "mapped"
-  if (!probe.supplementaryGroups() && probe.run(["unshare", "--user", "--map-root-user", "true"])) return "self"
+export const probeVirtiofsdUser = (isRoot: boolean, probe: HostProbe = hostProbe): VirtiofsdUserChoice => {
   const user = os.userInfo().username
+  const mapAuto = probe.run([...MAP_AUTO, "true"])
+  if (isRoot) {
+    if (mapAuto) return { user: { kind: "root", subordinate: true }, warning: undefined }
+    return {
+      user: { kind: "root", subordinate: false },
+      warning: "volumes: guest users other than root cannot create files (their ids map to no host id): give root subordinate ids " +
+        "that no other user has, e.g. `usermod --add-subuids 1000000-1065535 --add-subgids 1000000-1065535 root` (package uidmap)"
+    }
+  }
+  if (mapAuto) return { user: { kind: "mapped" }, warning: undefined }
+  if (!probe.supplementaryGroups() && probe.run([...MAP_SELF, "true"])) return { user: { kind: "self" }, warning: undefined }
   throw new Error(
     "volumes without root need a user namespace where QEMU 7.2's virtiofsd can drop supplementary groups: " +
       `apt-get install uidmap, and subordinate ids for ${user} in /etc/subuid and /etc/subgid ` +
@@ -115,8 +161,8 @@ const readOrEmpty = (file: string): string => {
   }
 }
 
-/** `inherit`: descriptors from PASST_FD on, passed to the helper (a socketpair end, or "pipe" for a new one). */
-export const startHelper = (name: string, argv: Array<string>, setpriv: string | undefined, inherit: Array<"pipe" | Stream> = []): Helper => {
+/** `inherit`: descriptors from 3 on, passed to the helper (a socketpair end, a descriptor of ours, or "pipe" for a new one). */
+export const startHelper = (name: string, argv: Array<string>, setpriv: string | undefined, inherit: Array<"pipe" | Stream | number> = []): Helper => {
   const [file, ...args] = setpriv ? [setpriv, "--pdeathsig", "KILL", "--", ...argv] : argv
   const child = spawn(file!, args, { stdio: ["ignore", "ignore", "pipe", ...inherit] })
   let stderr = ""

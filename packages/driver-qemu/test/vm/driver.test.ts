@@ -129,7 +129,8 @@ describe("volumes (virtiofsd)", () => {
       const hostPath = path.join(root, `share ${i},x`)
       fs.mkdirSync(hostPath)
       fs.writeFileSync(path.join(hostPath, "from-host"), `volume ${i}\n`)
-      return { tag: `v${i}`, hostPath, readOnly: i % 2 === 0 }
+      // The caller (core) hands the driver an O_PATH descriptor of each source.
+      return { tag: `v${i}`, hostPath, fd: fs.openSync(hostPath, 0o10000000), readOnly: i % 2 === 0 }
     })
     const spec = await maker.spec({ volumes })
     const box = await boot(spec)
@@ -150,6 +151,7 @@ describe("volumes (virtiofsd)", () => {
       expect(fs.existsSync(path.join(volumes[0]!.hostPath, "from-guest"))).toBe(false)
     } finally {
       await box.close()
+      for (const volume of volumes) fs.closeSync(volume.fd)
       fs.rmSync(root, { recursive: true, force: true })
     }
     expect(children()).toEqual([])
