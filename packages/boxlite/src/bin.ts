@@ -8,7 +8,7 @@
 import { readFileSync } from "node:fs"
 import { parseArgs } from "node:util"
 import { attachTerminal } from "@boxlite/boxes"
-import { type Box, Boxlite, BoxliteError } from "./index.js"
+import { type Box, Boxlite, BoxliteError, InvalidOptions } from "./index.js"
 
 const USAGE = `usage:
   boxlite run [REGISTRY OPTIONS] [--cpus N] [--memory MIB] [-e KEY=VALUE]... [-w DIR] [--timeout MS] IMAGE [--] COMMAND [ARGS...]
@@ -42,7 +42,7 @@ const registriesFrom = (values: { mirror?: Array<string>; "insecure-registry"?: 
   const entry = (host: string) => (registries[host] ??= {})
   const split = (flag: string, value: string) => {
     const eq = value.indexOf("=")
-    if (eq <= 0) throw new Error(`--${flag} takes REGISTRY=VALUE (got "${value}")`)
+    if (eq <= 0) throw new InvalidOptions("registries", `--${flag} takes REGISTRY=VALUE (got "${value}")`)
     return [value.slice(0, eq), value.slice(eq + 1)] as const
   }
   for (const m of values.mirror ?? []) {
