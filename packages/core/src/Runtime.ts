@@ -180,7 +180,7 @@ const make = (homeDir: string, registry: RegistryOptions) =>
           catch: (e) => new StorageError(`cannot create ${dir}: ${(e as Error).message}`)
         })
         yield* disks.createBoxDisk(base, path.join(dir, "disk.qcow2"), sizeBytes).pipe(
-          Effect.mapError((e: DiskStorageError): StorageError | InvalidOptions | BoxStateError => new StorageError(e.message)),
+          Effect.mapError((e: DiskStorageError): StorageError | BoxStateError => new StorageError(e.message)),
           Effect.andThen(restrictFiles(dir)),
           Effect.andThen(store.insert(record)),
           Effect.tapError(() => Effect.promise(() => fs.rm(dir, { recursive: true, force: true }).catch(() => undefined)))

@@ -184,7 +184,7 @@ const boot = (record: BoxRecord, args: SupervisorArgs, scope: Scope.Scope, stop:
     }).pipe(Scope.provide(scope))
     yield* Effect.logDebug("VMM started").pipe(Effect.annotateLogs({ pid: vm.pid }))
     // The disk and the console log the VMM just created: the owner's only, like all of the home.
-    yield* restrictFiles(dir).pipe(Effect.catch((e) => Effect.logWarning(e.message)))
+    yield* restrictFiles(dir)
     // A VM that booted but never became usable: its console tail says why.
     const abandon = (problem: string) =>
       Effect.flatMap(Effect.promise(() => vm.consoleTail(4096)), (tail) => Effect.fail(new BootError(`box ${record.id} ${problem}`, tail)))

@@ -3,7 +3,7 @@
 import { describe, expect, it } from "vitest"
 import { encodeFrame, encodeJson, FrameDecoder, FrameType } from "@boxlite/agent-protocol"
 import Database from "better-sqlite3"
-import { Effect, Exit } from "effect"
+import { Effect, Exit, Stream } from "effect"
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as net from "node:net"
@@ -158,7 +158,8 @@ describe("errors users see are BoxliteErrors", () => {
     })
     const connection = await AgentConnection.open(client, () => "the box's supervisor (pid 42) died")
     const channel = connection.exec({ argv: ["sh"], env: [] })
-    const execution = new Execution(new ExecutionImpl(channel, ["sh"], await channel.started, undefined))
+    const impl = new ExecutionImpl(channel, ["sh"], await channel.started, undefined)
+    const execution = new Execution(impl)
     const lines: Array<string> = []
     const iterating = (async () => {
       for await (const line of execution.stdout()) {
@@ -177,6 +178,13 @@ describe("errors users see are BoxliteErrors", () => {
     const write = await execution.stdin().write("more").catch((e: unknown) => e)
     expect(write).toBeInstanceOf(ExecError)
     expect(String((write as ExecError).message)).toMatch(/supervisor \(pid 42\) died/)
+    // The Effect face: the same typed failures.
+    const effect = await Effect.runPromise(Effect.all([
+      Effect.flip(Stream.runDrain(impl.stderr)),
+      Effect.flip(impl.wait),
+      Effect.flip(impl.writeStdin("x"))
+    ]))
+    for (const e of effect) expect(e).toBeInstanceOf(ExecError)
   })
 
   it("argv or env over one frame: InvalidOptions naming the field, before any supervisor is asked for", async () => {

@@ -67,8 +67,16 @@ export const secureHome = (homeDir: string, create: boolean): Effect.Effect<bool
     return true
   })
 
+/**
+ * Inside the (private) home, a file that is not ours, or cannot be changed, is logged and left:
+ * it is already out of other users' reach, and a helper running as another uid (the VMM jail)
+ * may own files in a box directory.
+ */
+const restrictOrWarn = (file: string, mode: number): Effect.Effect<void> =>
+  Effect.catch(restrict(file, mode), (e) => Effect.logWarning(e.message))
+
 /** Every file directly in `dir` 0600 (a box directory: disk, console and supervisor logs, socket). */
-export const restrictFiles = (dir: string): Effect.Effect<void, InvalidOptions> =>
+export const restrictFiles = (dir: string): Effect.Effect<void> =>
   Effect.suspend(() => {
     let entries: Array<fs.Dirent>
     try {
@@ -76,22 +84,27 @@ export const restrictFiles = (dir: string): Effect.Effect<void, InvalidOptions> 
     } catch {
       return Effect.void
     }
-    return Effect.forEach(entries.filter((e) => e.isFile() || e.isSocket()), (e) => restrict(path.join(dir, e.name), 0o600), { discard: true })
+    return Effect.forEach(entries.filter((e) => e.isFile() || e.isSocket()), (e) => restrictOrWarn(path.join(dir, e.name), 0o600), { discard: true })
   })
 
 /**
  * The rest of the home, for homes made by earlier versions: `boxes/` and every box directory
  * 0700 with its files 0600, the image store 0700.
  */
-export const secureTree = (homeDir: string): Effect.Effect<void, InvalidOptions> =>
+export const secureTree = (homeDir: string): Effect.Effect<void> =>
   Effect.gen(function*() {
     const boxes = boxesDirOf(homeDir)
-    yield* restrict(boxes, 0o700)
-    yield* restrict(path.join(homeDir, "images"), 0o700)
-    const entries = fs.existsSync(boxes) ? fs.readdirSync(boxes, { withFileTypes: true }) : []
+    yield* restrictOrWarn(boxes, 0o700)
+    yield* restrictOrWarn(path.join(homeDir, "images"), 0o700)
+    let entries: Array<fs.Dirent> = []
+    try {
+      entries = fs.readdirSync(boxes, { withFileTypes: true })
+    } catch {
+      // No boxes yet.
+    }
     for (const entry of entries.filter((e) => e.isDirectory())) {
       const dir = path.join(boxes, entry.name)
-      yield* restrict(dir, 0o700)
+      yield* restrictOrWarn(dir, 0o700)
       yield* restrictFiles(dir)
     }
   })
