@@ -235,7 +235,7 @@ export class BoxHandle implements Box {
         child.stdin?.destroy()
         // A supervisor that died before taking the record over leaves our claim on it: release
         // it, or the box would stay "starting" for as long as this process lives.
-        yield* this.deps.store.updateIfSupervisor(id, command.launcher, { status: "failed", supervisor: undefined })
+        yield* this.deps.store.updateIfSupervisor(id, command.launcher, { status: "failed", reason: report.error.message, supervisor: undefined })
         return yield* errorFromReport(report.error, id) as StartError
       }
       if (!detached) this.launched = child
