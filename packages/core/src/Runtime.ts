@@ -109,7 +109,7 @@ const reconcileHome = (homeDir: string, store: StateStore["Service"]) =>
     }
   })
 
-/** Fails unless the file system of the home has `bytes` free for an unprivileged user. */
+/** InvalidOptions unless the file system of the home has `sizeGb` GiB free for an unprivileged user. */
 const checkFreeSpace = (homeDir: string, sizeGb: number) =>
   Effect.flatMap(
     Effect.tryPromise({ try: () => fs.statfs(homeDir), catch: (e) => new StorageError(`cannot read the free space of ${homeDir}: ${(e as Error).message}`) }),

@@ -9,7 +9,7 @@ import type { ChildProcess } from "node:child_process"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import type { Box, BoxInfo, BoxMetrics, StartError } from "../Box.js"
-import { BootError, BoxliteError, BoxNotFound, BoxStateError, ExecError, InvalidOptions } from "../Errors.js"
+import { BootError, BoxNotFound, BoxStateError, ExecError, InvalidOptions } from "../Errors.js"
 import { ExecutionImpl } from "../Execution.js"
 import { type ExecOptions, mergeEnv, resolveExecOptions } from "../Options.js"
 import { ACTIVE_STATUSES, type BoxRecord, StateStore } from "../StateStore.js"
@@ -181,7 +181,7 @@ export class BoxHandle implements Box {
     return Effect.gen({ self: this }, function*() {
       const socketPath = yield* Effect.try({
         try: () => supervisorSocketOf(this.deps.homeDir, this.record.id),
-        catch: (e) => (e instanceof BoxliteError ? new BoxStateError(e.message) : new BoxStateError(String(e)))
+        catch: (e) => new BoxStateError((e as Error).message)
       })
       const connection = yield* Effect.promise(() =>
         new Promise<net.Socket | undefined>((resolve) => {
