@@ -16,6 +16,7 @@ const USAGE = `usage:
   boxlite exec [-t] [-e KEY=VALUE]... [-w DIR] [--timeout MS] BOX [--] COMMAND [ARGS...]   (-t: on a terminal)
   boxlite ls
   boxlite metrics BOX
+  boxlite start BOX   (boots a stopped box; restarts a failed one)
   boxlite stop BOX
   boxlite rm [-f] BOX
   boxlite pull [REGISTRY OPTIONS] IMAGE
@@ -154,14 +155,14 @@ const exec = async (argv: Array<string>): Promise<number> => {
 
 const ls = (): Promise<number> =>
   withRuntime({}, async (runtime) => {
-    process.stdout.write("ID\tNAME\tSTATUS\tIMAGE\tCPUS\tMEMORY\tPID\tCREATED\n")
+    process.stdout.write("ID\tNAME\tSTATUS\tIMAGE\tCPUS\tMEMORY\tPID\tCREATED\tREASON\n")
     for (const b of await runtime.list()) {
-      process.stdout.write(`${b.id}\t${b.name ?? "-"}\t${b.status}\t${b.image}\t${b.cpus}\t${b.memoryMib} MiB\t${b.pid ?? "-"}\t${b.createdAt.toISOString()}\n`)
+      process.stdout.write(`${b.id}\t${b.name ?? "-"}\t${b.status}\t${b.image}\t${b.cpus}\t${b.memoryMib} MiB\t${b.pid ?? "-"}\t${b.createdAt.toISOString()}\t${b.reason ?? "-"}\n`)
     }
     return 0
   })
 
-/** `stop`, `rm` and `metrics`: one box by id or name. */
+/** `start`, `stop`, `rm` and `metrics`: one box by id or name. */
 const onBox = async (argv: Array<string>, f: (runtime: Boxlite, id: string, force: boolean) => Promise<void>): Promise<number> => {
   const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { force: { type: "boolean", short: "f" } } })
   const [id] = positionals
@@ -214,6 +215,7 @@ const main = async () => {
     if (subcommand === "create") return await create(rest)
     if (subcommand === "exec") return await exec(rest)
     if (subcommand === "ls") return await ls()
+    if (subcommand === "start") return await onBox(rest, async (runtime, id) => (await runtime.get(id)).start())
     if (subcommand === "stop") return await onBox(rest, async (runtime, id) => (await runtime.get(id)).stop())
     if (subcommand === "rm") return await onBox(rest, (runtime, id, force) => runtime.remove(id, { force }))
     if (subcommand === "metrics") {
