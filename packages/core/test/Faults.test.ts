@@ -55,7 +55,7 @@ describe("state at rest", () => {
     try {
       const held = await withStore(fresh, (store) => Effect.andThen(store.insert(box), Effect.sync(() => {
         const wal = path.join(fresh, "boxlite.db-wal")
-        return { db: modeOf(path.join(fresh, "boxlite.db")), wal: fs.existsSync(wal) ? modeOf(wal) : 0o600 }
+        return { db: modeOf(path.join(fresh, "boxlite.db")), wal: modeOf(wal) }
       })))
       expect(held).toEqual(Exit.succeed({ db: 0o600, wal: 0o600 }))
     } finally {

@@ -197,8 +197,8 @@ export class BoxHandle implements Box {
 
   /**
    * Why the supervisor's socket closed, for the commands that were running: the record says
-   * whether the box was stopped (by a request, or its VM died: the supervisor writes "stopping"
-   * first) or its supervisor died (it would have).
+   * whether the box was stopped, failed (its VM died: the supervisor writes the reason with
+   * "stopping", before it closes the sockets) or its supervisor died (it would have).
    */
   private lossReason(): string {
     let record: BoxRecord | undefined
@@ -211,7 +211,8 @@ export class BoxHandle implements Box {
     if (record.status === "running" || record.status === "starting") {
       return `the box's supervisor${record.supervisor ? ` (pid ${record.supervisor.pid})` : ""} died: the box is failed, start() restarts it`
     }
-    return record.reason ? `the box stopped: ${record.reason}` : "the box stopped"
+    // A reason is only written for a failure (and cleared by the next start).
+    return record.reason ? `the box failed: ${record.reason}` : "the box stopped"
   }
 
   private get launch(): Effect.Effect<AgentConnection, StartError> {
