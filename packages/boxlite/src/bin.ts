@@ -8,7 +8,7 @@
 import { readFileSync } from "node:fs"
 import { parseArgs } from "node:util"
 import { attachTerminal } from "@boxlite/boxes"
-import { type Box, Boxlite, BoxliteError } from "./index.js"
+import { type Box, Boxlite, BoxliteError, InvalidOptions } from "./index.js"
 
 const USAGE = `usage:
   boxlite run [REGISTRY OPTIONS] [--cpus N] [--memory MIB] [-e KEY=VALUE]... [-w DIR] [--timeout MS] IMAGE [--] COMMAND [ARGS...]
@@ -16,6 +16,7 @@ const USAGE = `usage:
   boxlite exec [-t] [-e KEY=VALUE]... [-w DIR] [--timeout MS] BOX [--] COMMAND [ARGS...]   (-t: on a terminal)
   boxlite ls
   boxlite metrics BOX
+  boxlite start BOX   (boots a stopped box; restarts a failed one)
   boxlite stop BOX
   boxlite rm [-f] BOX
   boxlite pull [REGISTRY OPTIONS] IMAGE
@@ -42,7 +43,7 @@ const registriesFrom = (values: { mirror?: Array<string>; "insecure-registry"?: 
   const entry = (host: string) => (registries[host] ??= {})
   const split = (flag: string, value: string) => {
     const eq = value.indexOf("=")
-    if (eq <= 0) throw new Error(`--${flag} takes REGISTRY=VALUE (got "${value}")`)
+    if (eq <= 0) throw new InvalidOptions("registries", `--${flag} takes REGISTRY=VALUE (got "${value}")`)
     return [value.slice(0, eq), value.slice(eq + 1)] as const
   }
   for (const m of values.mirror ?? []) {
@@ -154,14 +155,14 @@ const exec = async (argv: Array<string>): Promise<number> => {
 
 const ls = (): Promise<number> =>
   withRuntime({}, async (runtime) => {
-    process.stdout.write("ID\tNAME\tSTATUS\tIMAGE\tCPUS\tMEMORY\tPID\tCREATED\n")
+    process.stdout.write("ID\tNAME\tSTATUS\tIMAGE\tCPUS\tMEMORY\tPID\tCREATED\tREASON\n")
     for (const b of await runtime.list()) {
-      process.stdout.write(`${b.id}\t${b.name ?? "-"}\t${b.status}\t${b.image}\t${b.cpus}\t${b.memoryMib} MiB\t${b.pid ?? "-"}\t${b.createdAt.toISOString()}\n`)
+      process.stdout.write(`${b.id}\t${b.name ?? "-"}\t${b.status}\t${b.image}\t${b.cpus}\t${b.memoryMib} MiB\t${b.pid ?? "-"}\t${b.createdAt.toISOString()}\t${b.reason ?? "-"}\n`)
     }
     return 0
   })
 
-/** `stop`, `rm` and `metrics`: one box by id or name. */
+/** `start`, `stop`, `rm` and `metrics`: one box by id or name. */
 const onBox = async (argv: Array<string>, f: (runtime: Boxlite, id: string, force: boolean) => Promise<void>): Promise<number> => {
   const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { force: { type: "boolean", short: "f" } } })
   const [id] = positionals
@@ -214,6 +215,7 @@ const main = async () => {
     if (subcommand === "create") return await create(rest)
     if (subcommand === "exec") return await exec(rest)
     if (subcommand === "ls") return await ls()
+    if (subcommand === "start") return await onBox(rest, async (runtime, id) => (await runtime.get(id)).start())
     if (subcommand === "stop") return await onBox(rest, async (runtime, id) => (await runtime.get(id)).stop())
     if (subcommand === "rm") return await onBox(rest, (runtime, id, force) => runtime.remove(id, { force }))
     if (subcommand === "metrics") {

@@ -3,7 +3,7 @@
  * platform; `Runtime.layer` + your own Hypervisor layer swaps the driver (and a supervisor
  * module that runs `runSupervisorMain` on that layer, given as `SupervisorEntry`).
  */
-import { Runtime, type RuntimeOptions } from "@boxlite/core"
+import { type OpenError, Runtime, type RuntimeOptions } from "@boxlite/core"
 import * as Core from "@boxlite/core"
 import type { Layer } from "effect"
 import { Layer as L } from "effect"
@@ -14,4 +14,4 @@ export { SimpleBoxEffect as SimpleBox } from "@boxlite/boxes"
 export { defaultPlatform, guestLayer, supervisorLayer, vmPlatform } from "./Platform.js"
 
 /** The Runtime of `options.homeDir` on QEMU. */
-export const layer = (options?: RuntimeOptions): Layer.Layer<Runtime> => Core.layer(options).pipe(L.provide(defaultPlatform()))
+export const layer = (options?: RuntimeOptions): Layer.Layer<Runtime, OpenError> => Core.layer(options).pipe(L.provide(defaultPlatform()))

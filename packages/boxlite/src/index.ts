@@ -11,5 +11,5 @@ export type {
 /** Errors: every one extends BoxliteError. */
 export {
   BootError, BoxliteError, BoxNotFound, BoxStateError, ExecError, HypervisorUnavailable, ImageError, ImageNotFound,
-  InvalidOptions, ParseError, RegistryAuthError, RegistryError, StorageError, TimeoutError
+  InvalidOptions, ParseError, RegistryAuthError, RegistryError, StorageError, TimeoutError, UnexpectedError
 } from "@boxlite/core"

@@ -20,6 +20,11 @@ export interface BoxInfo {
   readonly pid: number | undefined
   /** Port forwards; while running, with the host ports actually bound (a requested 0 replaced). */
   readonly ports: ReadonlyArray<Port>
+  /**
+   * Why the box is "failed": its boot failed, its VM ended without a stop request, or its
+   * supervisor died. Such a box runs nothing until an explicit `start()`. Undefined otherwise.
+   */
+  readonly reason: string | undefined
 }
 
 /** Resource use of a running box, from real sources: the VMM process and the guest kernel. */
@@ -41,9 +46,12 @@ export interface Box {
   readonly name: string | undefined
   /** Its record as it is now (any process may have started or stopped it). */
   readonly info: Effect.Effect<BoxInfo, BoxNotFound>
-  /** Boots the VM and waits until the guest agent answers; a no-op when running. */
+  /** Boots the VM and waits until the guest agent answers; a no-op when running. Restarts a failed box. */
   readonly start: Effect.Effect<void, StartError>
-  /** Runs `command` with `args` (no shell); boots the box first if needed. */
+  /**
+   * Runs `command` with `args` (no shell); boots a configured or stopped box first. A failed
+   * box is a BoxStateError: restart it with `start()`. Oversized argv or env: InvalidOptions.
+   */
   readonly exec: (command: string, args?: ReadonlyArray<string>, options?: ExecOptions) => Effect.Effect<Execution, ExecError | InvalidOptions | StartError>
   /** Round trip to the guest agent and back (ms): a health check and the protocol's latency floor. */
   readonly ping: Effect.Effect<number, ExecError | StartError>

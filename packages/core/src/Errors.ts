@@ -122,3 +122,14 @@ export class AgentProtocolError extends BoxliteError {
     super({ message })
   }
 }
+
+/**
+ * A failure BoxLite did not foresee (a bug, or the host failing in a new way), as the Promise
+ * face reports it, so every rejection is a BoxliteError; `cause` is the original.
+ */
+export class UnexpectedError extends BoxliteError {
+  override readonly _tag = "UnexpectedError" as const
+  constructor(override readonly cause: unknown) {
+    super({ message: `unexpected: ${cause instanceof Error ? cause.message : String(cause)}` })
+  }
+}

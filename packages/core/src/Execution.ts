@@ -3,7 +3,7 @@
  */
 import { Effect, Stream } from "effect"
 import { ExecError, TimeoutError } from "./Errors.js"
-import { ChannelClosed, type ExecChannel } from "./internal/AgentConnection.js"
+import { type ExecChannel, StdinClosed } from "./internal/AgentConnection.js"
 import type { OutputQueue } from "./internal/OutputQueue.js"
 
 export interface ExecResult {
@@ -32,8 +32,9 @@ export interface Execution {
   readonly wait: Effect.Effect<ExecResult, ExecError | TimeoutError>
 }
 
-const lostBox = (command: ReadonlyArray<string>) => (e: unknown) =>
-  new ExecError(`${command[0]}: ${e instanceof Error ? e.message : String(e)}`, command)
+/** Any failure of the channel (a lost box, its supervisor gone) as the ExecError users see. */
+const lostBox = (command: ReadonlyArray<string>) => (e: unknown): ExecError =>
+  e instanceof ExecError ? e : new ExecError(`${command[0]}: ${e instanceof Error ? e.message : String(e)}`, command)
 
 /** @internal */
 export class ExecutionImpl implements Execution {
@@ -46,14 +47,15 @@ export class ExecutionImpl implements Execution {
     private readonly timeoutMs: number | undefined
   ) {}
 
-  /** Pulls one output queue as an async iterable; one reader per stream. */
+  /** Pulls one output queue as an async iterable (rejecting with ExecError); one reader per stream. */
   chunks(which: "stdout" | "stderr"): AsyncIterable<Uint8Array> {
     const queue: OutputQueue = this.channel[which]
     this.claimed[which] = true
+    const lost = lostBox(this.command)
     return {
       [Symbol.asyncIterator]: () => ({
         next: async () => {
-          const chunk = await queue.read()
+          const chunk = await queue.read().catch((e: unknown) => Promise.reject(lost(e)))
           return chunk === null ? { done: true, value: undefined } : { done: false, value: chunk }
         }
       })
@@ -76,7 +78,10 @@ export class ExecutionImpl implements Execution {
   writeStdin(data: string | Uint8Array) {
     return Effect.tryPromise({
       try: () => this.channel.writeStdin(typeof data === "string" ? Buffer.from(data) : data),
-      catch: (e) => e instanceof ChannelClosed ? new ExecError(`${this.command[0]}: stdin is closed (the command ended or stdin was closed)`, this.command) : lostBox(this.command)(e)
+      catch: (e) =>
+        e instanceof StdinClosed
+          ? new ExecError(`${this.command[0]}: stdin is closed (the command ended or stdin was closed)`, this.command)
+          : lostBox(this.command)(e)
     })
   }
 

@@ -15,6 +15,7 @@ import { Hypervisor, type HypervisorInfo } from "./Hypervisor.js"
 import { type ImagePullError, type Images, makeImages, type RegistryOptions, resolveImage } from "./Images.js"
 import { BoxHandle, infoOf, reconcile } from "./internal/BoxHandle.js"
 import { boxDirOf, boxesDirOf, rootfsDirOf } from "./internal/BoxFiles.js"
+import { restrictFiles, secureTree } from "./internal/PrivateHome.js"
 import { claimHostPorts } from "./internal/HostPorts.js"
 import { SupervisorPool } from "./internal/SupervisorPool.js"
 import { type BoxOptions, resolveBoxOptions } from "./Options.js"
@@ -38,7 +39,10 @@ export interface RuntimeInfo {
   readonly hypervisor: HypervisorInfo
 }
 
-export type CreateError = InvalidOptions | ImagePullError | BoxStateError
+export type CreateError = InvalidOptions | ImagePullError | BoxStateError | StorageError
+
+/** Opening a runtime: a home of another user (InvalidOptions "homeDir"), an unusable state database. */
+export type OpenError = InvalidOptions | StorageError
 
 export interface RemoveOptions {
   /** Stop the box first if it runs. Without it, removing a running box is a BoxStateError. */
@@ -68,18 +72,27 @@ const ORPHAN_AGE_MS = 10 * 60_000
 export const defaultHomeDir = (): string => process.env["BOXLITE_HOME"] || path.join(os.homedir(), ".boxlite")
 
 /**
- * After a crash or a reboot: records whose supervisor is gone become "stopped" (autoRemove
- * ones are removed, as their stop would have done), and box directories that no record
- * claims (a create that died half-way) are deleted once they are old enough.
+ * After a crash or a reboot: records whose supervisor is gone are reconciled ("failed" with
+ * why, or "stopped" if they were stopping; autoRemove ones that reach "stopped" are removed,
+ * as their stop would have done), box directories that no record claims (a create that died
+ * half-way) are deleted once they are old enough, and modes left by earlier versions are made
+ * private (PrivateHome).
+ *
+ * A failed autoRemove box is kept, with its reason, until it is removed. It was meant to be
+ * thrown away, and keeping it costs its disk; but removing it here would erase the only sign
+ * that the work in it was lost (a killed supervisor, a crashed VMM, a host that rebooted under
+ * it), and the user would find nothing at all where a box should be. Its owner's `remove()`
+ * (or `stop()`, or disposing it) still removes it as before.
  */
 const reconcileHome = (homeDir: string, store: StateStore["Service"]) =>
   Effect.gen(function*() {
+    yield* secureTree(homeDir)
     const records = yield* store.list
     for (const record of records) {
       if (!ACTIVE_STATUSES.includes(record.status)) continue
       const now = yield* reconcile(store, record)
       if (now.status === "stopped" && record.options.autoRemove) {
-        yield* Effect.promise(() => fs.rm(boxDirOf(homeDir, record.id), { recursive: true, force: true }))
+        yield* Effect.promise(() => fs.rm(boxDirOf(homeDir, record.id), { recursive: true, force: true }).catch(() => undefined))
         if (yield* store.delete(record.id)) yield* store.increment("boxesDestroyed")
       }
     }
@@ -91,10 +104,22 @@ const reconcileHome = (homeDir: string, store: StateStore["Service"]) =>
       const stat = yield* Effect.promise(() => fs.stat(dir).catch(() => undefined))
       if (stat && Date.now() - stat.mtimeMs > ORPHAN_AGE_MS) {
         yield* Effect.logInfo("removing an orphaned box directory").pipe(Effect.annotateLogs({ dir }))
-        yield* Effect.promise(() => fs.rm(dir, { recursive: true, force: true }))
+        yield* Effect.promise(() => fs.rm(dir, { recursive: true, force: true }).catch(() => undefined))
       }
     }
   })
+
+/** InvalidOptions unless the file system of the home has `sizeGb` GiB free for an unprivileged user. */
+const checkFreeSpace = (homeDir: string, sizeGb: number) =>
+  Effect.flatMap(
+    Effect.tryPromise({ try: () => fs.statfs(homeDir), catch: (e) => new StorageError(`cannot read the free space of ${homeDir}: ${(e as Error).message}`) }),
+    (stat) => {
+      const free = stat.bavail * stat.bsize
+      return sizeGb * GiB <= free
+        ? Effect.void
+        : Effect.fail(new InvalidOptions("diskSizeGb", `${sizeGb} GiB is more than the ${(free / GiB).toFixed(1)} GiB free on the file system of ${homeDir}`))
+    }
+  )
 
 const make = (homeDir: string, registry: RegistryOptions) =>
   Effect.gen(function*() {
@@ -123,6 +148,7 @@ const make = (homeDir: string, registry: RegistryOptions) =>
     const create = (input?: BoxOptions) =>
       Effect.gen(function*() {
         const options = yield* resolveBoxOptions(input)
+        if (options.diskSizeGb !== undefined) yield* checkFreeSpace(homeDir, options.diskSizeGb)
         if (options.name !== undefined && (yield* store.find(options.name))) {
           return yield* new BoxStateError(`a box named "${options.name}" already exists`)
         }
@@ -134,7 +160,10 @@ const make = (homeDir: string, registry: RegistryOptions) =>
         const base = yield* disks.baseFor(image).pipe(Effect.mapError((e: DiskStorageError) => new StorageError(e.message)))
         const sizeBytes = options.diskSizeGb === undefined ? undefined : options.diskSizeGb * GiB
         if (sizeBytes !== undefined) {
-          const baseBytes = (yield* Effect.promise(() => fs.stat(base))).size
+          const baseBytes = yield* Effect.tryPromise({
+            try: () => fs.stat(base).then((s) => s.size),
+            catch: (e) => new StorageError(`cannot read ${base}: ${(e as Error).message}`)
+          })
           if (sizeBytes < baseBytes) {
             return yield* new InvalidOptions("diskSizeGb", `image ${options.image} needs at least ${Math.ceil(baseBytes / GiB)} GiB (got ${options.diskSizeGb})`)
           }
@@ -143,14 +172,18 @@ const make = (homeDir: string, registry: RegistryOptions) =>
         const dir = boxDirOf(homeDir, id)
         const record: BoxRecord = {
           id, name: options.name, status: "configured", image: options.image, options, runConfig: image.config, base,
-          createdAt: new Date(), pid: undefined, supervisor: undefined, ports: options.ports, booted: false
+          createdAt: new Date(), pid: undefined, supervisor: undefined, ports: options.ports, booted: false, reason: undefined
         }
         // Whatever fails from here on leaves neither a box directory nor a record behind.
-        yield* Effect.promise(() => fs.mkdir(dir, { recursive: true, mode: 0o700 }))
+        yield* Effect.tryPromise({
+          try: () => fs.mkdir(dir, { recursive: true, mode: 0o700 }),
+          catch: (e) => new StorageError(`cannot create ${dir}: ${(e as Error).message}`)
+        })
         yield* disks.createBoxDisk(base, path.join(dir, "disk.qcow2"), sizeBytes).pipe(
-          Effect.mapError((e: DiskStorageError) => new StorageError(e.message)),
+          Effect.mapError((e: DiskStorageError): StorageError | BoxStateError => new StorageError(e.message)),
+          Effect.andThen(restrictFiles(dir)),
           Effect.andThen(store.insert(record)),
-          Effect.tapError(() => Effect.promise(() => fs.rm(dir, { recursive: true, force: true })))
+          Effect.tapError(() => Effect.promise(() => fs.rm(dir, { recursive: true, force: true }).catch(() => undefined)))
         )
         yield* store.increment("boxesCreated")
         // A box is usually started right after it is made: have a supervisor loading.
@@ -187,8 +220,12 @@ const make = (homeDir: string, registry: RegistryOptions) =>
     })
   })
 
-/** The Runtime of `options.homeDir`, with its state store and disk store; needs a Hypervisor and how to run supervisors. */
-export const layer = (options: RuntimeOptions = {}): Layer.Layer<Runtime, never, Hypervisor | SupervisorEntry> => {
+/**
+ * The Runtime of `options.homeDir`, with its state store and disk store; needs a Hypervisor and
+ * how to run supervisors. The home is made private (0700, its files 0600); one that belongs to
+ * another user is InvalidOptions("homeDir"), an unreadable state database a StorageError.
+ */
+export const layer = (options: RuntimeOptions = {}): Layer.Layer<Runtime, OpenError, Hypervisor | SupervisorEntry> => {
   const { homeDir: home, ...registry } = options
   const homeDir = path.resolve(home ?? defaultHomeDir())
   return Layer.effect(Runtime)(make(homeDir, registry)).pipe(

@@ -7,7 +7,8 @@ import Database from "better-sqlite3"
 import { Context, Effect, Layer } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { BoxStateError } from "./Errors.js"
+import { BoxStateError, InvalidOptions, StorageError } from "./Errors.js"
+import { secureHome } from "./internal/PrivateHome.js"
 import type { ProcessRef } from "./internal/Proc.js"
 import type { Port, ResolvedBoxOptions } from "./Options.js"
 
@@ -35,9 +36,11 @@ export interface BoxRecord {
   readonly ports: ReadonlyArray<Port>
   /** Has booted at least once (an ephemeral disk is then recreated at the next start). */
   readonly booted: boolean
+  /** Why the box is "failed" (its boot failed, its VM or supervisor died); undefined otherwise. */
+  readonly reason: string | undefined
 }
 
-export type BoxChange = Partial<Pick<BoxRecord, "status" | "pid" | "supervisor" | "ports" | "booted">>
+export type BoxChange = Partial<Pick<BoxRecord, "status" | "pid" | "supervisor" | "ports" | "booted" | "reason">>
 
 export type Counter = "boxesCreated" | "boxesDestroyed" | "totalExecCalls"
 
@@ -73,6 +76,7 @@ interface Row {
   supervisor_start: string | null
   ports: string
   booted: number
+  reason: string | null
 }
 
 const toRecord = (row: Row): BoxRecord => ({
@@ -87,7 +91,8 @@ const toRecord = (row: Row): BoxRecord => ({
   pid: row.pid ?? undefined,
   supervisor: row.supervisor_pid !== null && row.supervisor_start !== null ? { pid: row.supervisor_pid, startTime: row.supervisor_start } : undefined,
   ports: JSON.parse(row.ports) as Array<Port>,
-  booted: row.booted === 1
+  booted: row.booted === 1,
+  reason: row.reason ?? undefined
 })
 
 /** The columns of a change, in SQL: `supervisor` is two columns, arrays are JSON. */
@@ -101,6 +106,7 @@ const columnsOf = (change: BoxChange): Record<string, unknown> => {
   }
   if ("ports" in change) columns["ports"] = JSON.stringify(change.ports)
   if ("booted" in change) columns["booted"] = change.booted ? 1 : 0
+  if ("reason" in change) columns["reason"] = change.reason ?? null
   return columns
 }
 
@@ -109,7 +115,7 @@ const SCHEMA = `
     id TEXT PRIMARY KEY, name TEXT UNIQUE, status TEXT NOT NULL, image TEXT NOT NULL,
     options TEXT NOT NULL, run_config TEXT NOT NULL DEFAULT '{}', base TEXT NOT NULL,
     created_at INTEGER NOT NULL, pid INTEGER, supervisor_pid INTEGER, supervisor_start TEXT,
-    ports TEXT NOT NULL DEFAULT '[]', booted INTEGER NOT NULL DEFAULT 0);
+    ports TEXT NOT NULL DEFAULT '[]', booted INTEGER NOT NULL DEFAULT 0, reason TEXT);
   CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);`
 
 /** Columns added since the first release, for homes created by it. */
@@ -119,34 +125,55 @@ const ADDED_COLUMNS: ReadonlyArray<readonly [string, string]> = [
   ["supervisor_pid", "INTEGER"],
   ["supervisor_start", "TEXT"],
   ["ports", "TEXT NOT NULL DEFAULT '[]'"],
-  ["booted", "INTEGER NOT NULL DEFAULT 0"]
+  ["booted", "INTEGER NOT NULL DEFAULT 0"],
+  ["reason", "TEXT"]
 ]
 
-/** Opens (creating if needed) `<home>/boxlite.db`; the layer closes it. */
-export const layerSqlite = (homeDir: string): Layer.Layer<StateStore> =>
+export interface SqliteOptions {
+  /**
+   * Create the home and its database when missing (a runtime). A supervisor passes false: a
+   * home deleted under it (its runtime closed and the home was cleaned up) must stay deleted.
+   */
+  readonly create: boolean
+}
+
+/**
+ * Opens `<home>/boxlite.db` (home 0700, database 0600, see PrivateHome); the layer closes it.
+ * A home of another user is InvalidOptions("homeDir"); a missing one (with `create: false`) or
+ * an unreadable database, a StorageError.
+ */
+export const layerSqlite = (homeDir: string, options: SqliteOptions = { create: true }): Layer.Layer<StateStore, InvalidOptions | StorageError> =>
   Layer.effect(StateStore)(
     Effect.acquireRelease(
-      Effect.sync(() => {
-        fs.mkdirSync(homeDir, { recursive: true, mode: 0o700 })
-        const db = new Database(path.join(homeDir, "boxlite.db"))
-        // Many processes share a home: wait for a writer rather than fail with SQLITE_BUSY.
-        db.pragma("busy_timeout = 30000")
-        db.pragma("journal_mode = WAL")
-        db.transaction(() => {
-          db.exec(SCHEMA)
-          const present = new Set((db.prepare("PRAGMA table_info(boxes)").all() as Array<{ name: string }>).map((c) => c.name))
-          for (const [column, type] of ADDED_COLUMNS) if (!present.has(column)) db.exec(`ALTER TABLE boxes ADD COLUMN ${column} ${type}`)
-        }).immediate()
-        return db
+      Effect.gen(function*() {
+        if (!(yield* secureHome(homeDir, options.create))) return yield* new StorageError(`the home ${homeDir} does not exist (any more)`)
+        return yield* Effect.try({
+          try: () => {
+            const file = path.join(homeDir, "boxlite.db")
+            // Created 0600 before SQLite sees it, so not one write lands in a readable file.
+            if (options.create) fs.closeSync(fs.openSync(file, "a", 0o600))
+            const db = new Database(file, { fileMustExist: true })
+            // Many processes share a home: wait for a writer rather than fail with SQLITE_BUSY.
+            db.pragma("busy_timeout = 30000")
+            db.pragma("journal_mode = WAL")
+            db.transaction(() => {
+              db.exec(SCHEMA)
+              const present = new Set((db.prepare("PRAGMA table_info(boxes)").all() as Array<{ name: string }>).map((c) => c.name))
+              for (const [column, type] of ADDED_COLUMNS) if (!present.has(column)) db.exec(`ALTER TABLE boxes ADD COLUMN ${column} ${type}`)
+            }).immediate()
+            return db
+          },
+          catch: (e) => new StorageError(`cannot open the state database of ${homeDir}: ${(e as Error).message}`)
+        })
       }),
       (db) => Effect.sync(() => db.close())
     ).pipe(
       Effect.map((db) => {
         const insert = db.prepare(
-          "INSERT INTO boxes (id, name, status, image, options, run_config, base, created_at, pid, supervisor_pid, supervisor_start, ports, booted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+          "INSERT INTO boxes (id, name, status, image, options, run_config, base, created_at, pid, supervisor_pid, supervisor_start, ports, booted, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
         const claim = db.prepare(
-          "UPDATE boxes SET status = 'starting', pid = NULL, supervisor_pid = ?, supervisor_start = ? WHERE id = ? AND status IN ('configured', 'stopped', 'failed')"
+          "UPDATE boxes SET status = 'starting', pid = NULL, reason = NULL, supervisor_pid = ?, supervisor_start = ? WHERE id = ? AND status IN ('configured', 'stopped', 'failed')"
         )
         const byIdOrName = db.prepare("SELECT * FROM boxes WHERE id = ? OR name = ?")
         const all = db.prepare("SELECT * FROM boxes ORDER BY created_at, id")
@@ -173,7 +200,7 @@ export const layerSqlite = (homeDir: string): Layer.Layer<StateStore> =>
                 void insert.run(
                   r.id, r.name ?? null, r.status, r.image, JSON.stringify(r.options), JSON.stringify(r.runConfig), r.base,
                   r.createdAt.getTime(), r.pid ?? null, r.supervisor?.pid ?? null, r.supervisor?.startTime ?? null,
-                  JSON.stringify(r.ports), r.booted ? 1 : 0
+                  JSON.stringify(r.ports), r.booted ? 1 : 0, r.reason ?? null
                 ),
               catch: (e) =>
                 new BoxStateError(String(e).includes("UNIQUE") && r.name !== undefined ? `a box named "${r.name}" already exists` : `could not record box ${r.id}: ${String(e)}`)

@@ -11,6 +11,8 @@
  * stops when it closes); a stdin that closes before a command ends an unused spare. The
  * supervisor writes one JSON line on fd 3 once the box runs (`{"ok":true}`) or failed
  * (`{"ok":false,"error":{...}}`), then closes it. It logs to the box's `supervisor.log`.
+ * A spare touches nothing of the home before its command: it never re-creates a home that was
+ * deleted after its runtime closed (it opens the state database only if it exists).
  */
 import type { GuestConfig } from "@boxlite/agent-protocol"
 import { DiskStore, layer as diskStoreLayer } from "@boxlite/storage"
@@ -19,10 +21,11 @@ import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
 import { BoxliteError, BootError, BoxNotFound, BoxStateError, HypervisorUnavailable, InvalidOptions, StorageError } from "./Errors.js"
-import { GUEST_NETWORK, GuestArtifacts, Hypervisor, type Vm, type VmVolume } from "./Hypervisor.js"
+import { GUEST_NETWORK, GuestArtifacts, Hypervisor, type Vm, type VmExit, type VmVolume } from "./Hypervisor.js"
 import { AgentMux } from "./internal/AgentMux.js"
-import { boxDirOf, rootfsDirOf, supervisorLogOf, supervisorSocketOf } from "./internal/BoxFiles.js"
+import { boxDirOf, removeRunDirs, rootfsDirOf, supervisorLogOf, supervisorSocketOf } from "./internal/BoxFiles.js"
 import { claimHostPorts } from "./internal/HostPorts.js"
+import { restrictFiles } from "./internal/PrivateHome.js"
 import { type ProcessRef, selfRef } from "./internal/Proc.js"
 import { openVolumeSource } from "./internal/VolumeSource.js"
 import * as Logging from "./Logging.js"
@@ -81,6 +84,20 @@ export type LaunchReport =
 
 const READY_FD = 3
 const STOP_GRACE_MS = 10_000
+
+/** Writes the launch report on fd 3 and closes it; once. */
+const report = (message: LaunchReport): void => {
+  try {
+    fs.writeSync(READY_FD, `${JSON.stringify(message)}\n`)
+    fs.closeSync(READY_FD)
+  } catch {
+    // The launcher is gone, or the report was written; the record says what happened.
+  }
+}
+
+/** How a VM that nobody asked to stop ended: a failure, whatever its exit code. */
+const unexpectedExit = (exit: VmExit): string =>
+  `the VM exited without a stop request (${exit.signal ? `killed by ${exit.signal}` : `exit code ${exit.code}`})`
 
 /** Rebuilds the typed error a supervisor reported. */
 export const errorFromReport = (error: Extract<LaunchReport, { ok: false }>["error"], boxId: string): BoxliteError => {
@@ -178,6 +195,8 @@ const boot = (record: BoxRecord, args: SupervisorArgs, scope: Scope.Scope, stop:
       volumes: shares.map((s) => s.volume)
     }).pipe(Scope.provide(scope))
     yield* Effect.logDebug("VMM started").pipe(Effect.annotateLogs({ pid: vm.pid }))
+    // The disk and the console log the VMM just created: the owner's only, like all of the home.
+    yield* restrictFiles(dir)
     // A VM that booted but never became usable: its console tail says why.
     const abandon = (problem: string) =>
       Effect.flatMap(Effect.promise(() => vm.consoleTail(4096)), (tail) => Effect.fail(new BootError(`box ${record.id} ${problem}`, tail)))
@@ -239,14 +258,6 @@ export const runSupervisor = (args: SupervisorArgs, launcherGone?: Promise<void>
   Effect.gen(function*() {
     const store = yield* StateStore
     const self = selfRef()
-    const report = (message: LaunchReport) => {
-      try {
-        fs.writeSync(READY_FD, `${JSON.stringify(message)}\n`)
-        fs.closeSync(READY_FD)
-      } catch {
-        // The launcher is gone; the record says what happened.
-      }
-    }
     const stop = yield* Deferred.make<StopReason>()
     const onSignal = () => Deferred.doneUnsafe(stop, Exit.succeed("signal"))
     for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.on(signal, onSignal)
@@ -271,7 +282,8 @@ export const runSupervisor = (args: SupervisorArgs, launcherGone?: Promise<void>
         ? { _tag: (error as { _tag?: string })._tag ?? "BoxStateError", message: error.message, ...(error instanceof BootError ? { consoleTail: error.consoleTail } : {}) }
         : { _tag: "BootError", message: `box ${record.id} failed to start: ${String(error ?? started.cause)}` }
       yield* Effect.logError("boot failed").pipe(Effect.annotateLogs({ error: tagged.message }))
-      yield* store.updateIfSupervisor(record.id, self, { status: "failed", pid: undefined, supervisor: undefined })
+      removeRunDirs(record.id)
+      yield* store.updateIfSupervisor(record.id, self, { status: "failed", reason: tagged.message, pid: undefined, supervisor: undefined })
       report({ ok: false, error: tagged })
       return
     }
@@ -280,12 +292,19 @@ export const runSupervisor = (args: SupervisorArgs, launcherGone?: Promise<void>
     yield* Effect.logInfo("box running").pipe(Effect.annotateLogs({ vmmPid: running.vm.pid, agent: running.mux.agentVersion }))
 
     const reason = yield* Deferred.await(stop)
-    yield* Effect.logInfo("stopping").pipe(Effect.annotateLogs({ reason }))
-    yield* store.update(record.id, { status: "stopping" })
+    // A VM that ended without a request crashed (or the guest powered it off): the box is
+    // "failed" with why, written already with "stopping" so clients losing their connection
+    // can say so; its next use is an explicit start, and autoRemove does not erase the news.
+    const failure = reason === "vm exited" ? unexpectedExit(yield* Effect.promise(() => running.vm.exited)) : undefined
+    yield* Effect.logInfo("stopping").pipe(Effect.annotateLogs({ reason, ...(failure ? { failure } : {}) }))
+    yield* store.update(record.id, { status: "stopping", ...(failure ? { reason: failure } : {}) })
     yield* halt(running, reason)
     yield* Scope.close(scope, Exit.void)
-    yield* store.update(record.id, { status: "stopped", pid: undefined, supervisor: undefined })
-    if (record.options.autoRemove) {
+    removeRunDirs(record.id)
+    yield* store.update(record.id, { status: failure ? "failed" : "stopped", pid: undefined, supervisor: undefined })
+    if (failure) {
+      yield* Effect.logError("box failed").pipe(Effect.annotateLogs({ reason: failure }))
+    } else if (record.options.autoRemove) {
       fs.rmSync(boxDirOf(args.homeDir, record.id), { recursive: true, force: true })
       if (yield* store.delete(record.id)) yield* store.increment("boxesDestroyed")
       yield* Effect.logInfo("removed (autoRemove)")
@@ -299,21 +318,22 @@ export const runSupervisor = (args: SupervisorArgs, launcherGone?: Promise<void>
  */
 export const runSupervisorMain = (argv: ReadonlyArray<string>, platform: Layer.Layer<Hypervisor | GuestArtifacts>): void => {
   const [homeDir] = argv
-  if (!homeDir) throw new Error("usage: supervisor <home directory> (the command comes on stdin)")
+  if (!homeDir) {
+    process.stderr.write("usage: supervisor <home directory> (the command comes on stdin)\n")
+    process.exit(2)
+  }
   let logFile: string | undefined
   const log = (line: string) => {
-    if (logFile) fs.appendFileSync(logFile, `${line}\n`)
+    try {
+      if (logFile) fs.appendFileSync(logFile, `${line}\n`, { mode: 0o600 })
+    } catch {
+      // The box directory is gone (removed under us): nowhere to log, and nothing to recreate.
+    }
   }
   process.on("uncaughtException", (e) => {
     log(`supervisor crashed: ${e.stack ?? e.message}`)
     process.exit(1)
   })
-  const layers = Layer.mergeAll(
-    platform,
-    layerSqlite(homeDir),
-    diskStoreLayer({ rootfsDir: rootfsDirOf(homeDir) }),
-    Logging.layerFromEnv(process.env, log)
-  )
   const program = Effect.gen(function*() {
     // Probe the accelerator while waiting: it is cached for the boot.
     yield* Effect.ignore(Hypervisor.use((h) => h.info))
@@ -322,9 +342,14 @@ export const runSupervisorMain = (argv: ReadonlyArray<string>, platform: Layer.L
     logFile = supervisorLogOf(homeDir, received.command.boxId)
     // What `ps` shows: which box this process runs.
     process.title = `boxlite-supervisor ${received.command.boxId}`
-    yield* runSupervisor({ homeDir, ...received.command }, received.launcherGone)
+    // Only now the home: a spare whose runtime closed (and whose home was deleted) never opens it.
+    const state = Layer.merge(layerSqlite(homeDir, { create: false }), diskStoreLayer({ rootfsDir: rootfsDirOf(homeDir) }))
+    yield* runSupervisor({ homeDir, ...received.command }, received.launcherGone).pipe(
+      Effect.provide(state),
+      Effect.tapError((e) => Effect.sync(() => report({ ok: false, error: { _tag: e._tag, message: e.message } })))
+    )
   })
-  Effect.runPromiseExit(Effect.provide(program, layers)).then((exit) => {
+  Effect.runPromiseExit(Effect.provide(program, Layer.merge(platform, Logging.layerFromEnv(process.env, log)))).then((exit) => {
     if (Exit.isFailure(exit)) log(`supervisor failed: ${String(exit.cause)}`)
     process.exit(Exit.isSuccess(exit) ? 0 : 1)
   })

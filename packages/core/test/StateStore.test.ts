@@ -14,7 +14,7 @@ const withStore = <A>(home: string, f: (store: StateStore["Service"]) => Effect.
 const record = async (id: string): Promise<BoxRecord> => ({
   id, name: undefined, status: "configured", image: "busybox", options: await Effect.runPromise(resolveBoxOptions({ image: "busybox" })),
   runConfig: { env: [] } as unknown as BoxRecord["runConfig"], base: "/base", createdAt: new Date(), pid: undefined, supervisor: undefined,
-  ports: [], booted: false
+  ports: [], booted: false, reason: undefined
 })
 
 describe("StateStore", () => {

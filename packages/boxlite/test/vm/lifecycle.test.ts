@@ -53,7 +53,7 @@ describe("box lifecycle", () => {
     const error = await box.start().catch((e: unknown) => e)
     expect(error).toBeInstanceOf(BootError)
     expect((error as BootError).consoleTail).toMatch(/boxlite-agent/)
-    expect((await box.info()).status).toBe("failed")
+    expect(await box.info()).toMatchObject({ status: "failed", reason: expect.stringMatching(/failed to boot/) })
     expect(qemuProcessesUnder(home)).toEqual([])
     await box.remove()
     expectNothingLeft()
@@ -80,7 +80,7 @@ describe("box lifecycle", () => {
       const error = await box.start().catch((e: unknown) => e)
       expect(error).toBeInstanceOf(BootError)
       expect(String(error)).toMatch(/exited before the box ran[\s\S]*this supervisor is broken/)
-      expect((await box.info()).status).toBe("failed")
+      expect(await box.info()).toMatchObject({ status: "failed", reason: expect.stringMatching(/exited before the box ran/) })
       await box.remove()
     } finally {
       await other.close()

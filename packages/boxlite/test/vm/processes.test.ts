@@ -173,15 +173,20 @@ describe("statuses, restart, reconcile", () => {
     // That process started it (not detached), so the box stopped when that process ended.
     await eventually(async () => (await statusOf(box.id)) === "stopped", "the restarted box stops with the process that started it")
 
-    // A VM that dies is not "running".
+    // A VM that dies is not "running": it failed, says why, and only an explicit start revives it.
     await box.start()
     process.kill((await box.info()).pid!, "SIGKILL")
-    await eventually(async () => (await statusOf(box.id)) === "stopped", "a killed VM is reported stopped")
+    await eventually(async () => (await statusOf(box.id)) === "failed", "a killed VM is reported failed")
+    expect((await box.info()).reason).toMatch(/VM exited without a stop request \(killed by SIGKILL\)/)
     expect(supervisorOf(box.id)).toEqual([])
+    await expect(box.exec("true")).rejects.toBeInstanceOf(BoxStateError)
+    await box.start()
+    expect((await sh(box, "cat /root/data")).out).toBe("kept")
+    expect((await box.info()).reason).toBeUndefined()
     await box.remove()
   }, 180_000)
 
-  it("a new runtime reconciles records whose supervisor died, keeping stopped boxes", async () => {
+  it("a new runtime reconciles records whose supervisor died: failed with the reason, autoRemove ones too", async () => {
     const box = await runtime.create({ image: BUSYBOX, detach: true, autoRemove: false, memoryMib: 128 })
     const gone = await runtime.create({ image: BUSYBOX, detach: true, memoryMib: 128 })
     await box.start()
@@ -193,11 +198,15 @@ describe("statuses, restart, reconcile", () => {
     const again = new Boxlite({ homeDir: home })
     try {
       const list = await again.list()
-      // The autoRemove box would have been removed by its stop; the other is kept, stopped.
-      expect(list.map((b) => [b.id, b.status])).toEqual([[box.id, "stopped"]])
+      // Both lost their VM: failed, with why. The autoRemove one is kept too, so its owner learns it crashed.
+      expect(list.map((b) => [b.id, b.status])).toEqual([[box.id, "failed"], [gone.id, "failed"]])
+      for (const b of list) expect(b.reason).toMatch(/supervisor \(pid \d+\) died while the box was running/)
       const reopened = await again.get(box.id)
+      await expect(reopened.exec("true")).rejects.toBeInstanceOf(BoxStateError)
+      await reopened.start()
       expect((await sh(reopened, "echo back")).out).toBe("back")
       await reopened.remove()
+      await again.remove(gone.id)
     } finally {
       await again.close()
     }

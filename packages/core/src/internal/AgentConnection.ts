@@ -10,9 +10,16 @@ import {
 import type { Duplex } from "node:stream"
 import { OutputQueue } from "./OutputQueue.js"
 
+/**
+ * Internal reasons, never shown as such: the Execution and BoxHandle turn them into ExecError
+ * (every error a user sees is a BoxliteError).
+ */
 export class ChannelClosed extends Error {}
 
 export class SpawnFailed extends Error {}
+
+/** A write to the stdin of a command that ended, or whose stdin was closed. */
+export class StdinClosed extends Error {}
 
 /** One exec stream: its output queues, its stdin with window accounting, and its outcome. */
 export class ExecChannel {
@@ -23,6 +30,8 @@ export class ExecChannel {
   private stdinWindow = INITIAL_WINDOW
   private stdinClosed = false
   private creditWaiter: (() => void) | undefined
+  /** Why the stream ended without an exit (the connection was lost), if it did. */
+  private failure: Error | undefined
   private settleStarted!: { resolve: (pid: number) => void; reject: (e: Error) => void }
   private settleExit!: { resolve: (s: ExitStatus) => void; reject: (e: Error) => void }
   done = false
@@ -41,7 +50,8 @@ export class ExecChannel {
   async writeStdin(data: Uint8Array): Promise<void> {
     let offset = 0
     while (offset < data.length) {
-      if (this.done || this.stdinClosed) throw new ChannelClosed("stdin is closed")
+      if (this.failure) throw this.failure
+      if (this.done || this.stdinClosed) throw new StdinClosed("stdin is closed")
       if (this.stdinWindow === 0) {
         await new Promise<void>((resolve) => (this.creditWaiter = resolve))
         continue
@@ -111,6 +121,7 @@ export class ExecChannel {
 
   /** @internal the stream ended without an exit: connection lost or spawn failure. */
   fail(error: Error): void {
+    this.failure = error
     this.finish()
     this.settleStarted.reject(error)
     this.settleExit.reject(error)
@@ -140,16 +151,19 @@ export class AgentConnection {
   private markClosed!: (e: Error) => void
   agentVersion = ""
 
-  private constructor(private readonly socket: Duplex) {
+  private constructor(private readonly socket: Duplex, lossReason: () => string) {
     this.closed = new Promise((resolve) => (this.markClosed = resolve))
     socket.on("data", (chunk: Buffer) => this.onData(chunk))
-    socket.on("error", (e) => this.close(new ChannelClosed(`agent channel error: ${e.message}`)))
-    socket.on("close", () => this.close(new ChannelClosed("the box's agent channel closed (the VM stopped)")))
+    socket.on("error", (e) => this.close(new ChannelClosed(`${lossReason()} (${e.message})`)))
+    socket.on("close", () => this.close(new ChannelClosed(lossReason())))
   }
 
-  /** Sends HELLO and resolves once the guest answers; rejects if the channel closes first. */
-  static async open(socket: Duplex): Promise<AgentConnection> {
-    const conn = new AgentConnection(socket)
+  /**
+   * Sends HELLO and resolves once the guest answers; rejects if the channel closes first.
+   * `lossReason` says why, when the socket closes under running commands.
+   */
+  static async open(socket: Duplex, lossReason: () => string = () => "the box's agent channel closed"): Promise<AgentConnection> {
+    const conn = new AgentConnection(socket, lossReason)
     const acked = new Promise<string>((resolve, reject) => (conn.helloWaiter = { resolve, reject }))
     conn.send(FrameType.HELLO, 0, encodeJson({ version: PROTOCOL_VERSION }))
     conn.agentVersion = await acked

@@ -5,6 +5,7 @@
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { InvalidOptions } from "../Errors.js"
 
 /** Where the per-image ext4 bases of a home directory live. */
 export const rootfsDirOf = (homeDir: string): string => path.join(homeDir, "images", "rootfs")
@@ -28,8 +29,32 @@ export const supervisorSocketOf = (homeDir: string, id: string): string => {
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
   // The temp dir is shared: a directory someone else made (or can write) must not hold our sockets.
   const stat = fs.statSync(dir)
-  if (stat.uid !== uid || (stat.mode & 0o077) !== 0) throw new Error(`${dir} is not a private directory of this user`)
+  if (stat.uid !== uid || (stat.mode & 0o077) !== 0) {
+    throw new InvalidOptions("homeDir", `${dir} is not a private directory of this user, and ${homeDir} is too deep for a socket path in it: use a shorter home`)
+  }
   return path.join(dir, `${id}.sock`)
 }
 
 export const supervisorLogOf = (homeDir: string, id: string): string => path.join(boxDirOf(homeDir, id), "supervisor.log")
+
+/**
+ * The VMM driver's run folders of a box (`<tmp>/boxlite-<last 8 of the id>-XXXXXX`: sockets
+ * whose paths must stay short). The driver removes its folder when the VM's scope closes; a
+ * supervisor killed with SIGKILL never gets there, so whoever finds the box dead removes them.
+ * Only folders of this user: the temp dir is shared.
+ */
+export const removeRunDirs = (id: string): void => {
+  const prefix = `boxlite-${id.slice(-8)}-`
+  const uid = process.getuid?.()
+  let entries: Array<string>
+  try {
+    entries = fs.readdirSync(os.tmpdir()).filter((name) => name.startsWith(prefix))
+  } catch {
+    return
+  }
+  for (const name of entries) {
+    const dir = path.join(os.tmpdir(), name)
+    const stat = fs.lstatSync(dir, { throwIfNoEntry: false })
+    if (stat?.isDirectory() && (uid === undefined || stat.uid === uid)) fs.rmSync(dir, { recursive: true, force: true })
+  }
+}

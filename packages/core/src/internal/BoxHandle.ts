@@ -3,19 +3,19 @@
  * supervisor when the box is not running, and talks to the supervisor over its socket for
  * execs, pings, metrics and stop. Several handles (in one process or many) share one box.
  */
-import type { ExecRequest } from "@boxlite/agent-protocol"
+import { type ExecRequest, MAX_PAYLOAD } from "@boxlite/agent-protocol"
 import { Effect, Semaphore } from "effect"
 import type { ChildProcess } from "node:child_process"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import type { Box, BoxInfo, BoxMetrics, StartError } from "../Box.js"
-import { BootError, BoxNotFound, BoxStateError, ExecError } from "../Errors.js"
+import { BootError, BoxNotFound, BoxStateError, ExecError, InvalidOptions } from "../Errors.js"
 import { ExecutionImpl } from "../Execution.js"
 import { type ExecOptions, mergeEnv, resolveExecOptions } from "../Options.js"
 import { ACTIVE_STATUSES, type BoxRecord, StateStore } from "../StateStore.js"
 import { errorFromReport, type LaunchReport, type SupervisorCommand } from "../Supervisor.js"
 import { AgentConnection, SpawnFailed } from "./AgentConnection.js"
-import { boxDirOf, supervisorLogOf, supervisorSocketOf } from "./BoxFiles.js"
+import { boxDirOf, removeRunDirs, supervisorLogOf, supervisorSocketOf } from "./BoxFiles.js"
 import { cpuTimeMs, isAlive, selfRef } from "./Proc.js"
 import { type SupervisorPool, type SupervisorProcess } from "./SupervisorPool.js"
 
@@ -36,17 +36,37 @@ export interface BoxHandleDeps {
 const sleep = (ms: number) => Effect.sleep(`${ms} millis`)
 
 /**
- * The record as it truly is: an active status whose supervisor has died (killed, host
- * rebooted) is stale and becomes "stopped", in the store too.
+ * The record as it truly is: an active status whose supervisor has died (SIGKILL, a crash, a
+ * host reboot) is stale. A box that was starting or running lost its VM and whatever ran in it:
+ * it becomes "failed", with the reason, and its next use must be an explicit start. One that was
+ * stopping was on its way to "stopped" anyway. The VMM driver's run folders, which the dead
+ * supervisor did not get to remove, go first: nobody can claim the box before the update.
  */
 export const reconcile = (store: StateStore["Service"], record: BoxRecord): Effect.Effect<BoxRecord> =>
   Effect.gen(function*() {
     if (!ACTIVE_STATUSES.includes(record.status) || isAlive(record.supervisor)) return record
-    const change = { status: "stopped" as const, pid: undefined, supervisor: undefined }
+    const who = record.supervisor ? `its supervisor (pid ${record.supervisor.pid})` : "the process starting it"
+    const change = record.status === "stopping"
+      ? { status: "stopped" as const, pid: undefined, supervisor: undefined }
+      : { status: "failed" as const, reason: `${who} died while the box was ${record.status}`, pid: undefined, supervisor: undefined }
+    removeRunDirs(record.id)
     yield* store.updateIfSupervisor(record.id, record.supervisor, change)
-    yield* Effect.logInfo("stale box record reconciled").pipe(Effect.annotateLogs({ box: record.id, was: record.status }))
+    yield* Effect.logInfo("stale box record reconciled").pipe(Effect.annotateLogs({ box: record.id, was: record.status, now: change.status }))
     return { ...record, ...change }
   })
+
+/**
+ * The EXEC request travels in one frame: past MAX_PAYLOAD it could not be sent at all. Checked
+ * before anything is sent (or booted), naming the field that takes the most room.
+ */
+const checkRequestSize = (request: ExecRequest): Effect.Effect<void, InvalidOptions> => {
+  const total = Buffer.byteLength(JSON.stringify(request))
+  if (total <= MAX_PAYLOAD) return Effect.void
+  const argv = Buffer.byteLength(JSON.stringify(request.argv))
+  const env = Buffer.byteLength(JSON.stringify(request.env))
+  const [field, what] = argv >= env ? ["argv", "the command and its arguments"] : ["exec.env", "the environment (image, box and exec env merged)"]
+  return Effect.fail(new InvalidOptions(field, `${what} take ${Math.max(argv, env)} bytes encoded; a command's argv (${argv} bytes), env (${env} bytes), working directory and user must fit in ${MAX_PAYLOAD} bytes`))
+}
 
 export const infoOf = (record: BoxRecord): BoxInfo => ({
   id: record.id,
@@ -57,7 +77,8 @@ export const infoOf = (record: BoxRecord): BoxInfo => ({
   memoryMib: record.options.memoryMib,
   createdAt: record.createdAt,
   pid: record.pid,
-  ports: record.status === "running" ? record.ports : record.options.ports
+  ports: record.status === "running" ? record.ports : record.options.ports,
+  reason: record.status === "failed" ? record.reason : undefined
 })
 
 /** Reads the supervisor's one-line launch report on fd 3; its exit before that is a failure. */
@@ -119,11 +140,15 @@ export class BoxHandle implements Box {
   }
 
   get start(): Effect.Effect<void, StartError> {
-    return Effect.asVoid(this.lifecycle.withPermit(this.connectStarting))
+    return Effect.asVoid(this.lifecycle.withPermit(this.connectStarting(true)))
   }
 
-  /** Connects to the running box, launching its supervisor first when nobody runs it. */
-  private get connectStarting(): Effect.Effect<AgentConnection, StartError> {
+  /**
+   * Connects to the running box, launching its supervisor first when nobody runs it. A failed
+   * box is only restarted by an explicit `start()`: an exec must not quietly boot a fresh VM
+   * (and a fresh ephemeral disk) in place of the one that crashed.
+   */
+  private connectStarting(explicit: boolean): Effect.Effect<AgentConnection, StartError> {
     return Effect.gen({ self: this }, function*() {
       const deadline = Date.now() + this.record.options.readyTimeoutMs + STOP_WAIT_MS
       while (true) {
@@ -133,6 +158,8 @@ export class BoxHandle implements Box {
         if (record.status === "running") {
           const connection = yield* this.connect
           if (connection) return connection
+        } else if (record.status === "failed" && !explicit) {
+          return yield* new BoxStateError(`box ${record.id} failed (${record.reason ?? "unknown reason"}): restart it explicitly with start()`)
         } else if (!ACTIVE_STATUSES.includes(record.status)) {
           if (yield* this.deps.store.claimStart(record.id, selfRef())) return yield* this.launch
           continue
@@ -150,15 +177,42 @@ export class BoxHandle implements Box {
   }
 
   /** The supervisor's socket, or undefined when it is not (or no longer) listening. */
-  private get connect(): Effect.Effect<AgentConnection | undefined> {
-    const socketPath = supervisorSocketOf(this.deps.homeDir, this.record.id)
-    return Effect.promise(() =>
-      new Promise<net.Socket | undefined>((resolve) => {
-        const socket = net.connect(socketPath)
-        socket.once("connect", () => resolve(socket))
-        socket.once("error", () => resolve(undefined))
-      }).then((socket) => (socket ? AgentConnection.open(socket).catch(() => undefined) : undefined))
-    ).pipe(Effect.tap((connection) => Effect.sync(() => (this.connection = connection))))
+  private get connect(): Effect.Effect<AgentConnection | undefined, BoxStateError> {
+    return Effect.gen({ self: this }, function*() {
+      const socketPath = yield* Effect.try({
+        try: () => supervisorSocketOf(this.deps.homeDir, this.record.id),
+        catch: (e) => new BoxStateError((e as Error).message)
+      })
+      const connection = yield* Effect.promise(() =>
+        new Promise<net.Socket | undefined>((resolve) => {
+          const socket = net.connect(socketPath)
+          socket.once("connect", () => resolve(socket))
+          socket.once("error", () => resolve(undefined))
+        }).then((socket) => (socket ? AgentConnection.open(socket, () => this.lossReason()).catch(() => undefined) : undefined))
+      )
+      this.connection = connection
+      return connection
+    })
+  }
+
+  /**
+   * Why the supervisor's socket closed, for the commands that were running: the record says
+   * whether the box was stopped, failed (its VM died: the supervisor writes the reason with
+   * "stopping", before it closes the sockets) or its supervisor died (it would have).
+   */
+  private lossReason(): string {
+    let record: BoxRecord | undefined
+    try {
+      record = Effect.runSync(this.deps.store.find(this.record.id))
+    } catch {
+      return "the connection to the box's supervisor closed"
+    }
+    if (!record) return "the box was removed"
+    if (record.status === "running" || record.status === "starting") {
+      return `the box's supervisor${record.supervisor ? ` (pid ${record.supervisor.pid})` : ""} died: the box is failed, start() restarts it`
+    }
+    // A reason is only written for a failure (and cleared by the next start).
+    return record.reason ? `the box failed: ${record.reason}` : "the box stopped"
   }
 
   private get launch(): Effect.Effect<AgentConnection, StartError> {
@@ -182,7 +236,7 @@ export class BoxHandle implements Box {
         child.stdin?.destroy()
         // A supervisor that died before taking the record over leaves our claim on it: release
         // it, or the box would stay "starting" for as long as this process lives.
-        yield* this.deps.store.updateIfSupervisor(id, command.launcher, { status: "failed", supervisor: undefined })
+        yield* this.deps.store.updateIfSupervisor(id, command.launcher, { status: "failed", reason: report.error.message, supervisor: undefined })
         return yield* errorFromReport(report.error, id) as StartError
       }
       if (!detached) this.launched = child
@@ -198,7 +252,6 @@ export class BoxHandle implements Box {
       const resolved = yield* resolveExecOptions(options)
       const argv = [command, ...args]
       if (command.length === 0) return yield* new ExecError("the command is empty", argv)
-      const agent = yield* this.lifecycle.withPermit(this.connectStarting)
       const box = this.record.options
       const image = this.record.runConfig
       const env = mergeEnv([["PATH", DEFAULT_PATH]], image.env, box.env, resolved.env)
@@ -211,7 +264,9 @@ export class BoxHandle implements Box {
         ...(resolved.timeoutMs !== undefined ? { timeoutMs: resolved.timeoutMs } : {}),
         ...(resolved.tty !== undefined ? { tty: resolved.tty } : {})
       }
-      const channel = agent.exec(request)
+      yield* checkRequestSize(request)
+      const agent = yield* this.lifecycle.withPermit(this.connectStarting(false))
+      const channel = yield* Effect.try({ try: () => agent.exec(request), catch: (e) => new ExecError(`${command}: ${(e as Error).message}`, argv) })
       yield* this.deps.store.increment("totalExecCalls")
       const pid = yield* Effect.tryPromise({
         try: () => channel.started,
@@ -222,7 +277,7 @@ export class BoxHandle implements Box {
   }
 
   get ping() {
-    return Effect.flatMap(this.lifecycle.withPermit(this.connectStarting), (agent) =>
+    return Effect.flatMap(this.lifecycle.withPermit(this.connectStarting(false)), (agent) =>
       Effect.tryPromise({ try: () => agent.ping(), catch: (e) => new ExecError(`ping: ${(e as Error).message}`) }))
   }
 
@@ -280,17 +335,21 @@ export class BoxHandle implements Box {
         const record = yield* this.current
         if (!ACTIVE_STATUSES.includes(record.status)) break
         if (record.status === "running") {
-          const connection = this.openConnection ?? (yield* this.connect)
+          const connection = this.openConnection ?? (yield* this.connect.pipe(Effect.orElseSucceed(() => undefined)))
           connection?.shutdown()
         }
-        if (Date.now() > deadline) {
-          // The supervisor does not finish: end it; the record is reconciled once it is gone.
-          if (record.supervisor) {
-            try {
-              process.kill(record.supervisor.pid, "SIGKILL")
-            } catch {
-              // Already gone.
-            }
+        if (Date.now() > deadline && record.supervisor) {
+          // The supervisor does not finish: end it. The stop was asked for, so the box is
+          // "stopped" (not failed) once its supervisor is gone.
+          try {
+            process.kill(record.supervisor.pid, "SIGKILL")
+          } catch {
+            // Already gone.
+          }
+          for (let waited = 0; isAlive(record.supervisor) && waited < STOP_WAIT_MS; waited += POLL_MS) yield* sleep(POLL_MS)
+          if (!isAlive(record.supervisor)) {
+            removeRunDirs(record.id)
+            yield* this.deps.store.updateIfSupervisor(record.id, record.supervisor, { status: "stopped", pid: undefined, supervisor: undefined })
           }
         }
         yield* sleep(POLL_MS)
@@ -305,7 +364,11 @@ export class BoxHandle implements Box {
   private get removeFiles(): Effect.Effect<void> {
     return Effect.gen({ self: this }, function*() {
       const id = this.record.id
-      yield* Effect.promise(() => fs.promises.rm(boxDirOf(this.deps.homeDir, id), { recursive: true, force: true }))
+      const dir = boxDirOf(this.deps.homeDir, id)
+      // What cannot be deleted now (EBUSY) goes with the orphaned directories at the next open.
+      yield* Effect.tryPromise(() => fs.promises.rm(dir, { recursive: true, force: true })).pipe(
+        Effect.catch((e) => Effect.logWarning(`cannot remove ${dir}: ${e.message}`))
+      )
       // Two processes may remove one box at once: only the one that deleted the record counts it.
       if (yield* this.deps.store.delete(id)) yield* this.deps.store.increment("boxesDestroyed")
       yield* Effect.logInfo("box removed").pipe(Effect.annotateLogs({ box: id }))

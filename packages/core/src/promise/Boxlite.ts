@@ -5,9 +5,10 @@ import type { ImageDetails, ImageInfo, PruneResult, PullProgress } from "../Imag
 import type { GuestArtifacts, Hypervisor } from "../Hypervisor.js"
 import * as Logging from "../Logging.js"
 import type { BoxOptions, ExecOptions } from "../Options.js"
-import { layer as runtimeLayer, type RemoveOptions, Runtime, type RuntimeInfo, type RuntimeMetrics, type RuntimeOptions } from "../Runtime.js"
+import { layer as runtimeLayer, type OpenError, type RemoveOptions, Runtime, type RuntimeInfo, type RuntimeMetrics, type RuntimeOptions } from "../Runtime.js"
 import type { SupervisorEntry } from "../Supervisor.js"
 import { Execution } from "./Execution.js"
+import { asBoxliteError } from "./run.js"
 
 /** The Hypervisor, guest artifacts and supervisor module a Boxlite runs on; the `boxlite` package supplies the default. */
 export type Platform = Layer.Layer<Hypervisor | GuestArtifacts | SupervisorEntry>
@@ -81,14 +82,16 @@ export class Images {
  * `close()` (or `await using`) stops the boxes it started that are not detached.
  */
 export class Boxlite implements AsyncDisposable {
-  private readonly managed: ManagedRuntime.ManagedRuntime<Runtime, never>
+  /** A home that cannot be opened (OpenError) rejects every call with that error. */
+  private readonly managed: ManagedRuntime.ManagedRuntime<Runtime, OpenError>
 
   constructor(options: RuntimeOptions, platform: Platform) {
     const logging = Logging.layerFromEnv()
     this.managed = ManagedRuntime.make(Layer.merge(runtimeLayer(options).pipe(Layer.provide(platform), Layer.provide(logging)), logging))
   }
 
-  private readonly run = <A, E>(effect: Effect.Effect<A, E, Runtime>): Promise<A> => this.managed.runPromise(effect)
+  private readonly run = <A, E>(effect: Effect.Effect<A, E, Runtime>): Promise<A> =>
+    this.managed.runPromise(effect).catch((e: unknown) => Promise.reject(asBoxliteError(e)))
 
   /** Pull, list, inspect, remove and prune images. */
   readonly images: Images = new Images(this.run)

@@ -1,5 +1,5 @@
-import { Effect } from "effect"
 import type { ExecResult, ExecutionImpl } from "../Execution.js"
+import { runPromise } from "./run.js"
 
 /** One output stream of a command: iterate it for lines, or take bytes or the whole text. */
 export class OutputStream implements AsyncIterable<string> {
@@ -41,11 +41,11 @@ export class ExecStdin {
 
   /** Resolves once the guest has room for the data (flow control), not when the process read it. */
   write(data: string | Uint8Array): Promise<void> {
-    return Effect.runPromise(this.execution.writeStdin(data))
+    return runPromise(this.execution.writeStdin(data))
   }
 
   close(): Promise<void> {
-    return Effect.runPromise(this.execution.closeStdin)
+    return runPromise(this.execution.closeStdin)
   }
 }
 
@@ -77,16 +77,16 @@ export class Execution {
 
   /** Resolves with the exit status; rejects with TimeoutError when `timeoutMs` ran out. */
   wait(): Promise<ExecResult> {
-    return Effect.runPromise(this.impl.wait)
+    return runPromise(this.impl.wait)
   }
 
   /** Sends `signal` (default 9) to the command's process group. */
   kill(signal = 9): Promise<void> {
-    return Effect.runPromise(this.impl.kill(signal))
+    return runPromise(this.impl.kill(signal))
   }
 
   /** A tty exec's new terminal size (the process gets SIGWINCH). */
   resize(rows: number, cols: number): Promise<void> {
-    return Effect.runPromise(this.impl.resize(rows, cols))
+    return runPromise(this.impl.resize(rows, cols))
   }
 }
