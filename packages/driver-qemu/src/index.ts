@@ -3,6 +3,6 @@ export { layer, make, qemuArgs, type QemuDriverOptions, type VmSockets } from ".
 /** Command lines of the helper processes (virtiofsd), for tests and diagnosis. */
 export { probeVirtiofsdUser, virtiofsdArgv, type VirtiofsdUser } from "./internal/helpers.js"
 /** The network: passt and pasta's command lines and the egress policy's nftables ruleset. */
-export { egressRuleset, hostAddresses, passtArgs, pastaArgs, resolveEntries } from "./internal/network.js"
+export { egressRuleset, hostAddresses, innerPorts, passtArgs, pastaArgs, resolveEntries } from "./internal/network.js"
 /** Accelerator probing: KVM only where it can really run a guest, else TCG (or HVF on macOS). */
 export * from "./Accelerator.js"

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest"
 import { parseEgressEntry } from "@boxlite/core"
-import { egressRuleset, hostAddresses, passtArgs, pastaArgs, resolveEntries } from "@boxlite/driver-qemu"
+import { egressRuleset, hostAddresses, innerPorts, passtArgs, pastaArgs, resolveEntries } from "@boxlite/driver-qemu"
 
 const lookup = async (name: string) => {
   if (name === "db.test") return ["192.0.2.10", "192.0.2.11"]
@@ -103,17 +103,22 @@ describe("passt and pasta arguments", () => {
   it("in the namespace: passt forwards from inner ports, sends DNS to pasta at 10.0.2.3, never maps the gateway", () => {
     const args = passtArgs(network, "namespace")
     expect(args).toEqual(expect.arrayContaining(["--fd", "3", "--dns-forward", "10.0.2.3", "--dns-host", "10.0.2.3", "--no-map-gw", "--mtu", "65520"]))
-    expect(args.join(" ")).toContain("-t 20000:80 -u 20001:53")
+    expect(args.join(" ")).toContain("-t 80:80 -u 53:53")
     expect(passtArgs({ ...network, allowHostLoopback: true }, "namespace")).toContain("--no-map-gw")
   })
 
   it("pasta listens on the host ports, forwards nothing out of the namespace, maps 10.0.2.2 only when allowed", () => {
     const args = pastaArgs(network, 42, false).join(" ")
-    expect(args).toContain("-T none -U none -t 127.0.0.1/8080:20000 -u 0.0.0.0/5353:20001")
+    expect(args).toContain("-T none -U none -t 127.0.0.1/8080:80 -u 0.0.0.0/5353:53")
     expect(args).toContain("--no-map-gw")
     expect(args).toContain("--netns /proc/42/ns/net --userns /proc/42/ns/user")
     expect(args).not.toContain("--runas")
     expect(pastaArgs({ allowHostLoopback: true, ports: [] }, 42, true).join(" ")).toContain("-t none -u none --host-lo-to-ns-lo --dns-forward 10.0.2.3 --map-host-loopback 10.0.2.2 --runas 0:0")
+  })
+
+  it("passt listens in the namespace on the guest port, or on a spare one where a protocol's guest port is taken", () => {
+    const port = (protocol: "tcp" | "udp", guestPort: number) => ({ protocol, hostIp: "127.0.0.1", hostPort: 1, guestPort })
+    expect(innerPorts([port("tcp", 80), port("udp", 80), port("tcp", 80), port("tcp", 20000), port("tcp", 80)])).toEqual([80, 80, 20001, 20000, 20002])
   })
 
   it("direct (an old passt, no namespace): host ports on passt, the gateway unmapped unless allowed", () => {

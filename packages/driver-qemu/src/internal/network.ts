@@ -167,8 +167,22 @@ export const compileEgress = async (network: VmNetwork, lookup?: Lookup): Promis
 export const hasExplicitPolicy = (network: VmNetwork): boolean =>
   network.egress !== undefined && (network.egress.allow !== undefined || network.egress.deny.length > 0)
 
-/** The port passt listens on in the namespace for forward `i` (pasta connects there). */
-const innerPort = (i: number) => 20000 + i
+/**
+ * The port passt listens on in the namespace for each forward (pasta connects there): the guest
+ * port, so that messages name it, unless another forward of the protocol has it already.
+ */
+export const innerPorts = (ports: VmNetwork["ports"]): Array<number> => {
+  const taken = new Set<string>()
+  const guestPorts = new Set(ports.map((p) => `${p.protocol}/${p.guestPort}`))
+  return ports.map((p) => {
+    let port = p.guestPort
+    for (let spare = 20000; taken.has(`${p.protocol}/${port}`); spare++) {
+      if (!guestPorts.has(`${p.protocol}/${spare}`)) port = spare
+    }
+    taken.add(`${p.protocol}/${port}`)
+    return port
+  })
+}
 
 /**
  * passt's arguments. In the namespace: forwards from the inner ports, DNS to 10.0.2.3 (pasta
@@ -182,7 +196,7 @@ export const passtArgs = (network: VmNetwork, where: "namespace" | "direct"): Ar
   "--dns-forward", GUEST_NETWORK.dns, "--mtu", String(GUEST_NETWORK.mtu),
   ...(where === "namespace"
     ? ["--dns-host", GUEST_NETWORK.dns, "--no-map-gw",
-      ...network.ports.flatMap((p, i) => [p.protocol === "tcp" ? "-t" : "-u", `${innerPort(i)}:${p.guestPort}`])]
+      ...network.ports.flatMap((p, i) => [p.protocol === "tcp" ? "-t" : "-u", `${innerPorts(network.ports)[i]}:${p.guestPort}`])]
     : [...(network.allowHostLoopback ? [] : ["--no-map-gw"]),
       ...network.ports.flatMap((p) => [p.protocol === "tcp" ? "-t" : "-u", `${p.hostIp}/${p.hostPort}:${p.guestPort}`])])
 ]
@@ -196,7 +210,8 @@ export const passtArgs = (network: VmNetwork, where: "namespace" | "direct"): Ar
  */
 export const pastaArgs = (network: VmNetwork, pid: number, runAsRoot: boolean): Array<string> => {
   const specs = (protocol: "tcp" | "udp") => {
-    const list = network.ports.flatMap((p, i) => (p.protocol === protocol ? [`${p.hostIp}/${p.hostPort}:${innerPort(i)}`] : []))
+    const inner = innerPorts(network.ports)
+    const list = network.ports.flatMap((p, i) => (p.protocol === protocol ? [`${p.hostIp}/${p.hostPort}:${inner[i]}`] : []))
     return list.length > 0 ? list : ["none"]
   }
   return [
