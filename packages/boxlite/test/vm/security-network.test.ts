@@ -11,7 +11,7 @@ import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
-import { PYTHON, tempHome } from "./helpers.js"
+import { BUSYBOX, PYTHON, tempHome } from "./helpers.js"
 
 const home = tempHome()
 const runtime = new Boxlite({ homeDir: home })
@@ -221,6 +221,65 @@ const testResolver = async (host: string, address: string) => {
   await new Promise<void>((resolve) => socket.bind(53, host, resolve))
   return { asked, close: () => socket.close() }
 }
+
+/** Runs `script` (ESM, may import boxlite) as nobody (or root), optionally behind a shell `setup` run first as root in a mount namespace of its own; its last stdout line as JSON. */
+const asNobody = async (script: string, setup?: string, user: "nobody" | "root" = "nobody"): Promise<{ result: Record<string, unknown>; stderr: string }> => {
+  const node = [process.execPath, "--input-type=module", "-e", script]
+  const nobody = user === "root" ? node : ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "--", ...node]
+  const [file, ...args] = setup ? ["unshare", "--mount", "--propagation", "private", "sh", "-c", `${setup} && exec "$@"`, "sh", ...nobody] : nobody
+  const userHome = fs.mkdtempSync(path.join(os.tmpdir(), "bl-nobody-"))
+  fs.chownSync(userHome, 65534, 65534)
+  const child = spawn(file!, args, { env: { PATH: process.env["PATH"], HOME: userHome, BL_HOME: path.join(userHome, "home") }, stdio: ["ignore", "pipe", "pipe"], timeout: 180_000 })
+  let stdout = ""
+  let stderr = ""
+  child.stdout.on("data", (d: Buffer) => (stdout += d.toString()))
+  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()))
+  await new Promise((r) => child.once("close", r))
+  fs.rmSync(userHome, { recursive: true, force: true })
+  return { result: JSON.parse(stdout.trim().split("\n").at(-1) || "{}"), stderr }
+}
+
+/** Setup for asNobody: /dev/net/tun replaced by a node of the same device with this mode (the host's is left alone). */
+const tunNode = (mode: string) => `d=$(mktemp -d) && mount -t tmpfs -o mode=0755 bl "$d" && mknod -m ${mode} "$d/tun" c 10 200 && mount --bind "$d/tun" /dev/net/tun`
+
+describe("egress policy for root and for other users", () => {
+  const script = `
+    import { Boxlite } from "boxlite"
+    const runtime = new Boxlite({ homeDir: process.env.BL_HOME })
+    const result = {}
+    try {
+      const box = await runtime.create({ image: ${JSON.stringify(BUSYBOX)}, network: { mode: "nat", deny: ["${OTHER_HOST}"] } })
+      const e = await box.exec("sh", ["-c", "for h in ${TEST_HOST} ${OTHER_HOST} ${METADATA}; do nc -w 4 $h 80 </dev/null || echo fail $h; done"])
+      const [out] = await Promise.all([e.stdout().text(), e.wait()])
+      result.out = out.trim()
+      await box.remove()
+    } catch (e) {
+      result.error = { name: e.constructor.name, message: e.message }
+    }
+    await runtime.close()
+    console.log(JSON.stringify(result))`
+
+  it("egress-nonroot: a user that is not root, with a /dev/net/tun open to it (Debian's udev mode, 0666), gets the policy enforced", async () => {
+    const { result, stderr } = await asNobody(script, tunNode("0666"))
+    expect(result.out, stderr).toBe(`${TEST_HOST}:80\nfail ${OTHER_HOST}\nfail ${METADATA}`)
+  }, 240_000)
+
+  it("egress-root: as root with a /dev/net/tun open to nobody, passt's namespace and pasta belong to nobody, and the policy holds", async () => {
+    const rootScript = script.replace("result.out = out.trim()", `result.out = out.trim()
+      const { execFileSync } = await import("node:child_process")
+      const ps = execFileSync("ps", ["-eo", "pid=,ppid=,uid=,args="]).toString().trim().split("\\n").map((l) => l.trim().split(/\\s+/))
+      const supervisors = ps.filter((p) => p[1] === String(process.pid) && p[3] === "boxlite-supervisor").map((p) => p[0])
+      result.helpers = ps.filter((p) => supervisors.includes(p[1]) && /boxlite\\/pas/.test(p[3])).map((p) => p[3].split("/").at(-1) + ":" + p[2]).sort()`)
+    const { result, stderr } = await asNobody(rootScript, tunNode("0666"), "root")
+    expect(result.out, stderr).toBe(`${TEST_HOST}:80\nfail ${OTHER_HOST}\nfail ${METADATA}`)
+    expect(result.helpers).toEqual(["passt:65534", "pasta:65534"])
+  }, 240_000)
+
+  it("egress-nonroot: where /dev/net/tun is closed to the user, a box with allow/deny is refused saying why, never run unfiltered", async () => {
+    const { result, stderr } = await asNobody(script, tunNode("0600"))
+    expect(result.error, stderr).toMatchObject({ name: "HypervisorUnavailable", message: expect.stringContaining("/dev/net/tun") })
+  }, 240_000)
+})
 
 describe("DNS", () => {
   it("dns still resolves, through a host resolver on loopback, also in allow-list mode", async () => {
