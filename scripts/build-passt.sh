@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds passt and pasta from Debian trixie's source and installs them to
-# /usr/local/libexec/boxlite/ (or $BOXLITE_LIBEXEC), where the QEMU driver looks first.
+# /usr/local/libexec/boxlite/, where the QEMU driver looks first (elsewhere with BOXLITE_LIBEXEC;
+# then point the driver at it with BOXLITE_PASST=<dir>/passt).
 #
 # Why: bookworm's passt (2023-03) withholds the last ACK of the handshake it opens towards the
 # guest for a forwarded TCP connection, so a guest server that speaks first (SMTP, MySQL, VNC,
@@ -10,8 +11,8 @@
 # installed, and Debian's /usr/bin/passt stays as it is.
 #
 # Build dependencies (bookworm): make gcc libc6-dev (build-essential), patch, xz-utils.
-# Needs root (apt, /usr/local). Idempotent: a run that finds
-# the same version installed only checks.
+# Needs root (apt, /usr/local). Idempotent: a run that finds the same version installed only
+# refreshes the trixie source index and checks.
 set -euo pipefail
 
 DEST="${BOXLITE_LIBEXEC:-/usr/local/libexec/boxlite}"
