@@ -6,6 +6,7 @@
 import { Context, type Effect, type Scope } from "effect"
 import type { Duplex } from "node:stream"
 import type { BootError, HypervisorUnavailable } from "./Errors.js"
+import type { Egress } from "./Options.js"
 
 export interface PortForward {
   readonly protocol: "tcp" | "udp"
@@ -20,6 +21,8 @@ export interface VmNetwork {
   /** Let the guest reach services on the host's loopback through the gateway. Default false. */
   readonly allowHostLoopback: boolean
   readonly ports: ReadonlyArray<PortForward>
+  /** Where the guest may connect, enforced on the host (BoxOptions.network); absent = the defaults. */
+  readonly egress?: Egress
 }
 
 export interface VmVolume {

@@ -21,6 +21,69 @@ export type VolumeInput =
   | { readonly hostPath: string; readonly guestPath: string; readonly readOnly?: boolean }
   | readonly [string, string] | readonly [string, string, "ro" | "rw"]
 
+/**
+ * Where a box's network may go (see BoxOptions.network). Entries: an IPv4 address, a CIDR or a
+ * hostname (resolved on the host at each start), each optionally with `:port` or `:lo-hi` (TCP and
+ * UDP; without one, every protocol and port), or `private` (10/8, 172.16/12, 192.168/16, 100.64/10).
+ */
+export interface NetworkPolicy {
+  readonly mode: "nat" | "none"
+  /** Only these destinations (plus the box's DNS); an entry here re-allows a range denied by default. */
+  readonly allow?: ReadonlyArray<string>
+  /** Destinations refused on top of the defaults; wins over `allow`. */
+  readonly deny?: ReadonlyArray<string>
+}
+
+/** The egress rules of a box with a network, as given (hostnames are resolved at each start). */
+export interface Egress {
+  /** Present: allow-list mode. */
+  readonly allow?: ReadonlyArray<string>
+  readonly deny: ReadonlyArray<string>
+}
+
+/** One parsed egress entry: a CIDR (a single address is /32), a hostname, or `private`. */
+export interface EgressEntry {
+  readonly kind: "cidr" | "host" | "private"
+  /** `a.b.c.d/n` with the host bits cleared, the hostname, or `private`. */
+  readonly value: string
+  /** Inclusive destination port range (TCP and UDP); absent = every protocol and port. */
+  readonly ports?: readonly [number, number]
+}
+
+const ipv4ToInt = (address: string): number | undefined => {
+  const parts = address.split(".")
+  if (parts.length !== 4 || !parts.every((n) => /^\d{1,3}$/.test(n) && Number(n) <= 255)) return undefined
+  return parts.reduce((acc, n) => acc * 256 + Number(n), 0)
+}
+const intToIpv4 = (n: number): string => [24, 16, 8, 0].map((shift) => Math.floor(n / 2 ** shift) % 256).join(".")
+const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/
+
+/** Parses an entry of `network.allow` / `network.deny`; a string says what is wrong. */
+export const parseEgressEntry = (entry: string): EgressEntry | string => {
+  const colon = entry.lastIndexOf(":")
+  const [target, portText] = colon === -1 ? [entry, undefined] : [entry.slice(0, colon), entry.slice(colon + 1)]
+  let ports: readonly [number, number] | undefined
+  if (portText !== undefined) {
+    const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(portText)
+    const [lo, hi] = m ? [Number(m[1]), Number(m[2] ?? m[1])] : [0, 0]
+    if (!m || lo < 1 || hi > 65535 || lo > hi) return `port must be 1-65535 or a range lo-hi (got "${portText}")`
+    ports = [lo, hi]
+  }
+  const withPorts = (e: Omit<EgressEntry, "ports">): EgressEntry => (ports ? { ...e, ports } : e)
+  if (target === "private") return withPorts({ kind: "private", value: "private" })
+  const slash = target.indexOf("/")
+  const address = ipv4ToInt(slash === -1 ? target : target.slice(0, slash))
+  if (address !== undefined) {
+    const prefix = slash === -1 ? 32 : /^\d{1,2}$/.test(target.slice(slash + 1)) ? Number(target.slice(slash + 1)) : -1
+    if (prefix < 0 || prefix > 32) return `prefix length must be 0-32 (got "${target}")`
+    const network = prefix === 0 ? 0 : address - (address % 2 ** (32 - prefix))
+    return withPorts({ kind: "cidr", value: `${intToIpv4(network)}/${prefix}` })
+  }
+  // All-numeric labels are a mistyped address, not a hostname.
+  if (slash === -1 && HOSTNAME.test(target) && !/^[\d.]+$/.test(target)) return withPorts({ kind: "host", value: target.toLowerCase() })
+  return `must be an IPv4 address, a CIDR, a hostname or "private", with an optional :port or :lo-hi (got "${entry}")`
+}
+
 export interface Port {
   readonly protocol: "tcp" | "udp"
   readonly hostIp: string
@@ -70,8 +133,12 @@ export interface BoxOptions {
   readonly env?: EnvInput
   /** User of commands: `name`, `uid`, `name:group` or `uid:gid`. Default: the image's, else root. */
   readonly user?: string
-  /** `nat` (default): outbound networking with DNS; `none`: no network device at all. */
-  readonly network?: "nat" | "none"
+  /**
+   * `nat` (default): outbound networking with DNS, where the host's own addresses, loopback,
+   * link-local (cloud metadata), multicast, broadcast and 0.0.0.0/8 are unreachable; `none`: no
+   * network device at all; or a NetworkPolicy with `allow` / `deny` entries. Enforced on the host.
+   */
+  readonly network?: "nat" | "none" | NetworkPolicy
   /** Let the guest reach the host's loopback services through 10.0.2.2. Default false. */
   readonly allowHostLoopback?: boolean
   /** Host ports forwarded to the guest; bound to 127.0.0.1 unless `hostIp` says otherwise. */
@@ -118,6 +185,8 @@ export interface ResolvedBoxOptions {
   readonly env: ReadonlyArray<readonly [string, string]>
   readonly user: string | undefined
   readonly network: "nat" | "none"
+  /** Absent in records written before egress rules existed: the defaults. */
+  readonly egress?: Egress
   readonly allowHostLoopback: boolean
   readonly ports: ReadonlyArray<Port>
   readonly volumes: ReadonlyArray<Volume>
@@ -164,6 +233,16 @@ const Volumes = Schema.Array(Schema.Union([
   Schema.Tuple([AbsolutePath, AbsolutePath, Schema.Literals(["ro", "rw"])])
 ]))
 
+const EgressEntryString = Schema.String.check(Schema.makeFilter((s: string) => {
+  const parsed = parseEgressEntry(s)
+  return typeof parsed === "string" ? parsed : undefined
+}))
+const NetworkMode = Schema.Literals(["nat", "none"])
+const Network = Schema.Union([
+  NetworkMode,
+  Schema.Struct({ mode: NetworkMode, allow: Schema.optionalKey(Schema.Array(EgressEntryString)), deny: Schema.optionalKey(Schema.Array(EgressEntryString)) })
+])
+
 const boxFields = {
   image: Schema.String.check(check((s: string) => s.trim().length > 0, "must be a non-empty image reference")),
   name: Schema.String.check(check((s: string) => /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(s), "must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit")),
@@ -173,7 +252,7 @@ const boxFields = {
   workingDir: AbsolutePath,
   env: Env,
   user: User,
-  network: Schema.Literals(["nat", "none"]),
+  network: Network,
   allowHostLoopback: Schema.Boolean,
   ports: Ports,
   volumes: Volumes,
@@ -194,6 +273,13 @@ const execFields = {
   tty: Schema.Union([Schema.Boolean, TtySize])
 } satisfies Record<keyof ExecOptions, Schema.Top>
 
+/** Fields whose errors name the element inside them (`network.allow[2]`), from the schema's path. */
+const NAMES_ELEMENTS = new Set(["network"])
+const elementPath = (message: string): string => {
+  const at = /\n\s*at ((?:\[[^\]]*\])+)\s*$/.exec(message)?.[1]
+  return at ? at.replace(/\["([^"]*)"\]/g, ".$1") : ""
+}
+
 /** Validates each present field with its schema, and refuses fields that do not exist. */
 const validate = (fields: Record<string, Schema.Top>, input: unknown, prefix: string): Effect.Effect<void, InvalidOptions> =>
   Effect.suspend(() => {
@@ -211,7 +297,8 @@ const validate = (fields: Record<string, Schema.Top>, input: unknown, prefix: st
       if (Exit.isFailure(result)) {
         const reason = result.cause.reasons[0]
         const detail = reason && "error" in reason ? String((reason.error as { message?: string }).message) : "invalid value"
-        return Effect.fail(new InvalidOptions(`${prefix}${key}`, `${detail} (got ${JSON.stringify(value)})`))
+        const path = NAMES_ELEMENTS.has(key) ? elementPath(detail) : ""
+        return Effect.fail(new InvalidOptions(`${prefix}${key}${path}`, path ? detail.replace(/\n[\s\S]*$/, "") : `${detail} (got ${JSON.stringify(value)})`))
       }
     }
     return Effect.void
@@ -236,6 +323,9 @@ const normalizeVolume = (volume: VolumeInput): Omit<Volume, "source"> =>
  */
 const checkHost = (options: Omit<ResolvedBoxOptions, "volumes"> & { readonly volumes: ReadonlyArray<Omit<Volume, "source">> }): Effect.Effect<ResolvedBoxOptions, InvalidOptions> =>
   Effect.suspend(() => {
+    if (options.network === "none" && (options.egress?.allow !== undefined || (options.egress?.deny.length ?? 0) > 0)) {
+      return Effect.fail(new InvalidOptions("network", `allow and deny need a network (mode is "none")`))
+    }
     if (options.network === "none" && options.ports.length > 0) {
       return Effect.fail(new InvalidOptions("ports", `forwarding ports needs a network (network is "none")`))
     }
@@ -275,7 +365,10 @@ export const resolveBoxOptions = (input: BoxOptions | undefined): Effect.Effect<
       workingDir: input?.workingDir,
       env: normalizeEnv(input?.env),
       user: input?.user,
-      network: input?.network ?? "nat",
+      network: typeof input?.network === "object" ? input.network.mode : input?.network ?? "nat",
+      egress: typeof input?.network === "object"
+        ? { ...(input.network.allow ? { allow: [...input.network.allow] } : {}), deny: [...(input.network.deny ?? [])] }
+        : { deny: [] },
       allowHostLoopback: input?.allowHostLoopback ?? false,
       ports: (input?.ports ?? []).map(normalizePort),
       volumes: (input?.volumes ?? []).map(normalizeVolume),

@@ -191,7 +191,7 @@ const boot = (record: BoxRecord, args: SupervisorArgs, scope: Scope.Scope, stop:
       rootDisk: diskPath,
       cpus: options.cpus,
       memoryMib: options.memoryMib,
-      network: options.network === "none" ? undefined : { allowHostLoopback: options.allowHostLoopback, ports },
+      network: options.network === "none" ? undefined : { allowHostLoopback: options.allowHostLoopback, ports, ...(options.egress ? { egress: options.egress } : {}) },
       volumes: shares.map((s) => s.volume)
     }).pipe(Scope.provide(scope))
     yield* Effect.logDebug("VMM started").pipe(Effect.annotateLogs({ pid: vm.pid }))

@@ -15,7 +15,7 @@ const fieldOf = async (effect: Effect.Effect<unknown, InvalidOptions>) => {
 describe("box options", () => {
   it("applies the reference's defaults", async () => {
     expect(await Effect.runPromise(resolveBoxOptions({}))).toEqual({
-      image: "python:slim", name: undefined, cpus: 1, memoryMib: 512, diskSizeGb: undefined, workingDir: undefined, env: [], user: undefined, network: "nat", allowHostLoopback: false, ports: [], volumes: [], autoRemove: true, detach: false, readyTimeoutMs: 60_000
+      image: "python:slim", name: undefined, cpus: 1, memoryMib: 512, diskSizeGb: undefined, workingDir: undefined, env: [], user: undefined, network: "nat", egress: { deny: [] }, allowHostLoopback: false, ports: [], volumes: [], autoRemove: true, detach: false, readyTimeoutMs: 60_000
     })
   })
 
@@ -32,7 +32,10 @@ describe("box options", () => {
     [{ ports: [{ hostPort: 1, guestPort: 2, hostIp: "localhost" }] }, "ports"], [{ network: "none", ports: [[8080, 80]] }, "ports"],
     [{ ports: [[8080, 80], [8080, 81]] }, "ports[1]"], [{ volumes: [["relative", "/x"]] }, "volumes"],
     [{ volumes: [["/tmp", "x"]] }, "volumes"], [{ volumes: [["/nonexistent/dir", "/x"]] }, "volumes[0].hostPath"],
-    [{ volumes: [["/tmp", "/x"], ["/etc", "/x"]] }, "volumes[1].guestPath"], [{ network: "bridge" }, "network"], [{ readyTimeoutMs: 0 }, "readyTimeoutMs"], [{ gpus: 1 }, "gpus"]
+    [{ volumes: [["/tmp", "/x"], ["/etc", "/x"]] }, "volumes[1].guestPath"], [{ network: "bridge" }, "network"],
+    [{ network: { mode: "nat", allow: ["10.0.0.1", "db.test:443", "10.0.0.0/33"] } }, "network.allow[2]"],
+    [{ network: { mode: "nat", deny: ["private", "host:0"] } }, "network.deny[1]"], [{ network: { mode: "none", deny: ["private"] } }, "network"],
+    [{ network: { mode: "nat", allow: "private" } }, "network.allow"], [{ readyTimeoutMs: 0 }, "readyTimeoutMs"], [{ gpus: 1 }, "gpus"]
   ])("%j is refused naming %s", async (options, field) => {
     expect(await fieldOf(resolveBoxOptions(options as never))).toBe(field)
   })
@@ -65,6 +68,13 @@ describe("box options", () => {
 
   it("refuses a volume that is neither a directory nor a regular file", async () => {
     expect(await fieldOf(resolveBoxOptions({ volumes: [["/dev/null", "/dev/host-null"]] }))).toBe("volumes[0].hostPath")
+  })
+
+  it("network: the string forms, or a mode with allow (allow-list mode) and deny entries kept as given", async () => {
+    expect(await Effect.runPromise(resolveBoxOptions({ network: "none" }))).toMatchObject({ network: "none", egress: { deny: [] } })
+    const policy = await Effect.runPromise(resolveBoxOptions({ network: { mode: "nat", allow: ["private:53", "db.test"], deny: ["10.9.0.0/16"] } }))
+    expect(policy).toMatchObject({ network: "nat", egress: { allow: ["private:53", "db.test"], deny: ["10.9.0.0/16"] } })
+    expect((await Effect.runPromise(resolveBoxOptions({ network: { mode: "nat", deny: ["1.2.3.4"] } }))).egress).toEqual({ deny: ["1.2.3.4"] })
   })
 
   it("tty: true is a 24x80 terminal, false or absent none", async () => {

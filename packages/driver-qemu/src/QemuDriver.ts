@@ -2,7 +2,7 @@
  * The QEMU driver: boots a box as a `microvm` (x86_64) or `virt` (aarch64) machine with direct
  * kernel boot, its disk on virtio-blk and the agent channel on a virtio-serial port.
  */
-import { BootError, Hypervisor, HypervisorUnavailable, type Vm, type VmExit, type VmNetwork, type VmSpec } from "@boxlite/core"
+import { BootError, Hypervisor, HypervisorUnavailable, type Vm, type VmExit, type VmSpec } from "@boxlite/core"
 import { Effect, Layer } from "effect"
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
@@ -15,7 +15,6 @@ import { hostTscKhz } from "./internal/cmdline.js"
 import {
   type Helper,
   PASST_FD,
-  passtArgs,
   probeVirtiofsdUser,
   startHelper,
   stopHelper,
@@ -26,8 +25,8 @@ import {
   type VirtiofsdUser,
   waitForSocket
 } from "./internal/helpers.js"
+import { findPasst, hasExplicitPolicy, type NetworkPlan, probeNamespace, startNetwork, type StartedNetwork } from "./internal/network.js"
 import { virtiofsdFilter } from "./internal/seccomp.js"
-import { relaySourceAddress, startUdpRelay, type UdpRelay } from "./internal/udpRelay.js"
 
 export interface QemuDriverOptions {
   /** The qemu-system binary; default `qemu-system-x86_64` or `qemu-system-aarch64` from PATH. */
@@ -119,6 +118,22 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
       return Effect.fail(new HypervisorUnavailable((e as Error).message))
     }
   })
+  // Probed once: which passt, and whether it can run behind the egress policy; each
+  // shortcoming is logged once, the first time a box wants a network.
+  let plan: NetworkPlan | undefined
+  const networkPlan = Effect.suspend(() => {
+    if (plan) return Effect.succeed(plan)
+    const build = findPasst()
+    if (!build) return Effect.fail(new HypervisorUnavailable("networking needs passt; on Debian/Ubuntu: apt-get install passt (or scripts/build-passt.sh for a current one)"))
+    const isRoot = process.getuid?.() === 0
+    const support = probeNamespace(build, isRoot)
+    const chosen: NetworkPlan = { build, namespace: support.ok ? support : undefined, isRoot, reason: support.reason }
+    plan = chosen
+    return Effect.as(Effect.all([
+      build.current ? Effect.void : Effect.logWarning(`boxlite: ${build.passt} is passt from before 2024: a guest server that speaks first (SMTP, MySQL, VNC, FTP) waits for the client's first byte through a port forward, and UDP forwards are refused; scripts/build-passt.sh builds a current one (or set BOXLITE_PASST)`),
+      support.ok ? Effect.void : Effect.logWarning(`boxlite: the egress policy cannot be enforced: ${support.reason}. Boxes with network allow/deny rules are refused; other boxes reach every address passt can, the host's own included`)
+    ]), chosen)
+  })
   const binary = Effect.suspend(() => {
     if (!host) return Effect.fail(new HypervisorUnavailable(`the QEMU driver does not support ${process.arch} hosts`))
     const found = findOnPath(options.binary ?? host.binary)
@@ -136,8 +151,12 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
         return yield* new HypervisorUnavailable("volumes need bwrap (virtiofsd's sandbox); on Debian/Ubuntu: apt-get install bubblewrap")
       }
       const daemonUser = spec.volumes.length > 0 ? yield* virtiofsdUser : undefined
-      if (spec.network && !findOnPath("passt")) {
-        return yield* new HypervisorUnavailable("networking needs passt; on Debian/Ubuntu: apt-get install passt")
+      const netPlan = spec.network ? yield* networkPlan : undefined
+      if (spec.network && netPlan && !netPlan.namespace && hasExplicitPolicy(spec.network)) {
+        return yield* new HypervisorUnavailable(`network allow/deny rules cannot be enforced on this host: ${netPlan.reason}`)
+      }
+      if (spec.network && netPlan && !netPlan.build.current && spec.network.ports.some((p) => p.protocol === "udp")) {
+        return yield* new HypervisorUnavailable(`UDP port forwards need passt from 2024 on (${netPlan.build.passt} loses the replies): run scripts/build-passt.sh or set BOXLITE_PASST`)
       }
       // Short paths: unix socket names are limited to 108 bytes, wherever the home is.
       const runDir = yield* Effect.acquireRelease(
@@ -171,15 +190,13 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
         },
         catch: (e) => new BootError(`box ${spec.boxId} cannot start: ${(e as Error).message}`, "")
       })
-      const relays: Array<UdpRelay> = []
-      yield* Effect.addFinalizer(() => Effect.promise(() => Promise.all(relays.map((r) => r.close()))))
       const network = spec.network && (yield* Effect.tryPromise({
-        try: () => relayUdpForwards(spec.network!, relays),
-        catch: (e) => new BootError(`box ${spec.boxId} cannot start: ${(e as Error).message}`, "")
+        try: () => startNetwork(spec.network!, netPlan!, helpers),
+        catch: (e) => new BootError(`box ${spec.boxId} cannot start its network: ${(e as Error).message}`, "")
       }))
       const vm = yield* Effect.acquireRelease(
         Effect.tryPromise({
-          try: () => launch(qemu, qemuArgs(spec, host!.machine, accel, sockets), sockets, network, helpers, options.connectTimeoutMs ?? 10_000),
+          try: () => launch(qemu, qemuArgs(spec, host!.machine, accel, sockets), sockets, network, options.connectTimeoutMs ?? 10_000),
           catch: (e) => e as BootError
         }),
         (vm) => Effect.promise(async () => {
@@ -188,10 +205,7 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
         })
       )
       // The VM's helpers are useless without it: when it ends, so do they.
-      void vm.exited.then(() => {
-        helpers.forEach((h) => void stopHelper(h))
-        relays.forEach((r) => void r.close())
-      })
+      void vm.exited.then(() => helpers.forEach((h) => void stopHelper(h)))
       return vm
     })
 
@@ -199,32 +213,6 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
     info: Effect.map(Effect.andThen(binary, accelerator), (a) => ({ driver: "qemu", accelerator: a.accelerator, reason: a.reason })),
     start
   })
-}
-
-/**
- * Without the gateway mapping, passt loses the replies to UDP datagrams from the host's loopback
- * (udpRelay.ts): each UDP forward then listens in a relay (pushed to `relays` as it starts), and
- * passt's forward moves to the relay's loopback port.
- */
-const relayUdpForwards = async (network: VmNetwork, relays: Array<UdpRelay>): Promise<VmNetwork> => {
-  if (network.allowHostLoopback || !network.ports.some((p) => p.protocol === "udp")) return network
-  const source = relaySourceAddress()
-  if (!source) {
-    throw new Error("UDP port forwards need an IPv4 address of this host other than loopback to relay from, and there is none (allowHostLoopback: true forwards UDP without a relay)")
-  }
-  const ports = []
-  for (const port of network.ports) {
-    if (port.protocol !== "udp") {
-      ports.push(port)
-      continue
-    }
-    const relay = await startUdpRelay(port.hostIp, port.hostPort, source).catch((e: NodeJS.ErrnoException) => {
-      throw new Error(`cannot listen on udp/${port.hostIp}:${port.hostPort}: ${e.code ?? e.message}`)
-    })
-    relays.push(relay)
-    ports.push({ ...port, hostIp: "127.0.0.1", hostPort: relay.innerPort })
-  }
-  return { ...network, ports }
 }
 
 const tail = (file: string, bytes: number): string => {
@@ -243,20 +231,19 @@ const tail = (file: string, bytes: number): string => {
   }
 }
 
-/** passt says why it stopped (e.g. a port it cannot bind) among notices that are no error. */
-const passtComplaint = (passt: Helper): string =>
-  passt.stderr().split("\n").filter((line) => !/^Failed to send \d+ bytes to syslog$|^Don't run as root/.test(line)).join("\n").trim()
+/** passt or pasta says why it stopped (e.g. a port it cannot bind) among notices that are no error. */
+const complaint = (helper: Helper): string =>
+  helper.stderr().split("\n").filter((line) => !/^Failed to send \d+ bytes to syslog$|^Don't run as root|^Started as root/.test(line)).join("\n").trim()
 
 /**
- * Listens on the agent socket, starts passt (when the VM has a network) and QEMU (which
- * connects to the agent socket), resolves once it has.
+ * Listens on the agent socket, starts QEMU (which connects to it, and gets its end of passt's
+ * socketpair when the VM has a network), resolves once it has.
  */
 const launch = (
   qemu: string,
   args: Array<string>,
   sockets: VmSockets,
-  network: VmNetwork | undefined,
-  helpers: Array<Helper>,
+  network: StartedNetwork | undefined,
   connectTimeoutMs: number
 ): Promise<Vm> =>
   new Promise((resolve, reject) => {
@@ -282,16 +269,13 @@ const launch = (
       // setpriv makes the kernel kill QEMU if this process dies, even by SIGKILL.
       const setpriv = process.platform === "linux" ? findOnPath("setpriv") : undefined
       const [file, argv] = setpriv ? [setpriv, ["--pdeathsig", "KILL", "--", qemu, ...args]] : [qemu, args]
-      // pdeathsig would not survive passt's privilege drop; the socketpair ties it instead.
-      const passt = network ? startHelper("passt", ["passt", ...passtArgs(network)], undefined, ["pipe"]) : undefined
-      const tap = passt?.process.stdio[PASST_FD] as net.Socket | undefined
+      const tap = network?.fdForQemu
       const proc = spawn(file, argv, { stdio: ["ignore", "ignore", "pipe", ...(tap ? [tap] : [])] })
       // passt and QEMU now hold the two ends; this process's copy goes in the same tick, before
       // it could read a frame meant for QEMU, and so that only QEMU keeps passt alive.
       tap?.destroy()
-      if (passt) {
-        helpers.push(passt)
-        passt.process.once("exit", () => fail(`the network (passt) stopped while the VM was booting: ${passtComplaint(passt) || `code ${passt.process.exitCode}`}`))
+      for (const helper of network?.helpers ?? []) {
+        helper.process.once("exit", () => fail(`the network (${helper.name}) stopped while the VM was booting: ${complaint(helper) || `code ${helper.process.exitCode}`}`))
       }
       child = proc
       proc.stderr?.on("data", (d: Buffer) => {

@@ -1,24 +1,5 @@
 import { describe, expect, it } from "vitest"
-import { passtArgs, probeVirtiofsdUser, virtiofsdArgv } from "@boxlite/driver-qemu"
-
-describe("passt arguments", () => {
-  it("isolates the host's loopback by default and forwards each port", () => {
-    const args = passtArgs({ allowHostLoopback: false, ports: [{ protocol: "tcp", hostIp: "127.0.0.1", hostPort: 8080, guestPort: 80 }] })
-    expect(args).toContain("--no-map-gw")
-    expect(args.join(" ")).toContain("--fd 3")
-    expect(args).not.toContain("--socket")
-    expect(args.join(" ")).toContain("-t 127.0.0.1/8080:80")
-    expect(args.join(" ")).toContain("--address 10.0.2.15 --netmask 255.255.255.0 --gateway 10.0.2.2")
-  })
-
-  it("maps the gateway only when asked, whatever the forwards", () => {
-    expect(passtArgs({ allowHostLoopback: true, ports: [] })).not.toContain("--no-map-gw")
-    // UDP forwards reach passt through a relay on a loopback port (udpRelay.ts), so no mapping.
-    const udp = passtArgs({ allowHostLoopback: false, ports: [{ protocol: "udp", hostIp: "127.0.0.1", hostPort: 41000, guestPort: 5353 }] })
-    expect(udp).toContain("--no-map-gw")
-    expect(udp.join(" ")).toContain("-u 127.0.0.1/41000:5353")
-  })
-})
+import { probeVirtiofsdUser, virtiofsdArgv } from "@boxlite/driver-qemu"
 
 describe("virtiofsd command line", () => {
   const root = { kind: "root", subordinate: false } as const

@@ -153,8 +153,8 @@ describe("outbound network", () => {
   })
 
   it("a box with UDP and TCP forwards still cannot reach the host's loopback, over TCP or UDP", async () => {
-    // This passt loses UDP replies without the gateway mapping; the driver relays UDP forwards
-    // instead of mapping it (packages/driver-qemu/src/internal/udpRelay.ts). Probes as above.
+    // passt 2023-03 lost UDP replies without the gateway mapping (the driver relayed UDP forwards
+    // then); current passt keeps UDP flows. Probes as above.
     execFileSync("ip", ["route", "add", "unreachable", "10.0.2.2/32"])
     onTestFinished(() => execFileSync("ip", ["route", "del", "unreachable", "10.0.2.2/32"]))
     const heard: Array<string> = []

@@ -1,10 +1,10 @@
 /**
- * The processes a VM needs beside QEMU: passt (user-mode network) and one virtiofsd per
- * volume. Each dies with the VM and with the process that started it: virtiofsd through
- * setpriv --pdeathsig (and bwrap --die-with-parent), passt through the end of its socketpair
- * (see passtArgs).
+ * The processes a VM needs beside QEMU: passt and pasta (user-mode network, see network.ts) and
+ * one virtiofsd per volume. Each dies with the VM and with the process that started it:
+ * virtiofsd through setpriv --pdeathsig (and bwrap --die-with-parent), passt through the end of
+ * its socketpair, pasta with passt's namespace.
  */
-import { GUEST_NETWORK, type VmNetwork, type VmVolume } from "@boxlite/core"
+import type { VmVolume } from "@boxlite/core"
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -22,23 +22,6 @@ export interface Helper {
 
 /** The descriptor on which passt and QEMU each inherit one end of their socketpair. */
 export const PASST_FD = 3
-
-/**
- * passt runs on a socketpair shared with QEMU (`--fd`), not on a socket file, and quits when
- * the other end closes (`--fd` implies `--one-off`). That ties it to the VM and to this process:
- * setpriv's pdeathsig cannot, because passt's own privilege drop and sandbox clear it. The
- * other end is held by QEMU (killed by pdeathsig) or, until QEMU starts, by this process.
- * `--no-map-gw` unless the box may reach the host's loopback: then 10.0.2.2 is no alias of
- * 127.0.0.1. UDP forwards need that mapping in this passt, so without it they come here
- * already pointed at a relay's loopback port (see udpRelay.ts).
- */
-export const passtArgs = (network: VmNetwork): Array<string> => [
-  "--quiet", "--foreground", "--fd", String(PASST_FD), "--ipv4-only",
-  "--address", GUEST_NETWORK.address, "--netmask", "255.255.255.0", "--gateway", GUEST_NETWORK.gateway,
-  "--dns-forward", GUEST_NETWORK.dns, "--mtu", String(GUEST_NETWORK.mtu),
-  ...(network.allowHostLoopback ? [] : ["--no-map-gw"]),
-  ...network.ports.flatMap((p) => [p.protocol === "tcp" ? "-t" : "-u", `${p.hostIp}/${p.hostPort}:${p.guestPort}`])
-]
 
 /** Where QEMU 7.2's virtiofsd writes a pid file per socket (and leaves it behind when killed). */
 export const VIRTIOFSD_PID_DIR = "/var/run/virtiofsd"
@@ -161,10 +144,21 @@ const readOrEmpty = (file: string): string => {
   }
 }
 
-/** `inherit`: descriptors from 3 on, passed to the helper (a socketpair end, a descriptor of ours, or "pipe" for a new one). */
-export const startHelper = (name: string, argv: Array<string>, setpriv: string | undefined, inherit: Array<"pipe" | Stream | number> = []): Helper => {
+/**
+ * `inherit`: descriptors from 3 on, passed to the helper (a socketpair end, a descriptor of ours,
+ * or "pipe" for a new one). `env`: added to this process's environment. Its stdout is a pipe
+ * (see linesOf in network.ts), read or not.
+ */
+export const startHelper = (
+  name: string,
+  argv: Array<string>,
+  setpriv: string | undefined,
+  inherit: Array<"pipe" | Stream | number> = [],
+  env: Record<string, string> = {}
+): Helper => {
   const [file, ...args] = setpriv ? [setpriv, "--pdeathsig", "KILL", "--", ...argv] : argv
-  const child = spawn(file!, args, { stdio: ["ignore", "ignore", "pipe", ...inherit] })
+  const child = spawn(file!, args, { stdio: ["ignore", "pipe", "pipe", ...inherit], env: { ...process.env, ...env } })
+  child.stdout?.resume()
   let stderr = ""
   child.stderr?.on("data", (d: Buffer) => {
     stderr = (stderr + d.toString()).slice(-4096)
