@@ -16,6 +16,7 @@ PACKAGES=(
   docker-registry apache2-utils openssl    # a real registry for the tests and examples/images.mjs (htpasswd, TLS)
   uidmap                           # volumes for non-root users: virtiofsd in a user namespace
   bubblewrap nftables              # the jail around QEMU and its helpers; the egress policy
+  make gcc libc6-dev patch xz-utils  # a current passt, built from Debian's source (scripts/build-passt.sh)
   util-linux procps iproute2 ca-certificates python3  # test hosts in netns; python3 for bench/io.js
 )
 missing=()
@@ -27,6 +28,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# A current passt (speaks-first servers through port forwards, UDP flows): bookworm's is from 2023.
+$SUDO bash scripts/build-passt.sh
+# Debian's udev makes /dev/net/tun 0666 (opening it grants nothing by itself); hosts without udev
+# leave it 0600, and then a non-root runtime cannot put passt behind its egress rules (pasta).
+if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" = 600 ]; then $SUDO chmod 0666 /dev/net/tun; fi
 
 node -e 'if (+process.versions.node.split(".")[0] < 20) { console.error("BoxLite needs Node.js >= 20"); process.exit(1) }'
 npm ci --no-audit --no-fund --loglevel=error
