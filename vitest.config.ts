@@ -28,7 +28,18 @@ export default defineConfig({
         test: {
           name: "vm",
           include: ["packages/*/test/vm/**/*.test.ts"],
+          exclude: ["packages/*/test/vm/soak.test.ts"],
           testTimeout: 120_000,
+          hookTimeout: 120_000,
+          fileParallelism: false
+        }
+      },
+      {
+        // Thousands of execs and a hundred boots: minutes under TCG, run on its own (SOAK_EXECS, SOAK_CYCLES scale it).
+        test: {
+          name: "soak",
+          include: ["packages/*/test/vm/soak.test.ts"],
+          testTimeout: 3_600_000,
           hookTimeout: 120_000,
           fileParallelism: false
         }

@@ -61,45 +61,80 @@ export const encodeFrame = (type: number, stream: number, payload: Uint8Array = 
 
 /**
  * Incremental decoder: feed it chunks as they arrive, take the complete frames.
- * Memory is bounded by one frame (MAX_PAYLOAD + header) plus the chunk being fed.
+ * Memory is bounded by one frame (MAX_PAYLOAD + header) plus the chunk being fed, and time by
+ * the bytes fed: a frame that arrives in pieces is copied once into a buffer of its final size
+ * (concatenating what came so far at every piece would be quadratic in a peer that sends a
+ * byte at a time).
  */
 export class FrameDecoder {
-  private pending: Buffer = Buffer.alloc(0)
+  /** The frame being received: 4 bytes until its length is known, then the whole frame. */
+  private partial: Buffer | undefined
+  private filled = 0
 
   /** Returns the frames completed by `chunk`; throws ProtocolError on a framing violation. */
   push(chunk: Uint8Array): Array<Frame> {
-    let buffer = this.pending.length === 0 ? Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length) : Buffer.concat([this.pending, chunk])
     const frames: Array<Frame> = []
+    let input = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length)
+    while (this.partial !== undefined && input.length > 0) {
+      const n = Math.min(this.partial.length - this.filled, input.length)
+      input.copy(this.partial, this.filled, 0, n)
+      this.filled += n
+      input = input.subarray(n)
+      if (this.filled < this.partial.length) break
+      if (this.partial.length === 4) {
+        const whole = Buffer.allocUnsafe(4 + checkedLength(this.partial.readUInt32BE(0)))
+        this.partial.copy(whole)
+        this.partial = whole
+      } else {
+        // This buffer is ours alone: its payload needs no copy.
+        frames.push(frameAt(this.partial, 0, this.partial.length - 4, false))
+        this.partial = undefined
+        this.filled = 0
+      }
+    }
     let offset = 0
-    while (buffer.length - offset >= 4) {
-      const length = buffer.readUInt32BE(offset)
-      if (length < 5) {
-        throw new ProtocolError({ reason: "short", message: `frame length ${length} is below the 5-byte minimum` })
-      }
-      if (length > 5 + MAX_PAYLOAD) {
-        throw new ProtocolError({ reason: "oversized", message: `frame length ${length} exceeds ${5 + MAX_PAYLOAD}` })
-      }
-      if (buffer.length - offset < 4 + length) break
-      frames.push({
-        type: buffer.readUInt8(offset + 4),
-        stream: buffer.readUInt32BE(offset + 5),
-        // Copy: the caller may keep the payload while this buffer is reused.
-        payload: Uint8Array.prototype.slice.call(buffer, offset + HEADER_SIZE, offset + 4 + length)
-      })
+    while (input.length - offset >= 4) {
+      const length = checkedLength(input.readUInt32BE(offset))
+      if (input.length - offset < 4 + length) break
+      // Copy: the caller may keep the payload while the chunk's buffer is reused.
+      frames.push(frameAt(input, offset, length, true))
       offset += 4 + length
     }
-    buffer = buffer.subarray(offset)
-    this.pending = buffer.length === 0 ? Buffer.alloc(0) : Buffer.from(buffer)
+    const rest = input.length - offset
+    if (rest > 0) {
+      // The length of a frame with 4 bytes or more here was checked by the loop above.
+      this.partial = Buffer.allocUnsafe(rest >= 4 ? 4 + input.readUInt32BE(offset) : 4)
+      input.copy(this.partial, 0, offset)
+      this.filled = rest
+    }
     return frames
   }
 
   /** Call at end of stream: a partial frame left over is a `truncated` error. */
   end(): void {
-    if (this.pending.length > 0) {
+    if (this.partial !== undefined) {
       throw new ProtocolError({
         reason: "truncated",
-        message: `stream ended inside a frame (${this.pending.length} bytes pending)`
+        message: `stream ended inside a frame (${this.filled} bytes pending)`
       })
     }
   }
 }
+
+const checkedLength = (length: number): number => {
+  if (length < 5) {
+    throw new ProtocolError({ reason: "short", message: `frame length ${length} is below the 5-byte minimum` })
+  }
+  if (length > 5 + MAX_PAYLOAD) {
+    throw new ProtocolError({ reason: "oversized", message: `frame length ${length} exceeds ${5 + MAX_PAYLOAD}` })
+  }
+  return length
+}
+
+const frameAt = (buffer: Buffer, offset: number, length: number, copy: boolean): Frame => ({
+  type: buffer.readUInt8(offset + 4),
+  stream: buffer.readUInt32BE(offset + 5),
+  payload: copy
+    ? Uint8Array.prototype.slice.call(buffer, offset + HEADER_SIZE, offset + 4 + length)
+    : buffer.subarray(offset + HEADER_SIZE, offset + 4 + length)
+})

@@ -85,6 +85,12 @@ export type Channel = (typeof Channel)[keyof typeof Channel]
 
 export const encodeJson = (value: unknown): Buffer => Buffer.from(JSON.stringify(value), "utf8")
 
+/** JSON has no Infinity, but JSON.parse turns a number too large for a double (`1e400`) into one. */
+const finiteNumbers = (_key: string, value: unknown): unknown => {
+  if (typeof value === "number" && !Number.isFinite(value)) throw new RangeError("a number out of range")
+  return value
+}
+
 /** Parses a JSON payload against `schema`; undefined when it is not JSON or does not match. */
 export const decodeJson = <S extends Schema.ConstraintDecoder<unknown>>(
   schema: S,
@@ -92,7 +98,7 @@ export const decodeJson = <S extends Schema.ConstraintDecoder<unknown>>(
 ): S["Type"] | undefined => {
   let json: unknown
   try {
-    json = JSON.parse(Buffer.from(payload).toString("utf8"))
+    json = JSON.parse(Buffer.from(payload).toString("utf8"), finiteNumbers)
   } catch {
     return undefined
   }

@@ -29,6 +29,9 @@ export class ExecChannel {
   readonly exit: Promise<ExitStatus>
   private stdinWindow = INITIAL_WINDOW
   private stdinClosed = false
+  private hasStarted = false
+  /** STDOUT and/or STDERR once their final empty frame came. */
+  private readonly outputsEnded = new Set<number>()
   private creditWaiter: (() => void) | undefined
   /** Why the stream ended without an exit (the connection was lost), if it did. */
   private failure: Error | undefined
@@ -83,12 +86,15 @@ export class ExecChannel {
       case FrameType.STARTED: {
         const started = decodeJson(Started, frame.payload)
         if (!started) return "bad STARTED payload"
+        this.hasStarted = true
         this.settleStarted.resolve(started.pid)
         return undefined
       }
       case FrameType.STDOUT:
+        if (frame.payload.length === 0) this.outputsEnded.add(frame.type)
         return this.stdout.push(frame.payload) ? undefined : "stdout exceeded its window"
       case FrameType.STDERR:
+        if (frame.payload.length === 0) this.outputsEnded.add(frame.type)
         return this.stderr.push(frame.payload) ? undefined : "stderr exceeded its window"
       case FrameType.CREDIT: {
         const credit = decodeCredit(frame.payload)
@@ -104,6 +110,9 @@ export class ExecChannel {
       case FrameType.EXIT: {
         const status = decodeJson(ExitStatus, frame.payload)
         if (!status) return "bad EXIT payload"
+        // Else `started`, or a reader of the output, would wait for ever.
+        if (!this.hasStarted) return "EXIT before STARTED"
+        if (this.outputsEnded.size < 2) return "EXIT before the end of stdout and stderr"
         this.finish()
         this.settleExit.resolve(status)
         return undefined

@@ -24,8 +24,9 @@ interface Route {
   readonly clientStream: number
 }
 
-/** A PING or METRICS in flight: who asked, with which token. */
+/** A PING or METRICS in flight: which, who asked, with which token. */
 interface Pending {
+  readonly type: number
   readonly client: Client
   readonly token: Uint8Array
 }
@@ -146,7 +147,7 @@ export class AgentMux {
       case FrameType.PING:
       case FrameType.METRICS: {
         const token = `${this.nextToken++}`
-        this.pending.set(token, { client, token: frame.payload })
+        this.pending.set(token, { type: frame.type, client, token: frame.payload })
         return this.sendAgent(frame.type, 0, Buffer.from(token))
       }
       case FrameType.SHUTDOWN:
@@ -206,17 +207,20 @@ export class AgentMux {
       return
     }
     switch (frame.type) {
+      // A guest's answer counts only for a request of its kind: a METRICS_REPORT carrying a
+      // PING's token would leave that client's ping unanswered for ever.
       case FrameType.PONG: {
         const token = Buffer.from(frame.payload).toString()
         const pending = this.pending.get(token)
+        if (pending?.type !== FrameType.PING) return
         this.pending.delete(token)
-        if (pending) this.sendClient(pending.client, FrameType.PONG, 0, pending.token)
+        this.sendClient(pending.client, FrameType.PONG, 0, pending.token)
         return
       }
       case FrameType.METRICS_REPORT: {
         const report = decodeJson(MetricsReport, frame.payload)
         const pending = report && this.pending.get(report.token)
-        if (!report || !pending) return
+        if (!report || pending?.type !== FrameType.METRICS) return
         this.pending.delete(report.token)
         this.sendClient(pending.client, FrameType.METRICS_REPORT, 0, encodeJson({ ...report, token: Buffer.from(pending.token).toString() }))
         return
