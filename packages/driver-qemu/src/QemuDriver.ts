@@ -184,31 +184,28 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
     }
     const cgroups = probeCgroups()
     const user = isRoot ? "a uid of its own per box (0x70000000-0x70ffffff), in a user namespace" : "this user, in a user namespace"
-    confined = typeof cgroups === "string"
-      ? { tools, cgroups: undefined, info: { user, cgroup: "none", degraded: `no cgroup limits: ${cgroups}` } }
-      : { tools, cgroups, info: { user, cgroup: cgroups.version } }
-    const done = confined
-    return done.info.degraded ? Effect.as(Effect.logWarning(`boxlite: VMs run without memory, task and CPU-weight limits: ${cgroups as string}`), done) : Effect.succeed(done)
+    if (typeof cgroups !== "string") {
+      confined = { tools, cgroups, info: { user, cgroup: cgroups.version } }
+      return Effect.succeed(confined)
+    }
+    confined = { tools, cgroups: undefined, info: { user, cgroup: "none", degraded: `no cgroup limits: ${cgroups}` } }
+    return Effect.as(Effect.logWarning(`boxlite: VMs run without memory, task and CPU-weight limits: ${cgroups}`), confined)
   })
 
   /** Whom QEMU runs as (undefined: this non-root user) and which device nodes it gets. */
   const jailUserFor = (spec: VmSpec, accel: AcceleratorChoice) =>
-    Effect.suspend(() => {
+    Effect.suspend((): Effect.Effect<{ user: JailUser | undefined; devices: Array<string> }, HypervisorUnavailable> => {
       const devices = accel.accelerator === "kvm" ? ["/dev/kvm"] : []
-      if (!isRoot) return Effect.succeed({ user: undefined as JailUser | undefined, devices })
-      let groups: Array<number> = []
-      if (accel.accelerator === "kvm") {
-        const kvm = fs.statSync("/dev/kvm")
-        const opened = deviceGroups(kvm.mode, kvm.gid)
-        if (!opened) {
-          return Effect.fail(new HypervisorUnavailable(
-            "/dev/kvm is usable by root only, and QEMU runs as an unprivileged uid: give it a group (udev: KERNEL==\"kvm\", GROUP=\"kvm\", MODE=\"0660\"), or BOXLITE_ACCEL=tcg"
-          ))
-        }
-        groups = opened
+      if (!isRoot) return Effect.succeed({ user: undefined, devices })
+      const kvm = accel.accelerator === "kvm" ? fs.statSync("/dev/kvm") : undefined
+      const groups = kvm ? deviceGroups(kvm.mode, kvm.gid) : []
+      if (!groups) {
+        return Effect.fail(new HypervisorUnavailable(
+          "/dev/kvm is usable by root only, and QEMU runs as an unprivileged uid: give it a group (udev: KERNEL==\"kvm\", GROUP=\"kvm\", MODE=\"0660\"), or BOXLITE_ACCEL=tcg"
+        ))
       }
       const uid = boxUid(spec.boxId)
-      return Effect.succeed({ user: { uid, gid: uid, groups } as JailUser | undefined, devices })
+      return Effect.succeed({ user: { uid, gid: uid, groups }, devices })
     })
 
   const start = (spec: VmSpec) =>
@@ -285,7 +282,8 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
             consoleLog: path.join(spec.dir, "console.log"), consoleLogMaxBytes: spec.consoleLogMaxBytes ?? CONSOLE_LOG_MAX_BYTES,
             connectTimeoutMs: options.connectTimeoutMs ?? 10_000
           }),
-          catch: (e) => e as BootError
+          // launch rejects with BootError; anything else (spawn throwing) becomes one.
+          catch: (e) => e instanceof BootError ? e : cannotStart(e)
         }),
         (vm) => Effect.promise(async () => {
           vm.kill()

@@ -7,7 +7,7 @@
 import type { VmSpec } from "@boxlite/core"
 import { make, TCG_TB_MIB, vmLimits, VMM_OVERHEAD_MIB } from "@boxlite/driver-qemu"
 import { Effect, Exit, Scope } from "effect"
-import { spawnSync } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -144,6 +144,34 @@ describe("the VMM jail", () => {
     } finally {
       await box.close()
     }
+  })
+})
+
+describe("the VMM's lifetime", () => {
+  it("orphaned VMM: QEMU dies when the process that started it is SIGKILLed", async () => {
+    const spec = await maker.spec({})
+    const driverModule = fileURLToPath(new URL("../../dist/index.js", import.meta.url))
+    const script = `
+      import { make } from ${JSON.stringify(driverModule)}
+      import { Effect, Scope } from "effect"
+      const vm = await Effect.runPromise(Scope.provide(make().start(JSON.parse(process.argv[1])), Scope.makeUnsafe()))
+      console.log("vmm-pid=" + vm.pid)
+      setInterval(() => undefined, 1000)
+    `
+    const child = spawn(process.execPath, ["--input-type=module", "-e", script, JSON.stringify(spec)], { cwd: fileURLToPath(new URL(".", import.meta.url)), stdio: ["ignore", "pipe", "inherit"] })
+    // (stdout also has the driver's log lines)
+    let out = ""
+    const pid = await new Promise<number>((resolve) =>
+      child.stdout.on("data", (d: Buffer) => {
+        out += d.toString()
+        const found = /^vmm-pid=(\d+)$/m.exec(out)?.[1]
+        if (found) resolve(Number(found))
+      }))
+    expect(fs.readFileSync(`/proc/${pid}/comm`, "utf8")).toMatch(/^qemu-system/)
+    child.kill("SIGKILL")
+    const deadline = Date.now() + 20_000
+    while (fs.existsSync(`/proc/${pid}`) && !/^State:\s+Z/m.test(status(pid)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100))
+    expect(fs.existsSync(`/proc/${pid}`) && !/^State:\s+Z/m.test(status(pid))).toBe(false)
   })
 })
 
