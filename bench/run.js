@@ -5,7 +5,7 @@
 //   (timed inside that process, without Node's own start), vs the exec round trip
 import { Boxlite } from "boxlite"
 import { guestArtifacts } from "@boxlite/guest"
-import { make as qemuDriver, qemuArgs } from "@boxlite/driver-qemu"
+import { descriptorsFor, make as qemuDriver, qemuArgs } from "@boxlite/driver-qemu"
 import { execFileSync, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -29,16 +29,26 @@ const bareBoot = async (dir) => {
   const { Effect } = await import("effect")
   const info = await Effect.runPromise(qemuDriver().info)
   const spec = { boxId: "bench", dir, kernel: guest.kernel, initrd: guest.initrd, cmdline: `${guest.cmdline} boxlite.probe=1`, rootDisk: "", cpus: 1, memoryMib: 512, network: undefined, volumes: [] }
-  const args = qemuArgs(spec, "microvm,x-option-roms=off", { accelerator: info.accelerator, reason: "" }, { agent: path.join(dir, "unused.sock"), console: path.join(dir, "console.log"), network: undefined, volumes: [] })
+  const fds = descriptorsFor(spec)
+  const args = qemuArgs(spec, "microvm,x-option-roms=off", { accelerator: info.accelerator, reason: "" }, fds)
   // Only what the kernel needs to reach /init: no disk, no agent channel.
-  const cut = args.indexOf("-drive")
+  const cut = args.indexOf("-add-fd")
   const bare = args.slice(0, cut)
+  const stdio = Array(Math.max(fds.console, fds.monitor, fds.kernel, fds.initrd) + 1).fill("ignore")
+  stdio[fds.console] = "pipe"
+  stdio[fds.monitor] = "pipe"
+  stdio[fds.kernel] = fs.openSync(guest.kernel, "r")
+  stdio[fds.initrd] = fs.openSync(guest.initrd, "r")
+  let output = ""
   const start = performance.now()
   await new Promise((resolve, reject) => {
-    const qemu = spawn("qemu-system-x86_64", bare, { stdio: "ignore" })
-    qemu.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`bare boot exited ${code}`))))
+    const qemu = spawn("qemu-system-x86_64", bare, { stdio })
+    qemu.stdio[fds.console].on("data", (d) => (output += d))
+    qemu.on("close", (code) => (code === 0 ? resolve() : reject(new Error(`bare boot exited ${code}`))))
   })
-  if (!fs.readFileSync(path.join(dir, "console.log"), "utf8").includes("boxlite-agent: init")) throw new Error("bare boot did not reach /init")
+  fs.closeSync(stdio[fds.kernel])
+  fs.closeSync(stdio[fds.initrd])
+  if (!output.includes("boxlite-agent: init")) throw new Error("bare boot did not reach /init")
   return performance.now() - start
 }
 

@@ -51,19 +51,34 @@ export const GUEST_NETWORK = { address: "10.0.2.15", prefixLength: 24, gateway: 
 
 export interface VmSpec {
   readonly boxId: string
-  /** The box's directory: the driver keeps its sockets and the console log here. */
+  /** The box's directory: the driver keeps the console log here. */
   readonly dir: string
   readonly kernel: string
   readonly initrd: string
   readonly cmdline: string
   /** The box's root disk (qcow2). */
   readonly rootDisk: string
+  /**
+   * The read-only raw image rootDisk is an overlay of, when it is one. Given by the caller
+   * rather than read from the overlay's header: the VMM writes that header, and a path it
+   * planted there must not make the driver open a host file for the next boot.
+   */
+  readonly rootDiskBase?: string
   readonly cpus: number
   readonly memoryMib: number
   /** NAT networking with port forwards; undefined = no network device at all. */
   readonly network: VmNetwork | undefined
   readonly volumes: ReadonlyArray<VmVolume>
+  /**
+   * Cap of the guest console log `<dir>/console.log`, in bytes; when full it moves to
+   * `console.log.1` (one rotated file, so at most twice this on disk). Default
+   * CONSOLE_LOG_MAX_BYTES.
+   */
+  readonly consoleLogMaxBytes?: number
 }
+
+/** The default cap of a guest console log (VmSpec.consoleLogMaxBytes): 1 MiB. */
+export const CONSOLE_LOG_MAX_BYTES = 1024 * 1024
 
 export interface VmExit {
   readonly code: number | null
@@ -89,6 +104,18 @@ export interface HypervisorInfo {
   readonly accelerator: string
   /** Why this accelerator (e.g. why not KVM). */
   readonly reason: string
+  /** How the driver confines each VMM process, for drivers that say. */
+  readonly confinement?: VmmConfinement
+}
+
+/** What confines a VMM process beyond the VM itself (see the driver's README). */
+export interface VmmConfinement {
+  /** Whom the VMM runs as, e.g. "a dedicated uid per box" or "this user in a user namespace". */
+  readonly user: string
+  /** What enforces each VM's memory, task and CPU-weight limits: a cgroup version, or nothing. */
+  readonly cgroup: "v2" | "v1" | "none"
+  /** Why a layer is missing (e.g. no cgroup delegation), when one is. */
+  readonly degraded?: string
 }
 
 export class Hypervisor extends Context.Service<Hypervisor, {

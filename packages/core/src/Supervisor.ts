@@ -189,6 +189,7 @@ const boot = (record: BoxRecord, args: SupervisorArgs, scope: Scope.Scope, stop:
       initrd: files.initrd,
       cmdline: files.cmdline,
       rootDisk: diskPath,
+      ...(record.base ? { rootDiskBase: record.base } : {}),
       cpus: options.cpus,
       memoryMib: options.memoryMib,
       network: options.network === "none" ? undefined : { allowHostLoopback: options.allowHostLoopback, ports, ...(options.egress ? { egress: options.egress } : {}) },

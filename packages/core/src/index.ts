@@ -16,5 +16,7 @@ export * from "./Hypervisor.js"
 export { type BoxRecord, type BoxStatus, layerSqlite, StateStore } from "./StateStore.js"
 /** The per-box supervisor process and how a platform runs it. */
 export { type LaunchReport, runSupervisorMain, SupervisorEntry } from "./Supervisor.js"
+/** A log file with a size cap and one rotated file (the guest console, the supervisor log). */
+export * as RotatingLog from "./RotatingLog.js"
 /** Structured logs from BOXLITE_LOG / RUST_LOG. */
 export * as Logging from "./Logging.js"

@@ -2,19 +2,20 @@
  * The QEMU driver: boots a box as a `microvm` (x86_64) or `virt` (aarch64) machine with direct
  * kernel boot, its disk on virtio-blk and the agent channel on a virtio-serial port.
  */
-import { BootError, Hypervisor, HypervisorUnavailable, type Vm, type VmExit, type VmSpec } from "@boxlite/core"
+import { BootError, CONSOLE_LOG_MAX_BYTES, Hypervisor, HypervisorUnavailable, type Vm, type VmExit, type VmmConfinement, type VmSpec } from "@boxlite/core"
 import { Effect, Layer } from "effect"
-import { spawn } from "node:child_process"
+import { spawn, type StdioOptions } from "node:child_process"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
-import type { Writable } from "node:stream"
+import type { Duplex, Writable } from "node:stream"
 import { type AcceleratorChoice, chooseAccelerator, probeHost } from "./Accelerator.js"
+import { type Cgroups, probeCgroups } from "./internal/cgroup.js"
 import { hostTscKhz } from "./internal/cmdline.js"
+import { readConsole, type TailBuffer } from "./internal/console.js"
 import {
   type Helper,
-  PASST_FD,
   probeVirtiofsdUser,
   startHelper,
   stopHelper,
@@ -25,13 +26,15 @@ import {
   type VirtiofsdUser,
   waitForSocket
 } from "./internal/helpers.js"
+import { BOX_UID_FIRST, boxUid, deviceGroups, jailArgv, type JailTools, type JailUser, probeJail } from "./internal/jail.js"
 import { findPasst, hasExplicitPolicy, type NetworkPlan, probeNamespace, startNetwork, type StartedNetwork } from "./internal/network.js"
 import { virtiofsdFilter } from "./internal/seccomp.js"
+import { findOnPath } from "./internal/which.js"
 
 export interface QemuDriverOptions {
   /** The qemu-system binary; default `qemu-system-x86_64` or `qemu-system-aarch64` from PATH. */
   readonly binary?: string
-  /** How long QEMU may take to connect to the agent socket. Default 10 s. */
+  /** How long QEMU may take to start (until its monitor greets the driver). Default 10 s. */
   readonly connectTimeoutMs?: number
 }
 
@@ -40,62 +43,116 @@ const MACHINE: Record<string, { binary: string; machine: string; install: string
   arm64: { binary: "qemu-system-aarch64", machine: "virt", install: "apt-get install qemu-system-arm qemu-utils" }
 }
 
-const findOnPath = (name: string): string | undefined => {
-  if (name.includes("/")) return fs.existsSync(name) ? name : undefined
-  for (const dir of (process.env["PATH"] ?? "").split(path.delimiter)) {
-    const candidate = path.join(dir, name)
-    try {
-      fs.accessSync(candidate, fs.constants.X_OK)
-      return candidate
-    } catch {
-      continue
-    }
-  }
-  return undefined
-}
-
-/** Where a VM's sockets live while it runs. */
-export interface VmSockets {
-  readonly agent: string
-  readonly console: string
-  /** The descriptor QEMU inherits its end of passt's socketpair on, when the VM has a network. */
+/**
+ * The descriptors QEMU inherits, by their number in QEMU: it opens no path of the box (the
+ * jailed QEMU could not), everything comes as an open descriptor.
+ */
+export interface VmDescriptors {
+  /** Socketpair end of the agent's virtio-serial port. */
+  readonly agent: number
+  /** Socketpair end of the guest console (the driver reads the other end). */
+  readonly console: number
+  /** Socketpair end of a QMP monitor: its greeting says QEMU is up. */
+  readonly monitor: number
+  readonly kernel: number
+  readonly initrd: number
+  /** The root disk (qcow2 overlay), open read-write. */
+  readonly disk: number
+  /** Its raw base (spec.rootDiskBase), open read-only. */
+  readonly base: number | undefined
+  /** QEMU's end of passt's socketpair, when the VM has a network. */
   readonly network: number | undefined
-  /** One virtiofsd socket per volume, in spec.volumes order. */
-  readonly volumes: ReadonlyArray<string>
+  /** A connected socket to each volume's virtiofsd, in spec.volumes order. */
+  readonly volumes: ReadonlyArray<number>
 }
 
-export const qemuArgs = (spec: VmSpec, machine: string, accel: AcceleratorChoice, sockets: VmSockets): Array<string> => {
+/** QEMU's seccomp policy: no obsolete syscalls, no setuid & co, no fork/exec, no resource or scheduler changes. */
+export const SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+
+/**
+ * TCG's translation cache, in MiB. QEMU's default is 1 GiB, filled as guest code is
+ * translated (566 MB after one Chromium start): bounded, the VMM's memory is predictable and
+ * its cgroup limit tight; a full cache is flushed and refilled with what runs.
+ */
+export const TCG_TB_MIB = 256
+
+export const qemuArgs = (spec: VmSpec, machine: string, accel: AcceleratorChoice, fds: VmDescriptors): Array<string> => {
   const tsc = accel.accelerator === "tcg" && machine.startsWith("microvm") ? hostTscKhz() : undefined
   const cmdline = [spec.cmdline, tsc ? `tsc_early_khz=${tsc}` : ""].filter(Boolean).join(" ")
   // vhost-user devices need guest RAM the daemon can map, and modern virtio-mmio: only then.
   const shared = spec.volumes.length > 0
+  // The disk's nodes spelled out: QEMU opens no backing file named in the overlay's header.
+  const base = fds.base === undefined
+    ? []
+    : ["-add-fd", `fd=${fds.base},set=1`, "-blockdev", "driver=file,node-name=base-file,filename=/dev/fdset/1,read-only=on",
+      "-blockdev", "driver=raw,node-name=base,file=base-file,read-only=on"]
   return [
     "-M", shared ? `${machine},memory-backend=mem` : machine,
-    "-accel", accel.accelerator,
+    "-accel", accel.accelerator === "tcg" ? `tcg,tb-size=${TCG_TB_MIB}` : accel.accelerator,
     ...(accel.accelerator === "tcg" ? [] : ["-cpu", "host"]),
     "-m", `${spec.memoryMib}M`,
     ...(shared ? ["-object", `memory-backend-memfd,id=mem,size=${spec.memoryMib}M,share=on`, "-global", "virtio-mmio.force-legacy=false"] : []),
     "-smp", String(spec.cpus),
     "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-    "-chardev", `file,id=con0,path=${sockets.console}`, "-serial", "chardev:con0",
-    "-kernel", spec.kernel, "-initrd", spec.initrd, "-append", cmdline,
-    "-drive", `file=${spec.rootDisk},if=none,id=root,format=qcow2,discard=unmap`,
+    ...(process.platform === "linux" ? ["-sandbox", SANDBOX] : []),
+    "-chardev", `socket,id=qmp,fd=${fds.monitor}`, "-mon", "chardev=qmp,mode=control",
+    "-chardev", `socket,id=con0,fd=${fds.console}`, "-serial", "chardev:con0",
+    // /proc/self/fd/N reopens the file the descriptor is open on, whatever its directory's mode.
+    "-kernel", `/proc/self/fd/${fds.kernel}`, "-initrd", `/proc/self/fd/${fds.initrd}`, "-append", cmdline,
+    ...base,
+    "-add-fd", `fd=${fds.disk},set=2`,
+    "-blockdev", "driver=file,node-name=disk-file,filename=/dev/fdset/2,discard=unmap",
+    "-blockdev", `driver=qcow2,node-name=root,file=disk-file,backing=${fds.base === undefined ? "null" : "base"},discard=unmap`,
     "-device", "virtio-blk-device,drive=root",
     "-device", "virtio-serial-device",
-    "-chardev", `socket,id=agent,path=${sockets.agent},server=off`,
+    "-chardev", `socket,id=agent,fd=${fds.agent}`,
     "-device", "virtserialport,chardev=agent,name=boxlite.agent",
-    ...(sockets.network
-      ? ["-netdev", `stream,id=n0,server=off,addr.type=fd,addr.str=${sockets.network}`, "-device", "virtio-net-device,netdev=n0"]
-      : []),
+    ...(fds.network === undefined
+      ? []
+      : ["-netdev", `stream,id=n0,server=off,addr.type=fd,addr.str=${fds.network}`, "-device", "virtio-net-device,netdev=n0"]),
     ...spec.volumes.flatMap((volume, i) => [
-      "-chardev", `socket,id=vfs${i},path=${sockets.volumes[i]}`,
+      "-chardev", `socket,id=vfs${i},fd=${fds.volumes[i]}`,
       "-device", `vhost-user-fs-device,chardev=vfs${i},tag=${volume.tag}`
     ])
   ]
 }
 
+/** Where each descriptor sits in QEMU (spawn's stdio index is the child's descriptor number). */
+const FD = { agent: 3, console: 4, monitor: 5, jailInfo: 6, kernel: 7, initrd: 8, base: 9, disk: 10, network: 11, volumes: 12 } as const
+
+export const descriptorsFor = (spec: VmSpec): VmDescriptors => ({
+  agent: FD.agent, console: FD.console, monitor: FD.monitor, kernel: FD.kernel, initrd: FD.initrd, disk: FD.disk,
+  base: spec.rootDiskBase === undefined ? undefined : FD.base,
+  network: spec.network ? FD.network : undefined,
+  volumes: spec.volumes.map((_, i) => FD.volumes + i)
+})
+
+/**
+ * Per-VM limits. Memory: the guest's RAM, TCG's translation cache and VMM_OVERHEAD_MIB for
+ * QEMU itself. Tasks: QEMU's block I/O pool (up to 64 threads), a thread per vCPU, its ~8
+ * fixed threads (main, RCU, monitor...) and bwrap, twice over. CPU weight: 100 per vCPU, so
+ * under contention a box gets a share in proportion to its vCPUs.
+ */
+export const VMM_OVERHEAD_MIB = 192
+export const TASKS_PER_VM = 128
+export const vmLimits = (spec: VmSpec, accel: AcceleratorChoice) => ({
+  memoryBytes: (spec.memoryMib + (accel.accelerator === "tcg" ? TCG_TB_MIB : 0) + VMM_OVERHEAD_MIB) * 1024 * 1024,
+  pids: TASKS_PER_VM + spec.cpus,
+  cpuWeight: Math.min(10_000, 100 * spec.cpus)
+})
+/** QEMU's descriptors: ~20 plus ~6 per volume were measured; the cap bounds what a runaway VMM pins in the kernel. */
+const NOFILE = 1024
+
+interface Confinement {
+  /** undefined off Linux: no jail there. */
+  readonly tools: JailTools | undefined
+  readonly cgroups: Cgroups | undefined
+  readonly info: VmmConfinement
+}
+
 export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => {
   const host = MACHINE[process.arch]
+  const isRoot = process.getuid?.() === 0
   let choice: AcceleratorChoice | undefined
   const accelerator = Effect.suspend(() => {
     if (choice) return Effect.succeed(choice)
@@ -111,7 +168,7 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
   const virtiofsdUser = Effect.suspend(() => {
     if (probedUser) return Effect.succeed(probedUser)
     try {
-      const choice = probeVirtiofsdUser(process.getuid?.() === 0)
+      const choice = probeVirtiofsdUser(isRoot)
       probedUser = choice.user
       return Effect.as(choice.warning ? Effect.logWarning(`boxlite: ${choice.warning}`) : Effect.void, choice.user)
     } catch (e) {
@@ -125,7 +182,6 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
     if (plan) return Effect.succeed(plan)
     const build = findPasst()
     if (!build) return Effect.fail(new HypervisorUnavailable("networking needs passt; on Debian/Ubuntu: apt-get install passt (or scripts/build-passt.sh for a current one)"))
-    const isRoot = process.getuid?.() === 0
     const support = probeNamespace(build, isRoot)
     const chosen: NetworkPlan = { build, namespace: support.ok ? support : undefined, isRoot, reason: support.reason }
     plan = chosen
@@ -139,11 +195,53 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
     const found = findOnPath(options.binary ?? host.binary)
     return found ? Effect.succeed(found) : Effect.fail(new HypervisorUnavailable(`QEMU (${options.binary ?? host.binary}) is not installed or not on PATH; on Debian/Ubuntu: ${host.install}`))
   })
+  // Probed once: no bwrap is an error (the jail is not optional), no cgroup one warning.
+  let confined: Confinement | undefined
+  const confinement = Effect.suspend(() => {
+    if (confined) return Effect.succeed(confined)
+    if (process.platform !== "linux") {
+      const reason = `no VMM jail on ${process.platform} (bubblewrap, seccomp and cgroups are Linux's)`
+      confined = { tools: undefined, cgroups: undefined, info: { user: "this user", cgroup: "none", degraded: reason } }
+      return Effect.as(Effect.logWarning(`boxlite: ${reason}`), confined)
+    }
+    let tools: JailTools
+    try {
+      tools = probeJail(isRoot ? { uid: BOX_UID_FIRST, gid: BOX_UID_FIRST, groups: [] } : undefined)
+    } catch (e) {
+      return Effect.fail(new HypervisorUnavailable((e as Error).message))
+    }
+    const cgroups = probeCgroups()
+    const user = isRoot ? "a uid of its own per box (0x70000000-0x70ffffff), in a user namespace" : "this user, in a user namespace"
+    if (typeof cgroups !== "string") {
+      confined = { tools, cgroups, info: { user, cgroup: cgroups.version } }
+      return Effect.succeed(confined)
+    }
+    confined = { tools, cgroups: undefined, info: { user, cgroup: "none", degraded: `no cgroup limits: ${cgroups}` } }
+    return Effect.as(Effect.logWarning(`boxlite: VMs run without memory, task and CPU-weight limits: ${cgroups}`), confined)
+  })
+
+  /** Whom QEMU runs as (undefined: this non-root user) and which device nodes it gets. */
+  const jailUserFor = (spec: VmSpec, accel: AcceleratorChoice) =>
+    Effect.suspend((): Effect.Effect<{ user: JailUser | undefined; devices: Array<string> }, HypervisorUnavailable> => {
+      const devices = accel.accelerator === "kvm" ? ["/dev/kvm"] : []
+      if (!isRoot) return Effect.succeed({ user: undefined, devices })
+      const kvm = accel.accelerator === "kvm" ? fs.statSync("/dev/kvm") : undefined
+      const groups = kvm ? deviceGroups(kvm.mode, kvm.gid) : []
+      if (!groups) {
+        return Effect.fail(new HypervisorUnavailable(
+          "/dev/kvm is usable by root only, and QEMU runs as an unprivileged uid: give it a group (udev: KERNEL==\"kvm\", GROUP=\"kvm\", MODE=\"0660\"), or BOXLITE_ACCEL=tcg"
+        ))
+      }
+      const uid = boxUid(spec.boxId)
+      return Effect.succeed({ user: { uid, gid: uid, groups }, devices })
+    })
 
   const start = (spec: VmSpec) =>
     Effect.gen(function*() {
       const qemu = yield* binary
       const accel = yield* accelerator
+      const confine = yield* confinement
+      const { user, devices } = yield* jailUserFor(spec, accel)
       if (spec.volumes.length > 0 && !fs.existsSync(VIRTIOFSD)) {
         return yield* new HypervisorUnavailable(`volumes need ${VIRTIOFSD}; on Debian/Ubuntu: ${host!.install}`)
       }
@@ -158,6 +256,13 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
       if (spec.network && netPlan && !netPlan.build.current && spec.network.ports.some((p) => p.protocol === "udp")) {
         return yield* new HypervisorUnavailable(`UDP port forwards need passt from 2024 on (${netPlan.build.passt} loses the replies): run scripts/build-passt.sh or set BOXLITE_PASST`)
       }
+      const cannotStart = (e: unknown) => new BootError(`box ${spec.boxId} cannot start: ${(e as Error).message}`, "")
+      // Released last: the VM and its helpers are gone by then.
+      const limits = vmLimits(spec, accel)
+      const cgroup = confine.cgroups && (yield* Effect.acquireRelease(
+        Effect.try({ try: () => confine.cgroups!.create(spec.boxId, limits), catch: cannotStart }),
+        (cg) => Effect.promise(() => cg.remove().catch(() => undefined))
+      ))
       // Short paths: unix socket names are limited to 108 bytes, wherever the home is.
       const runDir = yield* Effect.acquireRelease(
         Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), `boxlite-${spec.boxId.slice(-8)}-`))),
@@ -166,38 +271,57 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
       const setpriv = process.platform === "linux" ? findOnPath("setpriv") : undefined
       const helpers: Array<Helper> = []
       yield* Effect.addFinalizer(() => Effect.promise(() => Promise.all(helpers.map(stopHelper))))
-      const sockets: VmSockets = {
-        agent: path.join(runDir, "agent.sock"),
-        console: path.join(spec.dir, "console.log"),
-        network: spec.network ? PASST_FD : undefined,
-        volumes: spec.volumes.map((_, i) => path.join(runDir, `fs${i}.sock`))
-      }
+      const files = yield* Effect.acquireRelease(Effect.try({ try: () => openFiles(spec), catch: cannotStart }), (f) => Effect.sync(f.close))
+      const volumeSockets: Array<net.Socket> = []
+      yield* Effect.addFinalizer(() => Effect.sync(() => volumeSockets.forEach((s) => s.destroy())))
       yield* Effect.tryPromise({
         try: async () => {
           const pidDir = fs.existsSync(VIRTIOFSD_PID_DIR) ? fs.realpathSync(VIRTIOFSD_PID_DIR) : undefined
           const filter = virtiofsdFilter()
-          const daemons = spec.volumes.map((volume, i) => {
+          const daemons = spec.volumes.map(async (volume, i) => {
+            const socket = path.join(runDir, `fs${i}.sock`)
             const stage = path.join(runDir, `fs${i}.d`)
             fs.mkdirSync(stage)
-            const argv = virtiofsdArgv(sockets.volumes[i]!, volume, daemonUser!, stage, pidDir)
+            const argv = virtiofsdArgv(socket, volume, daemonUser!, stage, pidDir)
             // Descriptors VIRTIOFSD_FD.seccomp (a pipe we write the program to) and .source.
             const daemon = startHelper(`virtiofsd for ${volume.hostPath}`, argv, setpriv, ["pipe", volume.fd])
             ;(daemon.process.stdio[VIRTIOFSD_FD.seccomp] as Writable | null)?.end(filter)
             helpers.push(daemon)
-            return waitForSocket(daemon, sockets.volumes[i]!, 10_000)
+            await waitForSocket(daemon, socket, 10_000)
+            // QEMU gets the connected socket, not the path: it needs no run directory. The
+            // vhost-user front end speaks first, so nothing is read here meanwhile.
+            volumeSockets[i] = await connectUnix(socket)
           })
           await Promise.all(daemons)
         },
-        catch: (e) => new BootError(`box ${spec.boxId} cannot start: ${(e as Error).message}`, "")
+        catch: cannotStart
       })
       const network = spec.network && (yield* Effect.tryPromise({
         try: () => startNetwork(spec.network!, netPlan!, helpers),
         catch: (e) => new BootError(`box ${spec.boxId} cannot start its network: ${(e as Error).message}`, "")
       }))
+      const args = qemuArgs(spec, host!.machine, accel, descriptorsFor(spec))
+      const jailed = confine.tools === undefined ? undefined : { tools: confine.tools, user, devices, cgroupProcs: cgroup?.procs ?? [] }
+      const argv = jailed
+        ? jailArgv(jailed.tools, {
+          user: jailed.user,
+          devices: jailed.devices,
+          // A QEMU installed outside /usr: its binary (its libraries and firmware must be under /usr).
+          readOnly: fs.realpathSync(qemu).startsWith("/usr/") ? [] : [fs.realpathSync(qemu)],
+          rlimits: { nofile: NOFILE, nproc: limits.pids },
+          cgroupProcs: jailed.cgroupProcs,
+          infoFd: FD.jailInfo
+        }, qemu, args)
+        : [qemu, ...args]
       const vm = yield* Effect.acquireRelease(
         Effect.tryPromise({
-          try: () => launch(qemu, qemuArgs(spec, host!.machine, accel, sockets), sockets, network, options.connectTimeoutMs ?? 10_000),
-          catch: (e) => e as BootError
+          try: () => launch({
+            argv, jailed: jailed !== undefined, files, volumes: volumeSockets, network, helpers,
+            consoleLog: path.join(spec.dir, "console.log"), consoleLogMaxBytes: spec.consoleLogMaxBytes ?? CONSOLE_LOG_MAX_BYTES,
+            connectTimeoutMs: options.connectTimeoutMs ?? 10_000
+          }),
+          // launch rejects with BootError; anything else (spawn throwing) becomes one.
+          catch: (e) => e instanceof BootError ? e : cannotStart(e)
         }),
         (vm) => Effect.promise(async () => {
           vm.kill()
@@ -210,96 +334,164 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
     })
 
   return Hypervisor.of({
-    info: Effect.map(Effect.andThen(binary, accelerator), (a) => ({ driver: "qemu", accelerator: a.accelerator, reason: a.reason })),
+    info: Effect.gen(function*() {
+      yield* binary
+      const a = yield* accelerator
+      const c = yield* confinement
+      return { driver: "qemu", accelerator: a.accelerator, reason: a.reason, confinement: c.info }
+    }),
     start
   })
 }
 
-const tail = (file: string, bytes: number): string => {
+interface OpenFiles {
+  readonly kernel: number
+  readonly initrd: number
+  readonly base: number | undefined
+  readonly disk: number
+  /** Closes this process's copies (QEMU keeps its own); idempotent. */
+  readonly close: () => void
+}
+
+/** The box's files, opened here so that the jailed QEMU, which cannot see them, gets descriptors. */
+const openFiles = (spec: VmSpec): OpenFiles => {
+  const opened: Array<number> = []
+  const open = (file: string, flags: number) => {
+    const fd = fs.openSync(file, flags)
+    opened.push(fd)
+    return fd
+  }
   try {
-    const fd = fs.openSync(file, "r")
-    try {
-      const size = fs.fstatSync(fd).size
-      const buffer = Buffer.alloc(Math.min(bytes, size))
-      fs.readSync(fd, buffer, 0, buffer.length, size - buffer.length)
-      return buffer.toString("utf8")
-    } finally {
-      fs.closeSync(fd)
+    const { O_RDONLY, O_RDWR, O_NOFOLLOW } = fs.constants
+    return {
+      kernel: open(spec.kernel, O_RDONLY),
+      initrd: open(spec.initrd, O_RDONLY),
+      base: spec.rootDiskBase === undefined ? undefined : open(spec.rootDiskBase, O_RDONLY),
+      // The box's own disk is never a symlink.
+      disk: open(spec.rootDisk, O_RDWR | O_NOFOLLOW),
+      close: () => opened.splice(0).forEach((fd) => fs.closeSync(fd))
     }
-  } catch {
-    return ""
+  } catch (e) {
+    opened.splice(0).forEach((fd) => fs.closeSync(fd))
+    throw e
   }
 }
+
+const connectUnix = (socket: string): Promise<net.Socket> =>
+  new Promise((resolve, reject) => {
+    const connection = net.connect(socket)
+    connection.once("connect", () => resolve(connection))
+    connection.once("error", reject)
+  })
 
 /** passt or pasta says why it stopped (e.g. a port it cannot bind) among notices that are no error. */
 const complaint = (helper: Helper): string =>
   helper.stderr().split("\n").filter((line) => !/^Failed to send \d+ bytes to syslog$|^Don't run as root|^Started as root/.test(line)).join("\n").trim()
 
+interface Launch {
+  readonly argv: ReadonlyArray<string>
+  /** Run in the jail (jailArgv): bwrap reports QEMU's pid and its exit. */
+  readonly jailed: boolean
+  readonly files: OpenFiles
+  readonly volumes: ReadonlyArray<net.Socket>
+  /** passt (and pasta), already running: QEMU gets `fdForQemu`. */
+  readonly network: StartedNetwork | undefined
+  readonly helpers: Array<Helper>
+  readonly consoleLog: string
+  readonly consoleLogMaxBytes: number
+  readonly connectTimeoutMs: number
+}
+
+/** bwrap exits 128+N when QEMU dies of signal N: reported as that signal. */
+const exitOf = (code: number | null, signal: NodeJS.Signals | null, jailed: boolean): VmExit => {
+  if (jailed && code !== null && code > 128) {
+    const name = Object.entries(os.constants.signals).find(([, n]) => n === code - 128)?.[0]
+    if (name) return { code: null, signal: name }
+  }
+  return { code, signal }
+}
+
 /**
- * Listens on the agent socket, starts QEMU (which connects to it, and gets its end of passt's
- * socketpair when the VM has a network), resolves once it has.
+ * Starts QEMU with its descriptors (its end of passt's socketpair among them), resolves once QEMU's
+ * monitor greets (QEMU sends that from its main loop: every device is up, the guest runs).
  */
-const launch = (
-  qemu: string,
-  args: Array<string>,
-  sockets: VmSockets,
-  network: StartedNetwork | undefined,
-  connectTimeoutMs: number
-): Promise<Vm> =>
+const launch = (plan: Launch): Promise<Vm> =>
   new Promise((resolve, reject) => {
-    const socket = sockets.agent
-    const consoleLog = sockets.console
-    fs.rmSync(socket, { force: true })
-    const server = net.createServer()
-    server.on("error", (e) => fail(`cannot listen on ${socket}: ${e.message}`))
     let stderr = ""
     let settled = false
+    let qemuPid: number | undefined
     let child: ReturnType<typeof spawn> | undefined
-    const timer = setTimeout(() => fail(`QEMU did not connect to the agent socket within ${connectTimeoutMs} ms`), connectTimeoutMs)
+    let tail: TailBuffer | undefined
+    const timer = setTimeout(() => fail(`QEMU did not start within ${plan.connectTimeoutMs} ms`), plan.connectTimeoutMs)
+    const kill = () => {
+      if (!child || child.exitCode !== null || child.signalCode !== null) return
+      // QEMU itself: bwrap exits once it has, so `exited` means QEMU is gone.
+      try {
+        if (qemuPid !== undefined) return process.kill(qemuPid, "SIGKILL")
+      } catch {
+        // Gone already; bwrap follows.
+      }
+      child.kill("SIGKILL")
+    }
     const fail = (problem: string) => {
       if (settled) return
       settled = true
       clearTimeout(timer)
-      server.close()
-      child?.kill("SIGKILL")
-      fs.rmSync(socket, { force: true })
-      reject(new BootError(`${problem}${stderr ? `: ${stderr.trim()}` : ""}`, tail(consoleLog, 4096)))
+      kill()
+      plan.files.close()
+      reject(new BootError(`${problem}${stderr ? `: ${stderr.trim()}` : ""}`, tail?.tail(4096).toString("utf8") ?? ""))
     }
-    server.listen(socket, () => {
-      // setpriv makes the kernel kill QEMU if this process dies, even by SIGKILL.
-      const setpriv = process.platform === "linux" ? findOnPath("setpriv") : undefined
-      const [file, argv] = setpriv ? [setpriv, ["--pdeathsig", "KILL", "--", qemu, ...args]] : [qemu, args]
-      const tap = network?.fdForQemu
-      const proc = spawn(file, argv, { stdio: ["ignore", "ignore", "pipe", ...(tap ? [tap] : [])] })
-      // passt and QEMU now hold the two ends; this process's copy goes in the same tick, before
-      // it could read a frame meant for QEMU, and so that only QEMU keeps passt alive.
-      tap?.destroy()
-      for (const helper of network?.helpers ?? []) {
-        helper.process.once("exit", () => fail(`the network (${helper.name}) stopped while the VM was booting: ${complaint(helper) || `code ${helper.process.exitCode}`}`))
-      }
-      child = proc
-      proc.stderr?.on("data", (d: Buffer) => {
-        stderr = (stderr + d.toString()).slice(-4096)
-      })
-      const exited = new Promise<VmExit>((done) => proc.on("exit", (code, signal) => done({ code, signal })))
-      proc.on("error", (e) => fail(`cannot start ${qemu}: ${e.message}`))
-      void exited.then((exit) => fail(`QEMU exited before the guest started (${exit.signal ?? `code ${exit.code}`})`))
-      server.once("connection", (agent) => {
-        if (settled) return agent.destroy()
-        settled = true
-        clearTimeout(timer)
-        // One agent connection per VM: stop listening and drop the socket file.
-        server.close()
-        fs.rmSync(socket, { force: true })
-        resolve({
-          pid: proc.pid ?? -1,
-          agent,
-          exited,
-          consoleTail: async (bytes = 4096) => tail(consoleLog, bytes),
-          kill: () => {
-            if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL")
-          }
-        })
+    const tap = plan.network?.fdForQemu
+    const stdio: StdioOptions = [
+      "ignore", "ignore", "pipe", "pipe", "pipe", "pipe", plan.jailed ? "pipe" : "ignore",
+      plan.files.kernel, plan.files.initrd, plan.files.base ?? "ignore", plan.files.disk, tap ?? "ignore", ...plan.volumes
+    ]
+    // cwd /: the jail's user may not enter this process's working directory.
+    const proc = spawn(plan.argv[0]!, plan.argv.slice(1), { cwd: "/", stdio })
+    child = proc
+    const streams = proc.stdio as ReadonlyArray<Duplex | null>
+    // QEMU holds its copies now. passt's other end goes in the same tick, before this process
+    // could read a frame meant for QEMU, and so that only QEMU keeps passt alive.
+    tap?.destroy()
+    plan.volumes.forEach((s) => s.destroy())
+    plan.files.close()
+    for (const helper of plan.network?.helpers ?? []) {
+      helper.process.once("exit", () => fail(`the network (${helper.name}) stopped while the VM was booting: ${complaint(helper) || `code ${helper.process.exitCode}`}`))
+    }
+    proc.stderr?.on("data", (d: Buffer) => {
+      stderr = (stderr + d.toString()).slice(-4096)
+    })
+    const exited = new Promise<VmExit>((done) => proc.on("exit", (code, signal) => done(exitOf(code, signal, plan.jailed))))
+    proc.on("error", (e) => fail(`cannot start ${plan.argv[0]}: ${e.message}`))
+    void exited.then((exit) => fail(`QEMU exited before the guest started (${exit.signal ?? `code ${exit.code}`})`))
+    try {
+      tail = readConsole(streams[FD.console]!, plan.consoleLog, plan.consoleLogMaxBytes)
+    } catch (e) {
+      return fail(`cannot write ${plan.consoleLog}: ${(e as Error).message}`)
+    }
+    let info = ""
+    streams[FD.jailInfo]?.on("data", (d: Buffer) => {
+      info += d.toString()
+      const pid = /"child-pid":\s*(\d+)/.exec(info)?.[1]
+      if (pid) qemuPid = Number(pid)
+    })
+    const monitor = streams[FD.monitor]!
+    let greeting = ""
+    monitor.on("error", () => undefined)
+    monitor.on("data", (d: Buffer) => {
+      greeting += d.toString()
+      if (settled || !greeting.includes("\n")) return
+      settled = true
+      clearTimeout(timer)
+      // Nothing more to ask QEMU: its monitor is closed, not left open to anyone.
+      monitor.destroy()
+      const console = tail!
+      resolve({
+        pid: qemuPid ?? proc.pid ?? -1,
+        agent: streams[FD.agent]!,
+        exited,
+        consoleTail: async (bytes = 4096) => console.tail(bytes).toString("utf8"),
+        kill
       })
     })
   })

@@ -1,5 +1,11 @@
 /** The QEMU Hypervisor driver and its layer. */
-export { layer, make, qemuArgs, type QemuDriverOptions, type VmSockets } from "./QemuDriver.js"
+export {
+  descriptorsFor, layer, make, qemuArgs, type QemuDriverOptions, SANDBOX, TASKS_PER_VM, TCG_TB_MIB, type VmDescriptors, vmLimits, VMM_OVERHEAD_MIB
+} from "./QemuDriver.js"
+/** The VMM jail (bubblewrap, setpriv, prlimit) and per-VM cgroups, for tests and diagnosis. */
+export { boxUid, deviceGroups, jailArgv, type JailSpec, type JailTools, type JailUser } from "./internal/jail.js"
+export { type BoxCgroup, type CgroupLimits, type Cgroups, probeCgroups } from "./internal/cgroup.js"
+export { CONSOLE_TAIL_BYTES, TailBuffer } from "./internal/console.js"
 /** Command lines of the helper processes (virtiofsd), for tests and diagnosis. */
 export { probeVirtiofsdUser, virtiofsdArgv, type VirtiofsdUser } from "./internal/helpers.js"
 /** The network: passt and pasta's command lines and the egress policy's nftables ruleset. */

@@ -15,10 +15,26 @@ export const PYTHON = `oci:${path.join(repo, "images/out/python")}:slim`
 /** A fresh home directory per test file; kept short so agent socket paths fit. */
 export const tempHome = (): string => fs.mkdtempSync(path.join(os.tmpdir(), "bl-"))
 
-/** QEMU processes whose command line mentions `dir` (their box dirs are under it). */
+/**
+ * QEMU processes holding a file under `dir` open (their box disks are under it): the jailed
+ * QEMU names no path of the box on its command line, it gets descriptors.
+ */
 export const qemuProcessesUnder = (dir: string): Array<string> => {
+  const holds = (pid: string) => {
+    try {
+      return fs.readdirSync(`/proc/${pid}/fd`).some((fd) => {
+        try {
+          return fs.readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith(`${dir}/`)
+        } catch {
+          return false
+        }
+      })
+    } catch {
+      return false
+    }
+  }
   try {
-    return execFileSync("pgrep", ["-f", `qemu-system.*${dir}`]).toString().trim().split("\n").filter(Boolean)
+    return execFileSync("pgrep", ["^qemu-system"]).toString().trim().split("\n").filter((pid) => pid && holds(pid))
   } catch {
     return []
   }

@@ -33,7 +33,7 @@ const freePort = () =>
 /** This process's live children, as `pid command`: QEMU, passt, pasta and virtiofsd are spawned by it. */
 const children = () =>
   execFileSync("ps", ["-o", "pid=,stat=,comm=", "--ppid", String(process.pid)]).toString().split("\n").map((l) => l.trim()).filter((l) => l && !/ Z/.test(l))
-    .filter((l) => /qemu|passt|pasta|virtiofsd|unshare|setpriv/.test(l))
+    .filter((l) => /qemu|passt|pasta|virtiofsd|unshare|setpriv|bwrap/.test(l))
 const runDirs = (spec: VmSpec) => fs.readdirSync(os.tmpdir()).filter((name) => name.startsWith(`boxlite-${spec.boxId.slice(-8)}-`))
 
 const boot = async (spec: VmSpec) => {

@@ -31,7 +31,7 @@ export const specMaker = async () => {
     const dir = path.join(home, boxId)
     fs.mkdirSync(dir)
     await Effect.runPromise(Effect.orDie(store.createBoxDisk(base, path.join(dir, "disk.qcow2"))))
-    return { boxId, dir, kernel: guest.kernel, initrd: guest.initrd, cmdline: guest.cmdline, rootDisk: path.join(dir, "disk.qcow2"), cpus: 1, memoryMib: 512, network: undefined, volumes: [], ...overrides }
+    return { boxId, dir, kernel: guest.kernel, initrd: guest.initrd, cmdline: guest.cmdline, rootDisk: path.join(dir, "disk.qcow2"), rootDiskBase: base, cpus: 1, memoryMib: 512, network: undefined, volumes: [], ...overrides }
   }
   return { home, spec, cleanup: () => fs.rmSync(home, { recursive: true, force: true }) }
 }
