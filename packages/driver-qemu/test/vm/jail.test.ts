@@ -38,12 +38,14 @@ const cgroupFile = (pid: number, controller: string, v2File: string, v1File: str
   const own = lines.find((f) => f[1]?.split(",").includes(controller))![2]!
   return path.join("/sys/fs/cgroup", controller, own, v1File)
 }
+/** The caller (core) hands the driver an O_PATH descriptor of each volume source. */
+const O_PATH = 0o10000000
 const readNumber = (file: string) => Number(fs.readFileSync(file, "utf8").trim())
 
 describe("the VMM jail", () => {
   it("qemu-unconfined: the VMM has no capabilities, NoNewPrivs 1, Seccomp 2, a uid of its own, its own namespaces, rlimits, and sees no host file outside its own", async () => {
     const shared = fs.mkdtempSync(path.join(maker.home, "share-"))
-    const spec = await maker.spec({ network: { allowHostLoopback: false, ports: [] }, volumes: [{ tag: "v0", hostPath: shared, readOnly: false }] })
+    const spec = await maker.spec({ network: { allowHostLoopback: false, ports: [] }, volumes: [{ tag: "v0", hostPath: shared, fd: fs.openSync(shared, O_PATH), readOnly: false }] })
     const box = await boot(spec)
     const pid = box.vm.pid
     let cgroupDir = ""
@@ -100,6 +102,7 @@ describe("the VMM jail", () => {
       expect(path.basename(cgroupDir)).toBe(spec.boxId)
     } finally {
       await box.close()
+      fs.closeSync(spec.volumes[0]!.fd)
     }
     // The VM's cgroup goes with it.
     expect(fs.existsSync(cgroupDir)).toBe(false)
