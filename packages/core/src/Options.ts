@@ -8,6 +8,9 @@ import * as os from "node:os"
 import { InvalidOptions } from "./Errors.js"
 import { resolveVolumeSource } from "./internal/VolumeSource.js"
 
+/** The default cap of each box log (BoxOptions.logMaxBytes). */
+export const LOG_MAX_BYTES = 1024 * 1024
+
 /** Environment variables as a record or as the reference's `[key, value]` pairs. */
 export type EnvInput = Readonly<Record<string, string>> | ReadonlyArray<readonly [string, string]>
 
@@ -157,6 +160,11 @@ export interface BoxOptions {
   readonly detach?: boolean
   /** How long the guest may take to boot and answer. Default 60000 (suits TCG). */
   readonly readyTimeoutMs?: number
+  /**
+   * Cap of each of the box's logs (the guest console and the supervisor's), in bytes: a full log
+   * becomes `<name>.1` and a new one starts, so a log takes at most twice this on disk. Default 1 MiB.
+   */
+  readonly logMaxBytes?: number
 }
 
 export interface ExecOptions {
@@ -193,6 +201,7 @@ export interface ResolvedBoxOptions {
   readonly autoRemove: boolean
   readonly detach: boolean
   readonly readyTimeoutMs: number
+  readonly logMaxBytes: number
 }
 
 export interface ResolvedExecOptions {
@@ -258,7 +267,8 @@ const boxFields = {
   volumes: Volumes,
   autoRemove: Schema.Boolean,
   detach: Schema.Boolean,
-  readyTimeoutMs: PositiveInt
+  readyTimeoutMs: PositiveInt,
+  logMaxBytes: Schema.Int.check(Schema.isBetween({ minimum: 4096, maximum: 1024 ** 3 }))
 } satisfies Record<keyof BoxOptions, Schema.Top>
 
 const TerminalCells = Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 65535 }))
@@ -374,7 +384,8 @@ export const resolveBoxOptions = (input: BoxOptions | undefined): Effect.Effect<
       volumes: (input?.volumes ?? []).map(normalizeVolume),
       autoRemove: input?.autoRemove ?? true,
       detach: input?.detach ?? false,
-      readyTimeoutMs: input?.readyTimeoutMs ?? 60_000
+      readyTimeoutMs: input?.readyTimeoutMs ?? 60_000,
+      logMaxBytes: input?.logMaxBytes ?? LOG_MAX_BYTES
     }),
     Effect.flatMap(checkHost)
   )

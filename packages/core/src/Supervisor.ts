@@ -29,7 +29,8 @@ import { restrictFiles } from "./internal/PrivateHome.js"
 import { type ProcessRef, selfRef } from "./internal/Proc.js"
 import { openVolumeSource } from "./internal/VolumeSource.js"
 import * as Logging from "./Logging.js"
-import type { Volume } from "./Options.js"
+import * as RotatingLog from "./RotatingLog.js"
+import { LOG_MAX_BYTES, type Volume } from "./Options.js"
 import { type BoxRecord, layerSqlite, StateStore } from "./StateStore.js"
 
 /** How this platform runs a supervisor: a Node module that calls `runSupervisorMain` with the same layers. */
@@ -44,6 +45,8 @@ export interface SupervisorCommand {
   readonly launcher: ProcessRef
   /** Stop the box when the launcher's end of stdin closes. */
   readonly owned: boolean
+  /** Cap of supervisor.log (BoxOptions.logMaxBytes). */
+  readonly logMaxBytes?: number
 }
 
 export interface SupervisorArgs extends SupervisorCommand {
@@ -193,7 +196,9 @@ const boot = (record: BoxRecord, args: SupervisorArgs, scope: Scope.Scope, stop:
       cpus: options.cpus,
       memoryMib: options.memoryMib,
       network: options.network === "none" ? undefined : { allowHostLoopback: options.allowHostLoopback, ports, ...(options.egress ? { egress: options.egress } : {}) },
-      volumes: shares.map((s) => s.volume)
+      volumes: shares.map((s) => s.volume),
+      // Boxes recorded before the option existed get the default.
+      consoleLogMaxBytes: options.logMaxBytes ?? LOG_MAX_BYTES
     }).pipe(Scope.provide(scope))
     yield* Effect.logDebug("VMM started").pipe(Effect.annotateLogs({ pid: vm.pid }))
     // The disk and the console log the VMM just created: the owner's only, like all of the home.
@@ -323,10 +328,10 @@ export const runSupervisorMain = (argv: ReadonlyArray<string>, platform: Layer.L
     process.stderr.write("usage: supervisor <home directory> (the command comes on stdin)\n")
     process.exit(2)
   }
-  let logFile: string | undefined
+  let logFile: RotatingLog.RotatingLog | undefined
   const log = (line: string) => {
     try {
-      if (logFile) fs.appendFileSync(logFile, `${line}\n`, { mode: 0o600 })
+      logFile?.write(`${line}\n`)
     } catch {
       // The box directory is gone (removed under us): nowhere to log, and nothing to recreate.
     }
@@ -340,7 +345,11 @@ export const runSupervisorMain = (argv: ReadonlyArray<string>, platform: Layer.L
     yield* Effect.ignore(Hypervisor.use((h) => h.info))
     const received = yield* Effect.promise(readCommand)
     if (!received) return
-    logFile = supervisorLogOf(homeDir, received.command.boxId)
+    try {
+      logFile = RotatingLog.make(supervisorLogOf(homeDir, received.command.boxId), received.command.logMaxBytes ?? LOG_MAX_BYTES)
+    } catch {
+      // No box directory (removed meanwhile): the start fails below, with nothing to log to.
+    }
     // What `ps` shows: which box this process runs.
     process.title = `boxlite-supervisor ${received.command.boxId}`
     // Only now the home: a spare whose runtime closed (and whose home was deleted) never opens it.

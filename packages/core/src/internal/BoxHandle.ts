@@ -221,7 +221,7 @@ export class BoxHandle implements Box {
       const detached = this.record.options.detach
       const supervisor = this.deps.supervisors.take()
       const { child } = supervisor
-      const command: SupervisorCommand = { boxId: id, launcher: selfRef(), owned: !detached }
+      const command: SupervisorCommand = { boxId: id, launcher: selfRef(), owned: !detached, logMaxBytes: this.record.options.logMaxBytes }
       child.stdin!.write(`${JSON.stringify(command)}\n`)
       // A detached box ignores its stdin from now on; an owned one stops when it closes.
       if (detached) child.stdin!.end()
