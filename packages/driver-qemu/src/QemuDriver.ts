@@ -222,8 +222,9 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
         return yield* new HypervisorUnavailable("networking needs passt; on Debian/Ubuntu: apt-get install passt")
       }
       const cannotStart = (e: unknown) => new BootError(`box ${spec.boxId} cannot start: ${(e as Error).message}`, "")
-      // Released last: the VM and its helpers are gone by then.
       const limits = vmLimits(spec, accel)
+      // Released last, the VM gone. A cgroup still busy after removeDir's retries stays, empty,
+      // and the box's next start takes it back.
       const cgroup = confine.cgroups && (yield* Effect.acquireRelease(
         Effect.try({ try: () => confine.cgroups!.create(spec.boxId, limits), catch: cannotStart }),
         (cg) => Effect.promise(() => cg.remove().catch(() => undefined))
@@ -263,22 +264,21 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
         catch: cannotStart
       }))
       const args = qemuArgs(spec, host!.machine, accel, descriptorsFor(spec))
-      const jailed = confine.tools === undefined ? undefined : { tools: confine.tools, user, devices, cgroupProcs: cgroup?.procs ?? [] }
-      const argv = jailed
-        ? jailArgv(jailed.tools, {
-          user: jailed.user,
-          devices: jailed.devices,
+      const argv = confine.tools
+        ? jailArgv(confine.tools, {
+          user,
+          devices,
           // A QEMU installed outside /usr: its binary (its libraries and firmware must be under /usr).
           readOnly: fs.realpathSync(qemu).startsWith("/usr/") ? [] : [fs.realpathSync(qemu)],
           rlimits: { nofile: NOFILE, nproc: limits.pids },
-          cgroupProcs: jailed.cgroupProcs,
+          cgroupProcs: cgroup?.procs ?? [],
           infoFd: FD.jailInfo
         }, qemu, args)
         : [qemu, ...args]
       const vm = yield* Effect.acquireRelease(
         Effect.tryPromise({
           try: () => launch({
-            argv, jailed: jailed !== undefined, files, volumes: volumeSockets, network, helpers,
+            argv, jailed: confine.tools !== undefined, files, volumes: volumeSockets, network, helpers,
             consoleLog: path.join(spec.dir, "console.log"), consoleLogMaxBytes: spec.consoleLogMaxBytes ?? CONSOLE_LOG_MAX_BYTES,
             connectTimeoutMs: options.connectTimeoutMs ?? 10_000
           }),
@@ -290,10 +290,11 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
           await vm.exited
         })
       )
-      // The VM's helpers are useless without it: when it ends, so do they.
+      // The VM's helpers and cgroup are useless without it: when it ends, so do they.
       void vm.exited.then(() => {
         helpers.forEach((h) => void stopHelper(h))
         relays.forEach((r) => void r.close())
+        void cgroup?.remove().catch(() => undefined)
       })
       return vm
     })
