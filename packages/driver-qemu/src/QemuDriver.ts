@@ -430,7 +430,10 @@ const launch = (plan: Launch): Promise<Vm> =>
       clearTimeout(timer)
       kill()
       plan.files.close()
-      reject(new BootError(`${problem}${stderr ? `: ${stderr.trim()}` : ""}`, tail?.tail(4096).toString("utf8") ?? ""))
+      const failure = new BootError(`${problem}${stderr ? `: ${stderr.trim()}` : ""}`, tail?.tail(4096).toString("utf8") ?? "")
+      // Once QEMU is gone (a process that never started may never report an exit), so that what
+      // it held, its cgroup, can go with the scope.
+      void Promise.race([exited, new Promise((r) => setTimeout(r, 5_000))]).then(() => reject(failure))
     }
     // pdeathsig would not survive passt's privilege drop; the socketpair ties it instead.
     const passt = plan.network ? startHelper("passt", ["passt", ...passtArgs(plan.network)], undefined, ["pipe"]) : undefined
