@@ -257,8 +257,9 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
         return yield* new HypervisorUnavailable(`UDP port forwards need passt from 2024 on (${netPlan.build.passt} loses the replies): run scripts/build-passt.sh or set BOXLITE_PASST`)
       }
       const cannotStart = (e: unknown) => new BootError(`box ${spec.boxId} cannot start: ${(e as Error).message}`, "")
-      // Released last: the VM and its helpers are gone by then.
       const limits = vmLimits(spec, accel)
+      // Released last, the VM gone. A cgroup still busy after removeDir's retries stays, empty,
+      // and the box's next start takes it back.
       const cgroup = confine.cgroups && (yield* Effect.acquireRelease(
         Effect.try({ try: () => confine.cgroups!.create(spec.boxId, limits), catch: cannotStart }),
         (cg) => Effect.promise(() => cg.remove().catch(() => undefined))
@@ -301,22 +302,21 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
         catch: (e) => new BootError(`box ${spec.boxId} cannot start its network: ${(e as Error).message}`, "")
       }))
       const args = qemuArgs(spec, host!.machine, accel, descriptorsFor(spec))
-      const jailed = confine.tools === undefined ? undefined : { tools: confine.tools, user, devices, cgroupProcs: cgroup?.procs ?? [] }
-      const argv = jailed
-        ? jailArgv(jailed.tools, {
-          user: jailed.user,
-          devices: jailed.devices,
+      const argv = confine.tools
+        ? jailArgv(confine.tools, {
+          user,
+          devices,
           // A QEMU installed outside /usr: its binary (its libraries and firmware must be under /usr).
           readOnly: fs.realpathSync(qemu).startsWith("/usr/") ? [] : [fs.realpathSync(qemu)],
           rlimits: { nofile: NOFILE, nproc: limits.pids },
-          cgroupProcs: jailed.cgroupProcs,
+          cgroupProcs: cgroup?.procs ?? [],
           infoFd: FD.jailInfo
         }, qemu, args)
         : [qemu, ...args]
       const vm = yield* Effect.acquireRelease(
         Effect.tryPromise({
           try: () => launch({
-            argv, jailed: jailed !== undefined, files, volumes: volumeSockets, network, helpers,
+            argv, jailed: confine.tools !== undefined, files, volumes: volumeSockets, network, helpers,
             consoleLog: path.join(spec.dir, "console.log"), consoleLogMaxBytes: spec.consoleLogMaxBytes ?? CONSOLE_LOG_MAX_BYTES,
             connectTimeoutMs: options.connectTimeoutMs ?? 10_000
           }),
@@ -328,8 +328,11 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
           await vm.exited
         })
       )
-      // The VM's helpers are useless without it: when it ends, so do they.
-      void vm.exited.then(() => helpers.forEach((h) => void stopHelper(h)))
+      // The VM's helpers and cgroup are useless without it: when it ends, so do they.
+      void vm.exited.then(() => {
+        helpers.forEach((h) => void stopHelper(h))
+        void cgroup?.remove().catch(() => undefined)
+      })
       return vm
     })
 
@@ -439,7 +442,10 @@ const launch = (plan: Launch): Promise<Vm> =>
       clearTimeout(timer)
       kill()
       plan.files.close()
-      reject(new BootError(`${problem}${stderr ? `: ${stderr.trim()}` : ""}`, tail?.tail(4096).toString("utf8") ?? ""))
+      const failure = new BootError(`${problem}${stderr ? `: ${stderr.trim()}` : ""}`, tail?.tail(4096).toString("utf8") ?? "")
+      // Once QEMU is gone (a process that never started may never report an exit), so that what
+      // it held, its cgroup, can go with the scope.
+      void Promise.race([exited, new Promise((r) => setTimeout(r, 5_000))]).then(() => reject(failure))
     }
     const tap = plan.network?.fdForQemu
     const stdio: StdioOptions = [

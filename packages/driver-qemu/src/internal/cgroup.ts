@@ -49,7 +49,7 @@ const writable = (dir: string): boolean => {
   }
 }
 
-/** rmdir, retried while the kernel still counts a just-reaped task (EBUSY). */
+/** rmdir, retried for up to 5 s while the kernel still counts a dying task (EBUSY). */
 const removeDir = async (dir: string): Promise<void> => {
   for (let attempt = 0; ; attempt++) {
     try {
@@ -58,7 +58,7 @@ const removeDir = async (dir: string): Promise<void> => {
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code
       if (code === "ENOENT") return
-      if (code !== "EBUSY" || attempt >= 20) throw e
+      if (code !== "EBUSY" || attempt >= 100) throw e
       await new Promise((r) => setTimeout(r, 50))
     }
   }
@@ -142,7 +142,8 @@ const probeV1 = (root: string, self: string): Cgroups | string => {
       return {
         procs: dirs.map((dir) => path.join(dir, "cgroup.procs")),
         remove: async () => {
-          for (const dir of dirs) await removeDir(dir)
+          const failed = (await Promise.allSettled(dirs.map(removeDir))).find((r) => r.status === "rejected")
+          if (failed) throw failed.reason
         }
       }
     }

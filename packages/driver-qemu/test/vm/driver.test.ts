@@ -35,6 +35,19 @@ const children = () =>
   execFileSync("ps", ["-o", "pid=,stat=,comm=", "--ppid", String(process.pid)]).toString().split("\n").map((l) => l.trim()).filter((l) => l && !/ Z/.test(l))
     .filter((l) => /qemu|passt|pasta|virtiofsd|unshare|setpriv|bwrap/.test(l))
 const runDirs = (spec: VmSpec) => fs.readdirSync(os.tmpdir()).filter((name) => name.startsWith(`boxlite-${spec.boxId.slice(-8)}-`))
+/** The VM's cgroups (one per v1 hierarchy, or one v2 cgroup) still on the host. */
+const cgroupsOf = (spec: VmSpec): Array<string> => {
+  const found: Array<string> = []
+  const walk = (dir: string, depth: number) => {
+    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+      if (!entry.isDirectory()) continue
+      if (entry.name === spec.boxId) found.push(path.join(dir, entry.name))
+      else if (depth > 0) walk(path.join(dir, entry.name), depth - 1)
+    }
+  }
+  walk("/sys/fs/cgroup", 6)
+  return found
+}
 
 const boot = async (spec: VmSpec) => {
   const scope = Scope.makeUnsafe()
@@ -65,6 +78,9 @@ describe("network (passt)", () => {
       const failure = await Effect.runPromise(Effect.flip(Effect.scoped(driver.start(rival))))
       expect(failure).toBeInstanceOf(BootError)
       expect(failure.message).toContain(`127.0.0.1/${tcpPort}:80`)
+      // A boot that failed leaves nothing either: no cgroup, no run directory.
+      expect(cgroupsOf(rival)).toEqual([])
+      expect(runDirs(rival)).toEqual([])
 
       expect(await box.agent.configure({ network: configureNetwork, mounts: [] })).toMatchObject({ ok: true })
       expect((await box.agent.sh("ip -4 addr show eth0")).output).toContain("inet 10.0.2.15/24")
@@ -81,6 +97,7 @@ describe("network (passt)", () => {
     }
     expect(children()).toEqual([])
     expect(runDirs(spec)).toEqual([])
+    expect(cgroupsOf(spec)).toEqual([])
     expect(execFileSync("ss", ["-Hltnu"]).toString()).not.toContain(`127.0.0.1:${tcpPort} `)
     expect(execFileSync("ss", ["-Hltnu"]).toString()).not.toContain(`127.0.0.1:${udpPort} `)
   })

@@ -171,10 +171,21 @@ describe("the VMM's lifetime", () => {
         if (found) resolve(Number(found))
       }))
     expect(fs.readFileSync(`/proc/${pid}/comm`, "utf8")).toMatch(/^qemu-system/)
+    const cgroups = [...new Set(["memory", "pids", "cpu"].map((c) => path.dirname(cgroupFile(pid, c, "x", "x"))))].filter((d) => d.endsWith(spec.boxId))
     child.kill("SIGKILL")
     const deadline = Date.now() + 20_000
     while (fs.existsSync(`/proc/${pid}`) && !/^State:\s+Z/m.test(status(pid)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100))
     expect(fs.existsSync(`/proc/${pid}`) && !/^State:\s+Z/m.test(status(pid))).toBe(false)
+    // A killed runtime cannot remove the VM's cgroup (the box's next start would take it back).
+    for (const dir of cgroups) {
+      for (let i = 0; i < 50 && fs.existsSync(dir); i++) {
+        try {
+          fs.rmdirSync(dir)
+        } catch {
+          await new Promise((r) => setTimeout(r, 100))
+        }
+      }
+    }
   })
 })
 
