@@ -224,7 +224,12 @@ const boot = (record: BoxRecord, args: SupervisorArgs, scope: Scope.Scope, stop:
       ...(options.network === "none" ? {} : { network: { ...GUEST_NETWORK, dns: [GUEST_NETWORK.dns] } }),
       mounts: shares.map((s) => s.mount)
     }
+    // A guest that answered HELLO but never answers CONFIGURE must not leave the box "starting".
     yield* Effect.tryPromise({ try: () => mux.configure(guestConfig), catch: (e) => (e as Error).message }).pipe(
+      Effect.timeoutOrElse({
+        duration: options.readyTimeoutMs,
+        orElse: () => Effect.fail(`the guest agent did not answer CONFIGURE within ${options.readyTimeoutMs} ms (option readyTimeoutMs)`)
+      }),
       Effect.catch((problem: string) => abandon(`could not be configured: ${problem}`))
     )
     const socketPath = supervisorSocketOf(args.homeDir, record.id)
