@@ -2,24 +2,10 @@
 // guest agent that speaks the protocol over a real unix socket.
 import { afterEach, describe, expect, it } from "vitest"
 import { encodeFrame, encodeJson, type Frame, FrameDecoder, FrameType } from "@boxlite/agent-protocol"
-import * as fs from "node:fs"
-import * as net from "node:net"
-import * as os from "node:os"
-import * as path from "node:path"
+import type * as net from "node:net"
 import { AgentConnection } from "../src/internal/AgentConnection.js"
 import { AgentMux } from "../src/internal/AgentMux.js"
-
-/** A connected pair of unix sockets. */
-const socketPair = async (): Promise<[net.Socket, net.Socket]> => {
-  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "bl-mux-")), "s")
-  const server = net.createServer()
-  await new Promise<void>((r) => server.listen(file, r))
-  const accepted = new Promise<net.Socket>((r) => server.once("connection", r))
-  const client = net.connect(file)
-  const other = await accepted
-  server.close()
-  return [client, other]
-}
+import { socketPair } from "./socketPair.js"
 
 /** A guest agent that runs nothing: each EXEC prints its argv[0] and exits, unless it is "hang". */
 const fakeAgent = (socket: net.Socket) => {

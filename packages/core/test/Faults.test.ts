@@ -6,7 +6,6 @@ import Database from "better-sqlite3"
 import { Effect, Exit, Stream } from "effect"
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
-import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { BoxliteError, BoxStateError, ExecError, InvalidOptions, StorageError } from "../src/Errors.js"
@@ -17,6 +16,7 @@ import { BoxHandle, reconcile } from "../src/internal/BoxHandle.js"
 import type { SupervisorPool } from "../src/internal/SupervisorPool.js"
 import { Execution } from "../src/promise/Execution.js"
 import { type BoxRecord, layerSqlite, StateStore } from "../src/StateStore.js"
+import { socketPair } from "./socketPair.js"
 
 const tempHome = () => fs.mkdtempSync(path.join(os.tmpdir(), "bl-faults-"))
 const modeOf = (file: string) => fs.statSync(file).mode & 0o777
@@ -130,18 +130,6 @@ describe("records of dead supervisors", () => {
     expect(exit).toEqual(Exit.succeed(expect.objectContaining({ id: "OLD", status: "failed", reason: "it crashed" })))
   })
 })
-
-/** A connected pair of unix sockets. */
-const socketPair = async (): Promise<[net.Socket, net.Socket]> => {
-  const file = path.join(tempHome(), "s")
-  const server = net.createServer()
-  await new Promise<void>((r) => server.listen(file, r))
-  const accepted = new Promise<net.Socket>((r) => server.once("connection", r))
-  const client = net.connect(file)
-  const other = await accepted
-  server.close()
-  return [client, other]
-}
 
 describe("errors users see are BoxliteErrors", () => {
   it("a supervisor that dies mid-exec: the stdout iterator, text(), wait() and stdin reject with ExecError", async () => {
