@@ -21,12 +21,11 @@ import {
   stopHelper,
   VIRTIOFSD,
   VIRTIOFSD_FD,
-  VIRTIOFSD_PID_DIR,
   virtiofsdArgv,
   type VirtiofsdUser,
   waitForSocket
 } from "./internal/helpers.js"
-import { BOX_UID_FIRST, boxUid, deviceGroups, jailArgv, type JailTools, type JailUser, probeJail } from "./internal/jail.js"
+import { BOX_UID_FIRST, boxUid, deviceGroups, hostRootLayout, jailArgv, type JailTools, type JailUser, probeJail } from "./internal/jail.js"
 import { findPasst, hasExplicitPolicy, type NetworkPlan, probeNamespace, startNetwork, type StartedNetwork } from "./internal/network.js"
 import { virtiofsdFilter } from "./internal/seccomp.js"
 import { findOnPath } from "./internal/which.js"
@@ -277,13 +276,13 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
       yield* Effect.addFinalizer(() => Effect.sync(() => volumeSockets.forEach((s) => s.destroy())))
       yield* Effect.tryPromise({
         try: async () => {
-          const pidDir = fs.existsSync(VIRTIOFSD_PID_DIR) ? fs.realpathSync(VIRTIOFSD_PID_DIR) : undefined
+          const rootLayout = hostRootLayout()
           const filter = virtiofsdFilter()
           const daemons = spec.volumes.map(async (volume, i) => {
             const socket = path.join(runDir, `fs${i}.sock`)
             const stage = path.join(runDir, `fs${i}.d`)
             fs.mkdirSync(stage)
-            const argv = virtiofsdArgv(socket, volume, daemonUser!, stage, pidDir)
+            const argv = virtiofsdArgv(socket, volume, daemonUser!, stage, rootLayout)
             // Descriptors VIRTIOFSD_FD.seccomp (a pipe we write the program to) and .source.
             const daemon = startHelper(`virtiofsd for ${volume.hostPath}`, argv, setpriv, ["pipe", volume.fd])
             ;(daemon.process.stdio[VIRTIOFSD_FD.seccomp] as Writable | null)?.end(filter)
@@ -291,7 +290,7 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
             await waitForSocket(daemon, socket, 10_000)
             // QEMU gets the connected socket, not the path: it needs no run directory. The
             // vhost-user front end speaks first, so nothing is read here meanwhile.
-            volumeSockets[i] = await connectUnix(socket)
+            volumeSockets[i] = await connectUnix(socket, 10_000)
           })
           await Promise.all(daemons)
         },
@@ -380,12 +379,28 @@ const openFiles = (spec: VmSpec): OpenFiles => {
   }
 }
 
-const connectUnix = (socket: string): Promise<net.Socket> =>
+const connectOnce = (socket: string): Promise<net.Socket> =>
   new Promise((resolve, reject) => {
     const connection = net.connect(socket)
     connection.once("connect", () => resolve(connection))
     connection.once("error", reject)
   })
+
+/**
+ * A daemon's socket file exists from its bind(), a moment before its listen(): until then a
+ * connect is refused, so that is retried (for `timeoutMs`); any other error is final.
+ */
+const connectUnix = async (socket: string, timeoutMs: number): Promise<net.Socket> => {
+  const deadline = Date.now() + timeoutMs
+  while (true) {
+    try {
+      return await connectOnce(socket)
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ECONNREFUSED" || Date.now() > deadline) throw e
+      await new Promise((r) => setTimeout(r, 10))
+    }
+  }
+}
 
 /** passt or pasta says why it stopped (e.g. a port it cannot bind) among notices that are no error. */
 const complaint = (helper: Helper): string =>

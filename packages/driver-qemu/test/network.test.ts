@@ -40,7 +40,7 @@ describe("egress entries", () => {
 describe("egress ruleset", () => {
   const base = { allow: undefined, deny: [], hostAddresses: ["192.0.2.2/32", "192.0.2.255/32"], allowHostLoopback: false }
 
-  it("by default drops the host's addresses, loopback, link-local, multicast, broadcast and 0/8, after DNS and replies", () => {
+  it("by default drops the host's addresses, the gateway, loopback, link-local, multicast, broadcast and 0/8, after DNS and replies", () => {
     expect(egressRuleset(base)).toBe([
       "table inet boxlite {",
       "\tchain output {",
@@ -54,6 +54,7 @@ describe("egress ruleset", () => {
       "\t\tip daddr 169.254.0.0/16 drop",
       "\t\tip daddr 224.0.0.0/4 drop",
       "\t\tip daddr 255.255.255.255 drop",
+      "\t\tip daddr 10.0.2.2 drop",
       "\t\tip daddr 192.0.2.2 drop",
       "\t\tip daddr 192.0.2.255 drop",
       "\t}",
@@ -76,9 +77,11 @@ describe("egress ruleset", () => {
     expect(rules.at(-4)).toBe("drop")
   })
 
-  it("lets 10.0.2.2 through (pasta maps it to the host's loopback) only with allowHostLoopback", () => {
-    expect(egressRuleset(base)).not.toContain("10.0.2.2")
-    expect(egressRuleset({ ...base, allowHostLoopback: true })).toContain("ip daddr 10.0.2.2 accept")
+  it("lets 10.0.2.2 through (pasta maps it to the host's loopback) only with allowHostLoopback, else drops it", () => {
+    expect(egressRuleset(base)).not.toContain("ip daddr 10.0.2.2 accept")
+    expect(egressRuleset(base)).toContain("ip daddr 10.0.2.2 drop")
+    const allowed = egressRuleset({ ...base, allowHostLoopback: true })
+    expect(allowed.indexOf("ip daddr 10.0.2.2 accept")).toBeLessThan(allowed.indexOf("ip daddr 10.0.2.2 drop"))
   })
 
   it("takes every address of every host interface and each subnet's broadcast", () => {

@@ -92,3 +92,14 @@ export const sh = async (box: Box, script: string): Promise<{ out: string; err: 
   const [out, err, result] = await Promise.all([execution.stdout().text(), execution.stderr().text(), execution.wait()])
   return { out: out.trim(), err: err.trim(), exitCode: result.exitCode }
 }
+
+/**
+ * Makes 10.0.2.2 unreachable on this host until the returned release is called, so a guest's
+ * probe of it never leaves the machine (the egress policy drops it too; this is the belt). The
+ * route carries a metric of this run's own: other runs on the machine add and delete theirs.
+ */
+export const holdGatewayUnreachable = (): (() => void) => {
+  const metric = String(1000 + (process.pid % 50000))
+  execFileSync("ip", ["route", "add", "unreachable", "10.0.2.2/32", "metric", metric])
+  return () => execFileSync("ip", ["route", "del", "unreachable", "10.0.2.2/32", "metric", metric])
+}

@@ -4,7 +4,7 @@ import { execFileSync, spawn, type ChildProcess } from "node:child_process"
 import * as dgram from "node:dgram"
 import * as http from "node:http"
 import * as net from "node:net"
-import { boxDirs, BUSYBOX, PYTHON, qemuProcessesUnder, tempHome, sh } from "./helpers.js"
+import { boxDirs, BUSYBOX, holdGatewayUnreachable, PYTHON, qemuProcessesUnder, tempHome, sh } from "./helpers.js"
 
 const home = tempHome()
 const runtime = new Boxlite({ homeDir: home })
@@ -139,8 +139,7 @@ describe("outbound network", () => {
   it("the guest reaches a server on a test host, but not the host's loopback", async () => {
     // Unmapped, 10.0.2.2 is an ordinary destination for passt: a route that refuses it keeps
     // the probe on this machine (a mapping to the host's loopback would answer regardless).
-    execFileSync("ip", ["route", "add", "unreachable", "10.0.2.2/32"])
-    onTestFinished(() => execFileSync("ip", ["route", "del", "unreachable", "10.0.2.2/32"]))
+    onTestFinished(holdGatewayUnreachable())
     const box = await runtime.create({ image: PYTHON })
     const remote = await fetchInGuest(box, "http://192.168.231.2:8000/hostname", 10)
     expect(remote.exitCode).toBe(0)
@@ -155,8 +154,7 @@ describe("outbound network", () => {
   it("a box with UDP and TCP forwards still cannot reach the host's loopback, over TCP or UDP", async () => {
     // passt 2023-03 lost UDP replies without the gateway mapping (the driver relayed UDP forwards
     // then); current passt keeps UDP flows. Probes as above.
-    execFileSync("ip", ["route", "add", "unreachable", "10.0.2.2/32"])
-    onTestFinished(() => execFileSync("ip", ["route", "del", "unreachable", "10.0.2.2/32"]))
+    onTestFinished(holdGatewayUnreachable())
     const heard: Array<string> = []
     const hostUdp = dgram.createSocket("udp4").on("message", (m, from) => {
       heard.push(m.toString())

@@ -24,7 +24,7 @@ export interface Helper {
 export const PASST_FD = 3
 
 /** Where QEMU 7.2's virtiofsd writes a pid file per socket (and leaves it behind when killed). */
-export const VIRTIOFSD_PID_DIR = "/var/run/virtiofsd"
+const VIRTIOFSD_PID_DIR = "/var/run/virtiofsd"
 
 /** Descriptors virtiofsd's sandbox inherits: its seccomp program (a pipe) and the volume's source. */
 export const VIRTIOFSD_FD = { seccomp: 3, source: 4 } as const
@@ -53,8 +53,10 @@ const userNamespace = (user: VirtiofsdUser): Array<string> =>
 /**
  * virtiofsd (QEMU 7.2's) has no read-only mode, shares whole directories and wants to write its
  * pid file where only root can. So it runs in a user namespace (VirtiofsdUser), then in bwrap,
- * which gives it a mount namespace where the host is read-only but for the run directory (its
- * socket) and a tmpfs for the pid file, and where the volume's source, the descriptor
+ * which gives it a mount namespace of its own files only: `/usr` read-only with the host's
+ * top-level program and library links (as the VMM jail has, jail.ts), its own /proc and minimal
+ * /dev, the run directory (its socket), the directory of its pid file on bwrap's own root (so
+ * nothing is left on the host), and the volume's source, the descriptor
  * VIRTIOFSD_FD.source (bwrap checks the mount is that very object), is bound at `stageDir`:
  * read-only (recursively: the guest cannot write even if it remounts), read-write, or, for a
  * single file, bound in a tiny tmpfs that is then remounted read-only (the guest sees none of
@@ -64,12 +66,8 @@ const userNamespace = (user: VirtiofsdUser): Array<string> =>
  * setuid/setgid bit, no device node) under virtiofsd's own; it comes after the user namespace
  * because its no_new_privs would stop the setuid newuidmap. virtiofsd itself drops CAP_MKNOD,
  * CAP_FSETID and CAP_SETFCAP, and keeps xattrs off (no file capabilities).
- *
- * `existingPidDir`: the host's /var/run/virtiofsd (resolved) if it exists, covered by a tmpfs;
- * else a tmpfs covers /var (or /run if the run directory is under /var), so nothing is left on
- * the host either.
  */
-export const virtiofsdArgv = (socket: string, volume: VmVolume, user: VirtiofsdUser, stageDir: string, existingPidDir?: string): Array<string> => {
+export const virtiofsdArgv = (socket: string, volume: VmVolume, user: VirtiofsdUser, stageDir: string, rootLayout: ReadonlyArray<string>): Array<string> => {
   // fuse -o values are comma-separated; a comma in the path must be escaped.
   const source = stageDir.replaceAll("\\", "\\\\").replaceAll(",", "\\,")
   const daemon = [
@@ -77,9 +75,6 @@ export const virtiofsdArgv = (socket: string, volume: VmVolume, user: VirtiofsdU
     "-o", "no_xattr", "-o", "modcaps=-mknod:-fsetid:-setfcap"
   ]
   const runDir = path.dirname(socket)
-  const pidDir = existingPidDir
-    ? ["--tmpfs", existingPidDir]
-    : ["--tmpfs", runDir.startsWith("/var/") ? "/run" : "/var", "--dir", VIRTIOFSD_PID_DIR]
   const bind = [volume.readOnly ? "--ro-bind-fd" : "--bind-fd", String(VIRTIOFSD_FD.source)]
   const share = volume.file
     ? ["--size", "4096", "--perms", "0755", "--tmpfs", stageDir, ...bind, path.join(stageDir, volume.file), "--remount-ro", stageDir]
@@ -88,7 +83,8 @@ export const virtiofsdArgv = (socket: string, volume: VmVolume, user: VirtiofsdU
     ...(user.kind === "root" ? ["setpriv", "--clear-groups", "--"] : []),
     ...userNamespace(user),
     "bwrap", "--die-with-parent", "--unshare-ipc", "--unshare-net",
-    "--ro-bind", "/", "/", "--bind", runDir, runDir, ...pidDir, ...share,
+    "--ro-bind", "/usr", "/usr", ...rootLayout, "--proc", "/proc", "--dev", "/dev",
+    "--bind", runDir, runDir, "--dir", VIRTIOFSD_PID_DIR, ...share,
     "--seccomp", String(VIRTIOFSD_FD.seccomp), "--", ...daemon
   ]
 }

@@ -59,8 +59,12 @@ export const findPasst = (env: NodeJS.ProcessEnv = process.env): PasstBuild | un
 /** `private` */
 export const PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"] as const
 
-/** Unreachable unless allowed by an entry of `allow` (besides the host's own addresses). */
-export const DENIED_BY_DEFAULT = ["0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4", "255.255.255.255/32"] as const
+/**
+ * Unreachable unless allowed by an entry of `allow` (besides the host's own addresses). The
+ * gateway, 10.0.2.2, is the host as the guest sees it: reachable only with allowHostLoopback
+ * (whose accept comes first), never an address on the host's own network.
+ */
+export const DENIED_BY_DEFAULT = ["0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4", "255.255.255.255/32", `${GUEST_NETWORK.gateway}/32`] as const
 
 /** Every IPv4 address of every host interface, and the broadcast address of each subnet. */
 export const hostAddresses = (interfaces: ReturnType<typeof os.networkInterfaces> = os.networkInterfaces()): Array<string> => {
