@@ -59,7 +59,8 @@ const processes = (): Array<Proc> => {
 type Kind = "qemu" | "virtiofsd" | "passt" | "supervisor" | "other"
 const kindOf = (p: Proc): Kind => {
   const name = path.basename(p.argv[0] ?? "")
-  if (/^qemu-system/.test(name) || p.argv.some((a) => /\/qemu-system[^/]*$/.test(a))) return "qemu"
+  // By its own name only: the jail's bwrap, QEMU's parent, names QEMU among its arguments.
+  if (/^qemu-system/.test(name)) return "qemu"
   if (/virtiofsd/.test(name)) return "virtiofsd"
   if (/^passt/.test(name)) return "passt"
   // A box's supervisor retitles itself `boxlite-supervisor <box id>`; the spare still runs as `node .../supervisor*.js HOME`.
@@ -130,13 +131,11 @@ const fileSizes = (dir: string): Map<string, number> => {
 const grown = (before: Map<string, number>, after: Map<string, number>): string =>
   [...after].filter(([file, size]) => size !== (before.get(file) ?? 0)).map(([file, size]) => `${file} ${before.get(file) ?? 0} -> ${size}`).join(", ") || "none"
 
-/** The supervisor that runs box `id`: the supervisor ancestor of the QEMU naming the box. */
+/** The supervisor that runs box `id`: it titles itself `boxlite-supervisor <id>` (the jailed QEMU's command line names no box). */
 const supervisorOf = (id: string): number => {
-  const all = processes()
-  const byPid = new Map(all.map((p) => [p.pid, p]))
-  const vmm = all.find((p) => kindOf(p) === "qemu" && p.argv.some((a) => a.includes(id)))
-  for (let p = vmm && byPid.get(vmm.ppid); p; p = byPid.get(p.ppid)) if (kindOf(p) === "supervisor") return p.pid
-  throw new Error(`no supervisor found for box ${id} (QEMU ${vmm?.pid ?? "not found"})`)
+  const supervisor = processes().find((p) => kindOf(p) === "supervisor" && p.argv.some((a) => a.includes(id)))
+  if (supervisor) return supervisor.pid
+  throw new Error(`no supervisor found for box ${id}`)
 }
 
 /** Leftover run directories of the driver (`<tmp>/boxlite-<last 8 of the id>-*`). */
