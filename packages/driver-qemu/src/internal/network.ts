@@ -16,6 +16,7 @@ import type * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { type Helper, PASST_FD, startHelper } from "./helpers.js"
+import { findOnPath, isExecutable } from "./which.js"
 
 /** Where scripts/build-passt.sh installs its passt and pasta. */
 export const BUILT_PASST_DIR = "/usr/local/libexec/boxlite"
@@ -32,28 +33,16 @@ export interface PasstBuild {
   readonly current: boolean
 }
 
-const executable = (file: string): boolean => {
-  try {
-    fs.accessSync(file, fs.constants.X_OK)
-    return fs.statSync(file).isFile()
-  } catch {
-    return false
-  }
-}
-
 /** A program on PATH, or in the sbin directories a non-root PATH often lacks (nft). */
-export const findProgram = (name: string): string | undefined => {
-  const dirs = [...(process.env["PATH"] ?? "").split(path.delimiter), "/usr/sbin", "/sbin"]
-  return dirs.filter(Boolean).map((dir) => path.join(dir, name)).find(executable)
-}
+const findProgram = (name: string): string | undefined => findOnPath(name, ["/usr/sbin", "/sbin"])
 
 /** BOXLITE_PASST (a passt binary, pasta beside it), else scripts/build-passt.sh's, else PATH's. */
 export const findPasst = (env: NodeJS.ProcessEnv = process.env): PasstBuild | undefined => {
-  const passt = [env["BOXLITE_PASST"], path.join(BUILT_PASST_DIR, "passt"), findProgram("passt")].find((p) => p !== undefined && executable(p))
+  const passt = [env["BOXLITE_PASST"], path.join(BUILT_PASST_DIR, "passt"), findProgram("passt")].find((p) => p !== undefined && isExecutable(p))
   if (!passt) return undefined
   const pasta = path.join(path.dirname(passt), "pasta")
   const current = spawnSync(passt, ["--dns-host", "127.0.0.1", "--version"], { stdio: "ignore" }).status === 0
-  return { passt, pasta: executable(pasta) ? pasta : undefined, current }
+  return { passt, pasta: isExecutable(pasta) ? pasta : undefined, current }
 }
 
 /** `private` */

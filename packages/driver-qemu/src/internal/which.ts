@@ -1,17 +1,21 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 
-/** `name` if it is a path that exists, else the first executable `name` on PATH. */
-export const findOnPath = (name: string): string | undefined => {
-  if (name.includes("/")) return fs.existsSync(name) ? name : undefined
-  for (const dir of (process.env["PATH"] ?? "").split(path.delimiter)) {
-    const candidate = path.join(dir, name)
-    try {
-      fs.accessSync(candidate, fs.constants.X_OK)
-      return candidate
-    } catch {
-      continue
-    }
+/** A regular file this process may execute. */
+export const isExecutable = (file: string): boolean => {
+  try {
+    fs.accessSync(file, fs.constants.X_OK)
+    return fs.statSync(file).isFile()
+  } catch {
+    return false
   }
-  return undefined
+}
+
+/**
+ * `name` if it is a path that exists, else the first executable `name` in a directory of PATH,
+ * then of `alsoIn` (e.g. the sbin directories a non-root PATH often lacks).
+ */
+export const findOnPath = (name: string, alsoIn: ReadonlyArray<string> = []): string | undefined => {
+  if (name.includes("/")) return fs.existsSync(name) ? name : undefined
+  return [...(process.env["PATH"] ?? "").split(path.delimiter), ...alsoIn].filter(Boolean).map((dir) => path.join(dir, name)).find(isExecutable)
 }
