@@ -15,6 +15,7 @@ import { type Cgroups, probeCgroups } from "./internal/cgroup.js"
 import { hostTscKhz } from "./internal/cmdline.js"
 import { readConsole, type TailBuffer } from "./internal/console.js"
 import {
+  connectToHelper,
   type Helper,
   probeVirtiofsdUser,
   startHelper,
@@ -22,8 +23,7 @@ import {
   VIRTIOFSD,
   VIRTIOFSD_FD,
   virtiofsdArgv,
-  type VirtiofsdUser,
-  waitForSocket
+  type VirtiofsdUser
 } from "./internal/helpers.js"
 import { BOX_UID_FIRST, boxUid, deviceGroups, hostRootLayout, jailArgv, type JailTools, type JailUser, probeJail } from "./internal/jail.js"
 import { findPasst, hasExplicitPolicy, type NetworkPlan, probeNamespace, startNetwork, type StartedNetwork } from "./internal/network.js"
@@ -287,10 +287,9 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
             const daemon = startHelper(`virtiofsd for ${volume.hostPath}`, argv, setpriv, ["pipe", volume.fd])
             ;(daemon.process.stdio[VIRTIOFSD_FD.seccomp] as Writable | null)?.end(filter)
             helpers.push(daemon)
-            await waitForSocket(daemon, socket, 10_000)
             // QEMU gets the connected socket, not the path: it needs no run directory. The
             // vhost-user front end speaks first, so nothing is read here meanwhile.
-            volumeSockets[i] = await connectUnix(socket, 10_000)
+            volumeSockets[i] = await connectToHelper(daemon, socket, 10_000)
           })
           await Promise.all(daemons)
         },
@@ -376,29 +375,6 @@ const openFiles = (spec: VmSpec): OpenFiles => {
   } catch (e) {
     opened.splice(0).forEach((fd) => fs.closeSync(fd))
     throw e
-  }
-}
-
-const connectOnce = (socket: string): Promise<net.Socket> =>
-  new Promise((resolve, reject) => {
-    const connection = net.connect(socket)
-    connection.once("connect", () => resolve(connection))
-    connection.once("error", reject)
-  })
-
-/**
- * A daemon's socket file exists from its bind(), a moment before its listen(): until then a
- * connect is refused, so that is retried (for `timeoutMs`); any other error is final.
- */
-const connectUnix = async (socket: string, timeoutMs: number): Promise<net.Socket> => {
-  const deadline = Date.now() + timeoutMs
-  while (true) {
-    try {
-      return await connectOnce(socket)
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "ECONNREFUSED" || Date.now() > deadline) throw e
-      await new Promise((r) => setTimeout(r, 10))
-    }
   }
 }
 

@@ -7,6 +7,7 @@
 import type { VmVolume } from "@boxlite/core"
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
+import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import type { Stream } from "node:stream"
@@ -165,14 +166,31 @@ export const startHelper = (
   return { name, process: child, stderr: () => stderr.trim() }
 }
 
-/** Resolves once `socket` exists; rejects with the helper's stderr if it exits first or is too slow. */
-export const waitForSocket = async (helper: Helper, socket: string, timeoutMs: number): Promise<void> => {
+const connectOnce = (socket: string): Promise<net.Socket> =>
+  new Promise((resolve, reject) => {
+    const connection = net.connect(socket)
+    connection.once("connect", () => resolve(connection))
+    connection.once("error", reject)
+  })
+
+/**
+ * A connection to the helper's `socket`, once it accepts: the file appears at the helper's
+ * bind() and connects are refused until its listen(), so both are waited for. Rejects with the
+ * helper's stderr if it exits first or is too slow; any other connect error is final.
+ */
+export const connectToHelper = async (helper: Helper, socket: string, timeoutMs: number): Promise<net.Socket> => {
   const deadline = Date.now() + timeoutMs
-  while (!fs.existsSync(socket)) {
+  while (true) {
     if (helper.process.exitCode !== null || helper.process.signalCode !== null) {
       throw new Error(`${helper.name} exited: ${helper.stderr() || `code ${helper.process.exitCode}`}`)
     }
-    if (Date.now() > deadline) throw new Error(`${helper.name} did not create ${socket} within ${timeoutMs} ms: ${helper.stderr()}`)
+    try {
+      return await connectOnce(socket)
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code
+      if (code !== "ENOENT" && code !== "ECONNREFUSED") throw e
+    }
+    if (Date.now() > deadline) throw new Error(`${helper.name} did not listen on ${socket} within ${timeoutMs} ms: ${helper.stderr()}`)
     await new Promise((r) => setTimeout(r, 10))
   }
 }
