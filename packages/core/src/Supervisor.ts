@@ -201,7 +201,7 @@ const boot = (record: BoxRecord, args: SupervisorArgs, scope: Scope.Scope, stop:
       consoleLogMaxBytes: options.logMaxBytes ?? LOG_MAX_BYTES
     }).pipe(Scope.provide(scope))
     yield* Effect.logDebug("VMM started").pipe(Effect.annotateLogs({ pid: vm.pid }))
-    // The disk and the console log the VMM just created: the owner's only, like all of the home.
+    // The box directory's files (a recreated ephemeral disk among them): the owner's only, like all of the home.
     yield* restrictFiles(dir)
     // A VM that booted but never became usable: its console tail says why.
     const abandon = (problem: string) =>
