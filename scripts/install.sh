@@ -38,5 +38,7 @@ if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" = 600 ]; then $SUDO chm
 node -e 'if (+process.versions.node.split(".")[0] < 20) { console.error("BoxLite needs Node.js >= 20"); process.exit(1) }'
 npm ci --no-audit --no-fund --loglevel=error
 npm run build --silent
+# npm links a bin only if its target exists: boxlite's (dist/bin.js) exists once built, so `npx boxlite` works.
+npm rebuild boxlite --silent
 npm run build:guest --silent
 $SUDO bash images/build.sh
