@@ -117,7 +117,9 @@ const run = async (argv: Array<string>): Promise<number> => {
   if (!image || !command) return usage()
   return withRuntime({ registries: registriesFrom(values) }, async (runtime) => {
     await using box = await runtime.create({ image, ...resources(values) })
-    return execIn(box, command, args, values)
+    // Awaited here: returning the promise would leave this block, and dispose of (stop) the box,
+    // while the command still runs.
+    return await execIn(box, command, args, values)
   })
 }
 

@@ -7,7 +7,7 @@ import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { BUSYBOX, PYTHON, qemuProcessesUnder, sh, tempHome } from "./helpers.js"
+import { boxDirs, BUSYBOX, PYTHON, qemuProcessesUnder, sh, tempHome } from "./helpers.js"
 
 const CLIENT = fileURLToPath(new URL("./fixtures/client.mjs", import.meta.url))
 const home = tempHome()
@@ -290,6 +290,13 @@ describe("the CLI, one process per command", () => {
     expect(cli("ls").out).toMatch(new RegExp(`${id}\tcli-box\tstopped\t`))
     expect(cli("rm", "cli-box").code).toBe(0)
     expect(cli("ls").out).not.toContain(id)
+    expect(qemuProcessesUnder(home)).toEqual([])
+  }, 180_000)
+
+  it("run: the command's output and exit code, then the box is gone", () => {
+    const before = boxDirs(home)
+    expect(cli("run", "--memory", "128", BUSYBOX, "--", "sh", "-c", "echo out; echo err >&2; exit 3")).toEqual({ code: 3, out: "out\n", err: "err\n" })
+    expect(boxDirs(home)).toEqual(before)
     expect(qemuProcessesUnder(home)).toEqual([])
   }, 180_000)
 })
