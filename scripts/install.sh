@@ -17,7 +17,8 @@ PACKAGES=(
   uidmap                           # volumes for non-root users: virtiofsd in a user namespace
   bubblewrap nftables              # the jail around QEMU and its helpers; the egress policy
   make gcc libc6-dev patch xz-utils  # a current passt, built from Debian's source (scripts/build-passt.sh)
-  util-linux procps iproute2 ca-certificates python3  # test hosts in netns; python3 for bench/io.js
+  util-linux procps iproute2 ca-certificates python3  # test hosts in netns; python3 for bench/io.js and test wheels
+  chromium                         # a real browser on the host for the ComputerBox viewer test
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
