@@ -8,6 +8,9 @@ import { INITIAL_WINDOW } from "@boxlite/agent-protocol"
 /** Credits are batched: sending one per 32 KiB frame would double the frame count. */
 const CREDIT_BATCH = 64 * 1024
 
+/** How long output may sit unread, once the exit is awaited, before the reader counts as gone. */
+export const ABANDONED_AFTER_MS = 2000
+
 export class OutputQueue {
   private readonly chunks: Array<Uint8Array> = []
   private queued = 0
@@ -16,6 +19,8 @@ export class OutputQueue {
   private waiters: Array<() => void> = []
   private uncredited = 0
   private discarding = false
+  private reading = false
+  private lastRead = Date.now()
 
   constructor(private readonly grant: (bytes: number) => void) {}
 
@@ -42,6 +47,16 @@ export class OutputQueue {
 
   /** The next chunk, or null at end of stream. */
   async read(): Promise<Uint8Array | null> {
+    this.reading = true
+    try {
+      return await this.next()
+    } finally {
+      this.reading = false
+      this.lastRead = Date.now()
+    }
+  }
+
+  private async next(): Promise<Uint8Array | null> {
     for (;;) {
       const chunk = this.chunks.shift()
       if (chunk !== undefined) {
@@ -64,6 +79,21 @@ export class OutputQueue {
     this.chunks.length = 0
     this.queued = 0
     this.flushCredit()
+  }
+
+  /**
+   * The exit is awaited while a reader holds this stream: if it leaves output unread for
+   * `graceMs` (it stopped half way, or never started), drop the rest as `discard` does, so the
+   * process is not blocked on a full window forever. A reader that keeps reading loses nothing.
+   */
+  discardWhenAbandoned(graceMs = ABANDONED_AFTER_MS): void {
+    const check = () => {
+      if (this.ended || this.discarding || this.failure) return
+      if (!this.reading && this.queued > 0 && Date.now() - this.lastRead >= graceMs) return this.discard()
+      setTimeout(check, Math.min(250, graceMs)).unref()
+    }
+    this.lastRead = Date.now()
+    check()
   }
 
   /** Resolves once the guest has sent the end of this stream (or the connection failed). */
