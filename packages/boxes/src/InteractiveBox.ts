@@ -35,11 +35,15 @@ const isTty = (stream: Readable | Writable): boolean => (stream as { isTTY?: boo
  * Runs `command` in `box` on a terminal wired to `input`/`output` until it exits; its exit
  * code. (InteractiveBox.attach, and the CLI's `exec -t`.)
  */
+const DEFAULT_SIZE = { rows: 24, cols: 80 } as const
+
 export const attachTerminal = async (box: PromiseBox, options: AttachOptions = {}): Promise<number> => {
   const input = options.input ?? process.stdin
   const output = options.output ?? process.stdout
   const terminal = isTty(output) ? (output as WriteStream) : undefined
-  const size = terminal ? { rows: terminal.rows, cols: terminal.columns } : options.size ?? { rows: 24, cols: 80 }
+  // A terminal that reports 0x0 (some CI pseudo-terminals) gets the classic size instead.
+  const sizeOf = (t: WriteStream | undefined) => (t && t.rows > 0 && t.columns > 0 ? { rows: t.rows, cols: t.columns } : undefined)
+  const size = sizeOf(terminal) ?? options.size ?? DEFAULT_SIZE
   const [command = "sh", ...args] = options.command ?? []
   const execution = await box.exec(command, args, { ...options.exec, tty: size })
   const stdin = execution.stdin()
@@ -48,7 +52,10 @@ export const attachTerminal = async (box: PromiseBox, options: AttachOptions = {
   const onData = (data: Buffer | string) => {
     typing = typing.then(() => stdin.write(data)).catch(() => {})
   }
-  const onResize = () => void execution.resize(terminal!.rows, terminal!.columns)
+  const onResize = () => {
+    const next = sizeOf(terminal)
+    if (next) execution.resize(next.rows, next.cols).catch(() => {})
+  }
   const raw = isTty(input) ? (input as ReadStream) : undefined
   raw?.setRawMode(true)
   // Input that ends (a pipe, not a person) ends the terminal's input: the guest sees ^D.

@@ -2,13 +2,13 @@
  * SimpleBox: run a command, get `{ exitCode, stdout, stderr }`. The box boots on first use and
  * is stopped (and removed) when the SimpleBox is disposed.
  */
-import { type Box, type BoxOptions, type ExecError, type ExecOptions, type Execution, type InvalidOptions, Runtime, type StartError, type TimeoutError, type CreateError } from "@boxlite/core"
+import { assertBoxOptionKeys, type Box, type BoxOptions, type ExecError, type ExecOptions, type Execution, type InvalidOptions, Runtime, type StartError, type TimeoutError, type CreateError } from "@boxlite/core"
 import type { Box as PromiseBox, Boxlite } from "@boxlite/core/promise"
 import { Effect, Scope, Stream } from "effect"
 
 export interface ExecOutput {
   readonly exitCode: number
-  readonly signal?: number
+  readonly signal?: string
   readonly stdout: string
   readonly stderr: string
 }
@@ -48,7 +48,10 @@ const splitArgs = (rest: ReadonlyArray<string | ExecOptions>): [Array<string>, E
 export class SimpleBox implements AsyncDisposable {
   private box: Promise<PromiseBox> | undefined
 
-  constructor(private readonly options: BoxOptions, private readonly runtime: Boxlite) {}
+  /** Throws InvalidOptions at once for a key that is not a box option (naming the one it probably meant). */
+  constructor(private readonly options: BoxOptions, private readonly runtime: Boxlite) {
+    assertBoxOptionKeys(options)
+  }
 
   /** Creates and boots the box; later calls return the same box. */
   start(): Promise<PromiseBox> {

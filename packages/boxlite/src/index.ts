@@ -13,3 +13,5 @@ export {
   BootError, BoxliteError, BoxNotFound, BoxStateError, ExecError, HypervisorUnavailable, ImageError, ImageNotFound,
   InvalidOptions, ParseError, RegistryAuthError, RegistryError, StorageError, TimeoutError, UnexpectedError
 } from "@boxlite/core"
+/** This package's version (`boxlite.version`, as the reference's `boxlite.__version__`). */
+export { version } from "./version.js"

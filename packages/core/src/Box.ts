@@ -25,6 +25,9 @@ export interface BoxInfo {
    * supervisor died. Such a box runs nothing until an explicit `start()`. Undefined otherwise.
    */
   readonly reason: string | undefined
+  /** The runtime's accelerator (`kvm`, `hvf`, `tcg`) and agent transport (`virtio-serial`, `vsock`); undefined if no VMM can run. */
+  readonly accelerator: string | undefined
+  readonly transport: string | undefined
 }
 
 /** Resource use of a running box, from real sources: the VMM process and the guest kernel. */

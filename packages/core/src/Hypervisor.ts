@@ -104,6 +104,8 @@ export interface HypervisorInfo {
   readonly accelerator: string
   /** Why this accelerator (e.g. why not KVM). */
   readonly reason: string
+  /** How the host reaches the guest agent: `virtio-serial`, `vsock`. */
+  readonly transport: string
   /** How the driver confines each VMM process, for drivers that say. */
   readonly confinement?: VmmConfinement
 }

@@ -3,7 +3,7 @@
  * `RUST_LOG`, its alias) = trace | debug | info | warn | error | off. Lines go to stderr as
  * logfmt (`BOXLITE_LOG_FORMAT=json` for JSON). Unset: warnings and errors only.
  */
-import { Layer, Logger, type LogLevel, References } from "effect"
+import { Cause, Effect, Exit, Layer, Logger, type LogLevel, References } from "effect"
 
 const LEVELS: Record<string, LogLevel.LogLevel> = {
   trace: "Trace", debug: "Debug", info: "Info", warn: "Warn", error: "Error", off: "None"
@@ -38,3 +38,18 @@ export const layerFromEnv = (env: NodeJS.ProcessEnv = process.env, sink?: (line:
     Layer.succeed(References.MinimumLogLevel, level)
   )
 }
+
+/**
+ * Logs `step` at debug level when `self` ends, with its duration (`ms`), the annotations, and
+ * `failed` with the error's message if it failed: what `BOXLITE_LOG=debug` shows of each step.
+ */
+export const timed = (step: string, annotations: Record<string, unknown> = {}) =>
+<A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.suspend(() => {
+    const started = performance.now()
+    return Effect.onExit(self, (exit) => {
+      const ms = Math.round(performance.now() - started)
+      const failed = Exit.isFailure(exit) ? { failed: Cause.squash(exit.cause) instanceof Error ? (Cause.squash(exit.cause) as Error).message : "interrupted" } : {}
+      return Effect.logDebug(step).pipe(Effect.annotateLogs({ ...annotations, ms, ...failed }))
+    })
+  })

@@ -127,7 +127,8 @@ export interface BoxOptions {
   readonly memoryMib?: number
   /**
    * Size of the box's disk in GiB, which then persists across stop/start until the box is
-   * removed. Default: none, an ephemeral disk of the image's size, fresh at every start.
+   * removed; any size that holds the image. Default: none, an ephemeral disk of the image's
+   * size plus 1 GiB free, fresh at every start.
    */
   readonly diskSizeGb?: number
   /** Working directory of commands (absolute). Default: the image's, else `/root`. */
@@ -290,6 +291,42 @@ const elementPath = (message: string): string => {
   return at ? at.replace(/\["([^"]*)"\]/g, ".$1") : ""
 }
 
+const editDistance = (a: string, b: string): number => {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i]
+    for (let j = 1; j <= b.length; j++) row[j] = Math.min(previous[j]! + 1, row[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
+    previous = row
+  }
+  return previous[b.length]!
+}
+
+/** The option a wrong key probably meant: the same but for case and `_` (`memory_mib`), else a near spelling. */
+export const closestOption = (key: string, known: ReadonlyArray<string>): string | undefined => {
+  const plain = (s: string) => s.replaceAll("_", "").replaceAll("-", "").toLowerCase()
+  const same = known.find((k) => plain(k) === plain(key))
+  if (same !== undefined) return same
+  const [best] = known.map((k) => [k, editDistance(plain(key), plain(k))] as const).sort((a, b) => a[1] - b[1])
+  return best !== undefined && best[1] <= Math.max(1, Math.floor(best[0].length / 4)) ? best[0] : undefined
+}
+
+/** InvalidOptions for the first key of `input` that is not an option, naming what it probably meant. */
+export const unknownOption = (input: object, known: ReadonlyArray<string>, prefix = ""): InvalidOptions | undefined => {
+  const key = Object.keys(input).find((k) => !known.includes(k))
+  if (key === undefined) return undefined
+  const meant = closestOption(key, known)
+  return new InvalidOptions(`${prefix}${key}`, meant !== undefined ? `unknown option; did you mean "${meant}"?` : `unknown option (known: ${known.join(", ")})`)
+}
+
+/** The keys of BoxOptions, for callers that check options before creating a box. */
+export const BOX_OPTION_KEYS: ReadonlyArray<string> = Object.keys(boxFields)
+
+/** Throws InvalidOptions for a key that is not a box option (constructors check at once, not at first use). */
+export const assertBoxOptionKeys = (input: object): void => {
+  const error = unknownOption(input, BOX_OPTION_KEYS)
+  if (error) throw error
+}
+
 /** Validates each present field with its schema, and refuses fields that do not exist. */
 const validate = (fields: Record<string, Schema.Top>, input: unknown, prefix: string): Effect.Effect<void, InvalidOptions> =>
   Effect.suspend(() => {
@@ -297,11 +334,10 @@ const validate = (fields: Record<string, Schema.Top>, input: unknown, prefix: st
     if (typeof input !== "object" || input === null || Array.isArray(input)) {
       return Effect.fail(new InvalidOptions(prefix || "options", "must be an object"))
     }
+    const unknown = unknownOption(input, Object.keys(fields), prefix)
+    if (unknown) return Effect.fail(unknown)
     for (const [key, value] of Object.entries(input)) {
-      const schema = fields[key]
-      if (schema === undefined) {
-        return Effect.fail(new InvalidOptions(`${prefix}${key}`, `unknown option (known: ${Object.keys(fields).join(", ")})`))
-      }
+      const schema = fields[key]!
       if (value === undefined) continue
       const result = Schema.decodeUnknownExit(schema as Schema.Codec<unknown>)(value)
       if (Exit.isFailure(result)) {

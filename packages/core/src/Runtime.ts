@@ -12,6 +12,7 @@ import { ulid } from "ulid"
 import type { Box, BoxInfo } from "./Box.js"
 import { BoxNotFound, BoxStateError, type HypervisorUnavailable, InvalidOptions, StorageError } from "./Errors.js"
 import { Hypervisor, type HypervisorInfo } from "./Hypervisor.js"
+import { timed } from "./Logging.js"
 import { type ImagePullError, type Images, makeImages, type RegistryOptions, resolveImage } from "./Images.js"
 import { BoxHandle, infoOf, reconcile } from "./internal/BoxHandle.js"
 import { boxDirOf, boxesDirOf, rootfsDirOf } from "./internal/BoxFiles.js"
@@ -131,7 +132,14 @@ const make = (homeDir: string, registry: RegistryOptions) =>
     yield* reconcileHome(homeDir, store)
     const handles = new Map<string, BoxHandle>()
     const supervisors = new SupervisorPool(supervisor.module, homeDir)
-    const deps = { homeDir, store, supervisors, onRemoved: (id: string) => void handles.delete(id) }
+    // Asked once: the driver probes the host (binaries, /dev/kvm) to answer.
+    let knownHypervisor: HypervisorInfo | undefined
+    const hypervisorInfo = Effect.suspend(() =>
+      knownHypervisor !== undefined
+        ? Effect.succeed(knownHypervisor)
+        : hypervisor.info.pipe(Effect.tap((info) => Effect.sync(() => (knownHypervisor = info))), Effect.orElseSucceed(() => undefined))
+    )
+    const deps = { homeDir, store, supervisors, hypervisorInfo, onRemoved: (id: string) => void handles.delete(id) }
     const handleOf = (record: BoxRecord): BoxHandle => {
       let handle = handles.get(record.id)
       if (!handle) handles.set(record.id, handle = new BoxHandle(record, deps))
@@ -156,8 +164,11 @@ const make = (homeDir: string, registry: RegistryOptions) =>
           try: () => claimHostPorts(options.ports),
           catch: (e) => new InvalidOptions("ports", (e as Error).message)
         })
-        const image = yield* resolveImage(contentStore, registry, options.image)
-        const base = yield* disks.baseFor(image).pipe(Effect.mapError((e: DiskStorageError) => new StorageError(e.message)))
+        const image = yield* resolveImage(contentStore, registry, options.image).pipe(timed("image resolved", { image: options.image }))
+        const base = yield* disks.baseFor(image).pipe(
+          Effect.mapError((e: DiskStorageError) => new StorageError(e.message)),
+          timed("root filesystem ready", { image: options.image })
+        )
         const sizeBytes = options.diskSizeGb === undefined ? undefined : options.diskSizeGb * GiB
         if (sizeBytes !== undefined) {
           const baseBytes = yield* Effect.tryPromise({
@@ -183,14 +194,15 @@ const make = (homeDir: string, registry: RegistryOptions) =>
           Effect.mapError((e: DiskStorageError): StorageError | BoxStateError => new StorageError(e.message)),
           Effect.andThen(restrictFiles(dir)),
           Effect.andThen(store.insert(record)),
-          Effect.tapError(() => Effect.promise(() => fs.rm(dir, { recursive: true, force: true }).catch(() => undefined)))
+          Effect.tapError(() => Effect.promise(() => fs.rm(dir, { recursive: true, force: true }).catch(() => undefined))),
+          timed("box disk created", { box: id })
         )
         yield* store.increment("boxesCreated")
         // A box is usually started right after it is made: have a supervisor loading.
         supervisors.refill()
         yield* Effect.logInfo("box created").pipe(Effect.annotateLogs({ box: id, image: options.image }))
         return handleOf(record) as Box
-      })
+      }).pipe(timed("create"))
 
     const reconciledRecords = Effect.flatMap(store.list, (records) => Effect.forEach(records, (r) => reconcile(store, r)))
 
@@ -202,7 +214,7 @@ const make = (homeDir: string, registry: RegistryOptions) =>
       images: makeImages(contentStore, registry, rootfsDirOf(homeDir), Effect.map(store.list, (records) => records.map((r) => r.base))),
       create,
       get: (idOrName) => Effect.map(find(idOrName), (record) => handleOf(record) as Box),
-      list: Effect.map(reconciledRecords, (records) => records.map(infoOf)),
+      list: Effect.zipWith(reconciledRecords, hypervisorInfo, (records, hv) => records.map((r) => infoOf(r, hv))),
       remove: (idOrName, options) =>
         Effect.gen(function*() {
           const record = yield* Effect.flatMap(find(idOrName), (r) => reconcile(store, r))

@@ -176,7 +176,7 @@ export const layerSqlite = (homeDir: string, options: SqliteOptions = { create: 
           "UPDATE boxes SET status = 'starting', pid = NULL, reason = NULL, supervisor_pid = ?, supervisor_start = ? WHERE id = ? AND status IN ('configured', 'stopped', 'failed')"
         )
         const byIdOrName = db.prepare("SELECT * FROM boxes WHERE id = ? OR name = ?")
-        const all = db.prepare("SELECT * FROM boxes ORDER BY created_at, id")
+        const all = db.prepare("SELECT * FROM boxes ORDER BY created_at DESC, id DESC")
         const remove = db.prepare("DELETE FROM boxes WHERE id = ?")
         const increment = db.prepare("INSERT INTO counters (name, value) VALUES (?, 1) ON CONFLICT(name) DO UPDATE SET value = value + 1")
         const counters = db.prepare("SELECT name, value FROM counters")

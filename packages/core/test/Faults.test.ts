@@ -183,7 +183,7 @@ describe("errors users see are BoxliteErrors", () => {
       Effect.gen(function*() {
         const r = yield* Effect.promise(() => record("BIG"))
         yield* store.insert(r)
-        const box = new BoxHandle(r, { homeDir: home, store, supervisors, onRemoved: () => {} })
+        const box = new BoxHandle(r, { homeDir: home, store, supervisors, hypervisorInfo: Effect.succeed(undefined), onRemoved: () => {} })
         const argv = yield* Effect.flip(box.exec("echo", ["x".repeat(1024 * 1024 + 1)]))
         const env = yield* Effect.flip(box.exec("true", [], { env: { BIG: "y".repeat(1024 * 1024) } }))
         return { argv, env, status: (yield* box.info).status }
@@ -203,7 +203,7 @@ describe("errors users see are BoxliteErrors", () => {
       Effect.gen(function*() {
         const r = yield* Effect.promise(() => record("FAILED", { status: "failed", reason: "the VM exited without a stop request (killed by SIGKILL)" }))
         yield* store.insert(r)
-        const box = new BoxHandle(r, { homeDir: home, store, supervisors, onRemoved: () => {} })
+        const box = new BoxHandle(r, { homeDir: home, store, supervisors, hypervisorInfo: Effect.succeed(undefined), onRemoved: () => {} })
         return { exec: yield* Effect.flip(box.exec("true")), ping: yield* Effect.flip(box.ping), info: yield* box.info }
       }))
     if (!Exit.isSuccess(exit)) throw new Error(String(exit.cause))

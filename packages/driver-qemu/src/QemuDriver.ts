@@ -339,7 +339,7 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
       yield* binary
       const a = yield* accelerator
       const c = yield* confinement
-      return { driver: "qemu", accelerator: a.accelerator, reason: a.reason, confinement: c.info }
+      return { driver: "qemu", accelerator: a.accelerator, reason: a.reason, transport: "virtio-serial", confinement: c.info }
     }),
     start
   })

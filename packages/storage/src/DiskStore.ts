@@ -18,7 +18,11 @@ export class StorageError extends Data.TaggedError("StorageError")<{
 export interface DiskStoreOptions {
   /** Directory of the per-image ext4 bases (`<home>/images/rootfs`). */
   readonly rootfsDir: string
-  /** Free space each base filesystem leaves for a box's writes. Default 1 GiB. */
+  /**
+   * Free space of an ephemeral box disk (one created without a size): the disk is the base plus
+   * this, and the guest grows the filesystem into it at boot. Default 1 GiB. Bases themselves
+   * keep only a little slack, so any size that holds the image is a valid box disk size.
+   */
   readonly headroomBytes?: number
   /**
    * Limit on the bytes an image's layers unpack to, together (their tar streams after
@@ -38,7 +42,8 @@ export class DiskStore extends Context.Service<DiskStore, {
   readonly baseFor: (image: ResolvedImage) => Effect.Effect<string, StorageError>
   /**
    * Creates (or recreates, empty) a qcow2 disk at `diskPath` whose unwritten blocks read from
-   * `base`; `sizeBytes` makes it larger than the base (the guest grows its filesystem).
+   * `base`, of `sizeBytes` (at least the base's size), by default the base plus `headroomBytes`;
+   * the guest grows its filesystem to the disk at boot.
    */
   readonly createBoxDisk: (base: string, diskPath: string, sizeBytes?: number) => Effect.Effect<void, StorageError>
 }>()("@boxlite/storage/DiskStore") {}
@@ -55,6 +60,12 @@ const failure = (what: string) => (e: { readonly command: string; readonly code:
       : `${what}: ${e.stderr || `${e.command} exited with ${String(e.code)}`}`
   })
 
+const MiB = 1024 * 1024
+const GiB = 1024 * MiB
+/** Free space left in a base filesystem, beyond the files and ext4's metadata. */
+const BASE_SLACK_BYTES = 64 * MiB
+const roundUpToMiB = (bytes: number) => Math.ceil(bytes / MiB) * MiB
+
 export const make = (options: DiskStoreOptions): Context.Service.Shape<typeof DiskStore> => {
   const useFakeroot = options.useFakeroot ?? process.getuid?.() !== 0
   const building = new Map<string, Promise<string>>()
@@ -68,7 +79,7 @@ export const make = (options: DiskStoreOptions): Context.Service.Shape<typeof Di
         tree: path.join(work, "tree"),
         image: path.join(work, "rootfs.ext4"),
         layers: image.layers.map((l) => ({ digest: l.digest, path: l.path, compression: l.compression })),
-        headroomBytes: options.headroomBytes ?? 1024 * 1024 * 1024,
+        headroomBytes: BASE_SLACK_BYTES,
         maxUnpackedBytes: options.maxUnpackedBytes ?? 32 * 1024 * 1024 * 1024
       }
       await fs.writeFile(path.join(work, "job.json"), JSON.stringify(job))
@@ -107,9 +118,16 @@ export const make = (options: DiskStoreOptions): Context.Service.Shape<typeof Di
       }),
 
     createBoxDisk: (base, diskPath, sizeBytes) =>
-      runCommand("qemu-img", ["create", "-q", "-f", "qcow2", "-b", base, "-F", "raw", diskPath, ...(sizeBytes ? [String(sizeBytes)] : [])]).pipe(
-        Effect.asVoid,
-        Effect.mapError(failure(`creating the box disk ${diskPath}`))
+      Effect.tryPromise({
+        try: async () => sizeBytes ?? roundUpToMiB((await fs.stat(base)).size + (options.headroomBytes ?? GiB)),
+        catch: (e) => new StorageError({ message: `creating the box disk ${diskPath}: ${(e as Error).message}` })
+      }).pipe(
+        Effect.flatMap((size) =>
+          runCommand("qemu-img", ["create", "-q", "-f", "qcow2", "-b", base, "-F", "raw", diskPath, String(size)]).pipe(
+            Effect.asVoid,
+            Effect.mapError(failure(`creating the box disk ${diskPath}`))
+          )
+        )
       )
   }
 }

@@ -60,7 +60,7 @@ describe("exec in one running box", () => {
     const execution = await box.exec("sh", ["-c", "sleep 300 & sleep 300; echo never"])
     await execution.kill()
     const result = await execution.wait()
-    expect(result).toEqual({ exitCode: 137, signal: 9 })
+    expect(result).toEqual({ exitCode: 137, signal: "SIGKILL" })
     const check = await box.exec("sh", ["-c", "ps -o comm | grep -c '^sleep' || true"])
     expect((await check.stdout().text()).trim()).toBe("0")
   })

@@ -147,7 +147,7 @@ describe("resources", () => {
     await other.start()
     const eat = await hog.exec("python3", ["-c", "x = []\nwhile True: x.append(bytearray(16 * 1024 * 1024))"])
     const result = await eat.wait()
-    expect(result.signal).toBe(9)
+    expect(result.signal).toBe("SIGKILL")
     expect((await sh(other, "echo still here")).out).toBe("still here")
     expect((await sh(hog, "echo survived")).out).toBe("survived")
     await hog.remove()

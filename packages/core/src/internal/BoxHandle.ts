@@ -11,6 +11,8 @@ import * as net from "node:net"
 import type { Box, BoxInfo, BoxMetrics, StartError } from "../Box.js"
 import { BootError, BoxNotFound, BoxStateError, ExecError, InvalidOptions } from "../Errors.js"
 import { ExecutionImpl } from "../Execution.js"
+import type { HypervisorInfo } from "../Hypervisor.js"
+import { timed } from "../Logging.js"
 import { type ExecOptions, mergeEnv, resolveExecOptions } from "../Options.js"
 import { ACTIVE_STATUSES, type BoxRecord, StateStore } from "../StateStore.js"
 import { errorFromReport, type LaunchReport, type SupervisorCommand } from "../Supervisor.js"
@@ -29,6 +31,8 @@ export interface BoxHandleDeps {
   readonly store: StateStore["Service"]
   /** Where supervisor processes come from. */
   readonly supervisors: SupervisorPool
+  /** The runtime's hypervisor, for box info (undefined when none can run here). */
+  readonly hypervisorInfo: Effect.Effect<HypervisorInfo | undefined>
   /** Called once the box is gone (removed), so the runtime forgets the handle. */
   readonly onRemoved: (id: string) => void
 }
@@ -68,7 +72,7 @@ const checkRequestSize = (request: ExecRequest): Effect.Effect<void, InvalidOpti
   return Effect.fail(new InvalidOptions(field, `${what} take ${Math.max(argv, env)} bytes encoded; a command's argv (${argv} bytes), env (${env} bytes), working directory and user must fit in ${MAX_PAYLOAD} bytes`))
 }
 
-export const infoOf = (record: BoxRecord): BoxInfo => ({
+export const infoOf = (record: BoxRecord, hypervisor: HypervisorInfo | undefined): BoxInfo => ({
   id: record.id,
   name: record.name,
   status: record.status,
@@ -78,7 +82,9 @@ export const infoOf = (record: BoxRecord): BoxInfo => ({
   createdAt: record.createdAt,
   pid: record.pid,
   ports: record.status === "running" ? record.ports : record.options.ports,
-  reason: record.status === "failed" ? record.reason : undefined
+  reason: record.status === "failed" ? record.reason : undefined,
+  accelerator: hypervisor?.accelerator,
+  transport: hypervisor?.transport
 })
 
 /** Reads the supervisor's one-line launch report on fd 3; its exit before that is a failure. */
@@ -136,11 +142,11 @@ export class BoxHandle implements Box {
   }
 
   get info(): Effect.Effect<BoxInfo, BoxNotFound> {
-    return Effect.map(this.current, infoOf)
+    return Effect.zipWith(this.current, this.deps.hypervisorInfo, infoOf)
   }
 
   get start(): Effect.Effect<void, StartError> {
-    return Effect.asVoid(this.lifecycle.withPermit(this.connectStarting(true)))
+    return Effect.asVoid(this.lifecycle.withPermit(this.connectStarting(true))).pipe(timed("start", { box: this.record.id }))
   }
 
   /**
@@ -231,7 +237,7 @@ export class BoxHandle implements Box {
         Effect.sync(() => (child.stdio[3] as net.Socket).ref()),
         () => Effect.promise(() => awaitReport(supervisor, id, supervisorLogOf(this.deps.homeDir, id))),
         () => Effect.sync(() => (child.stdio[3] as net.Socket).unref())
-      )
+      ).pipe(timed("boot (supervisor report)", { box: id }))
       if (!report.ok) {
         child.stdin?.destroy()
         // A supervisor that died before taking the record over leaves our claim on it: release
@@ -272,8 +278,8 @@ export class BoxHandle implements Box {
         try: () => channel.started,
         catch: (e) => new ExecError(e instanceof SpawnFailed ? `cannot run ${command}: ${e.message}` : `${command}: ${(e as Error).message}`, argv)
       })
-      return new ExecutionImpl(channel, argv, pid, resolved.timeoutMs)
-    })
+      return new ExecutionImpl(channel, argv, pid, resolved.timeoutMs, resolved.tty !== undefined)
+    }).pipe(timed("exec started", { box: this.record.id, command }))
   }
 
   get ping() {
@@ -307,7 +313,7 @@ export class BoxHandle implements Box {
       const stopped = yield* this.halt.pipe(Effect.catchTag("BoxNotFound", () => Effect.succeed(false)))
       // A box that never ran has no supervisor to remove it.
       if (stopped && this.record.options.autoRemove) yield* this.removeFiles
-    }))
+    })).pipe(timed("stop", { box: this.record.id }))
   }
 
   /** Stops the box if needed and deletes it with its disk. */
@@ -316,7 +322,7 @@ export class BoxHandle implements Box {
       const stillThere = yield* this.halt.pipe(Effect.catchTag("BoxNotFound", () => Effect.succeed(false)))
       if (stillThere) yield* this.removeFiles
       this.deps.onRemoved(this.record.id)
-    }))
+    })).pipe(timed("remove", { box: this.record.id }))
   }
 
   /** Drops this handle's connection; the box keeps running. */

@@ -1,14 +1,17 @@
 import { Effect, Layer, ManagedRuntime } from "effect"
 import type { Box as EffectBox, BoxInfo, BoxMetrics } from "../Box.js"
+import { BoxStateError } from "../Errors.js"
 import type { ExecutionImpl } from "../Execution.js"
 import type { ImageDetails, ImageInfo, PruneResult, PullProgress } from "../Images.js"
 import type { GuestArtifacts, Hypervisor } from "../Hypervisor.js"
 import * as Logging from "../Logging.js"
-import type { BoxOptions, ExecOptions } from "../Options.js"
+import { type BoxOptions, type ExecOptions, unknownOption } from "../Options.js"
 import { layer as runtimeLayer, type OpenError, type RemoveOptions, Runtime, type RuntimeInfo, type RuntimeMetrics, type RuntimeOptions } from "../Runtime.js"
 import type { SupervisorEntry } from "../Supervisor.js"
 import { Execution } from "./Execution.js"
 import { asBoxliteError } from "./run.js"
+
+const RUNTIME_OPTION_KEYS = ["homeDir", "registries", "dockerConfigPath", "platform"] satisfies ReadonlyArray<keyof RuntimeOptions>
 
 /** The Hypervisor, guest artifacts and supervisor module a Boxlite runs on; the `boxlite` package supplies the default. */
 export type Platform = Layer.Layer<Hypervisor | GuestArtifacts | SupervisorEntry>
@@ -27,7 +30,7 @@ export class Box implements AsyncDisposable {
   /** Runs `command args...` in the box (booting it first if needed) and returns at once. */
   async exec(command: string, args: ReadonlyArray<string> = [], options?: ExecOptions): Promise<Execution> {
     const execution = await this.run(this.box.exec(command, args, options))
-    return new Execution(execution as ExecutionImpl)
+    return new Execution(execution as ExecutionImpl, this.run)
   }
 
   start(): Promise<void> {
@@ -85,13 +88,20 @@ export class Boxlite implements AsyncDisposable {
   /** A home that cannot be opened (OpenError) rejects every call with that error. */
   private readonly managed: ManagedRuntime.ManagedRuntime<Runtime, OpenError>
 
+  /** Throws InvalidOptions at once for a key that is not a runtime option. */
   constructor(options: RuntimeOptions, platform: Platform) {
+    const unknown = unknownOption(options, RUNTIME_OPTION_KEYS)
+    if (unknown) throw unknown
     const logging = Logging.layerFromEnv()
     this.managed = ManagedRuntime.make(Layer.merge(runtimeLayer(options).pipe(Layer.provide(platform), Layer.provide(logging)), logging))
   }
 
+  private closed = false
+
   private readonly run = <A, E>(effect: Effect.Effect<A, E, Runtime>): Promise<A> =>
-    this.managed.runPromise(effect).catch((e: unknown) => Promise.reject(asBoxliteError(e)))
+    this.closed
+      ? Promise.reject(new BoxStateError("the runtime is closed: open a new Boxlite"))
+      : this.managed.runPromise(effect).catch((e: unknown) => Promise.reject(asBoxliteError(e)))
 
   /** Pull, list, inspect, remove and prune images. */
   readonly images: Images = new Images(this.run)
@@ -123,7 +133,9 @@ export class Boxlite implements AsyncDisposable {
     return this.run(Runtime.useSync((r) => r.homeDir))
   }
 
+  /** Stops the boxes this runtime started that are not detached; later calls reject with BoxStateError. */
   close(): Promise<void> {
+    this.closed = true
     return this.managed.dispose()
   }
   [Symbol.asyncDispose](): Promise<void> {

@@ -1,3 +1,4 @@
+import type { Effect } from "effect"
 import type { ExecResult, ExecutionImpl } from "../Execution.js"
 import { runPromise } from "./run.js"
 
@@ -51,8 +52,13 @@ export class ExecStdin {
 
 /** A running command (Promise face of the Effect `Execution`). */
 export class Execution {
-  constructor(private readonly impl: ExecutionImpl) {}
+  /** `run` is the runtime's (its logger sees the exit); plain Effect.runPromise otherwise. */
+  constructor(private readonly impl: ExecutionImpl, private readonly run: <A, E>(effect: Effect.Effect<A, E>) => Promise<A> = runPromise) {}
 
+  /** Unique id of this execution (a ULID). */
+  get id(): string {
+    return this.impl.id
+  }
   get pid(): number {
     return this.impl.pid
   }
@@ -60,7 +66,10 @@ export class Execution {
     return this.impl.command
   }
 
-  /** stdout as lines (`for await`), bytes or text. One reader; unread output is dropped by `wait()`. */
+  /**
+   * stdout as lines (`for await`), bytes or text. One reader; unread output is dropped by
+   * `wait()`, and so is output a reader leaves unread for 2 s while `wait()` runs.
+   */
   stdout(): OutputStream {
     const source = this.impl.chunks("stdout")
     return new OutputStream(() => source)
@@ -77,7 +86,7 @@ export class Execution {
 
   /** Resolves with the exit status; rejects with TimeoutError when `timeoutMs` ran out. */
   wait(): Promise<ExecResult> {
-    return runPromise(this.impl.wait)
+    return this.run(this.impl.wait)
   }
 
   /** Sends `signal` (default 9) to the command's process group. */
@@ -85,7 +94,7 @@ export class Execution {
     return runPromise(this.impl.kill(signal))
   }
 
-  /** A tty exec's new terminal size (the process gets SIGWINCH). */
+  /** A tty exec's new terminal size (the process gets SIGWINCH); BoxStateError without a tty. */
   resize(rows: number, cols: number): Promise<void> {
     return runPromise(this.impl.resize(rows, cols))
   }
