@@ -19,10 +19,19 @@ export class InvalidOptions extends BoxliteError {
   }
 }
 
-/** A command could not be run (not found, not executable, bad working directory) or its box went away. */
+/**
+ * A command could not be run (not found: `exitCode` 127; not executable, bad working directory:
+ * 126; the reason in `stderr`, as a shell would say it), a program failed where success was
+ * required (its `exitCode` and `stderr`), or its box went away (no exit code).
+ */
 export class ExecError extends BoxliteError {
   override readonly _tag = "ExecError" as const
-  constructor(message: string, readonly command?: ReadonlyArray<string>) {
+  constructor(
+    message: string,
+    readonly command?: ReadonlyArray<string>,
+    readonly exitCode?: number,
+    readonly stderr?: string
+  ) {
     super({ message })
   }
 }

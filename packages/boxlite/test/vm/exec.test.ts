@@ -98,10 +98,19 @@ describe("exec in one running box", () => {
     expect((await a.wait()).exitCode + (await b.wait()).exitCode).toBe(0)
   })
 
-  it("fails with ExecError naming a command that does not exist", async () => {
-    const error = await box.exec("no-such-command").catch((e: unknown) => e)
+  it("fails with ExecError naming a command that does not exist: exitCode 127, the reason in stderr, the command", async () => {
+    const error = await box.exec("no-such-command", ["arg"]).catch((e: unknown) => e)
     expect(error).toBeInstanceOf(ExecError)
     expect(String(error)).toMatch(/no-such-command/)
+    expect(error).toMatchObject({ exitCode: 127, command: ["no-such-command", "arg"] })
+    expect((error as ExecError).stderr).toMatch(/not found/)
+  })
+
+  it("a file that is not executable: ExecError with exitCode 126", async () => {
+    const error = await box.exec("/etc/passwd").catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(ExecError)
+    expect(error).toMatchObject({ exitCode: 126, command: ["/etc/passwd"] })
+    expect((error as ExecError).stderr).toMatch(/permission denied|not an executable/i)
   })
 
   it("does not block a command whose output nobody reads", async () => {

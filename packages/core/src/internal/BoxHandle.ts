@@ -39,6 +39,9 @@ export interface BoxHandleDeps {
 
 const sleep = (ms: number) => Effect.sleep(`${ms} millis`)
 
+/** The agent's words for a program that does not exist (exit code 127, as shells and Docker); other spawn failures are 126. */
+const NOT_FOUND = /not found in PATH|no such file or directory/i
+
 /**
  * The record as it truly is: an active status whose supervisor has died (SIGKILL, a crash, a
  * host reboot) is stale. A box that was starting or running lost its VM and whatever ran in it:
@@ -276,7 +279,10 @@ export class BoxHandle implements Box {
       yield* this.deps.store.increment("totalExecCalls")
       const pid = yield* Effect.tryPromise({
         try: () => channel.started,
-        catch: (e) => new ExecError(e instanceof SpawnFailed ? `cannot run ${command}: ${e.message}` : `${command}: ${(e as Error).message}`, argv)
+        catch: (e) =>
+          e instanceof SpawnFailed
+            ? new ExecError(`cannot run ${command}: ${e.message}`, argv, NOT_FOUND.test(e.message) ? 127 : 126, `${e.message}\n`)
+            : new ExecError(`${command}: ${(e as Error).message}`, argv)
       })
       return new ExecutionImpl(channel, argv, pid, resolved.timeoutMs, resolved.tty !== undefined)
     }).pipe(timed("exec started", { box: this.record.id, command }))
