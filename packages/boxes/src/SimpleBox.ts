@@ -2,7 +2,7 @@
  * SimpleBox: run a command, get `{ exitCode, stdout, stderr }`. The box boots on first use and
  * is stopped (and removed) when the SimpleBox is disposed.
  */
-import { assertBoxOptionKeys, type Box, type BoxOptions, type ExecError, type ExecOptions, type Execution, type InvalidOptions, Runtime, type StartError, type TimeoutError, type CreateError } from "@boxlite/core"
+import { assertBoxOptionKeys, type Box, type BoxInfo, type BoxMetrics, type BoxOptions, BoxStateError, type ExecError, type ExecOptions, type Execution, type InvalidOptions, Runtime, type StartError, type TimeoutError, type CreateError } from "@boxlite/core"
 import type { Box as PromiseBox, Boxlite } from "@boxlite/core/promise"
 import { Effect, Scope, Stream } from "effect"
 
@@ -53,6 +53,8 @@ export class SimpleBox implements AsyncDisposable {
     assertBoxOptionKeys(options)
   }
 
+  private started: PromiseBox | undefined
+
   /** Creates and boots the box; later calls return the same box. */
   start(): Promise<PromiseBox> {
     this.box ??= this.runtime.create(this.options).then(async (box) => {
@@ -60,9 +62,26 @@ export class SimpleBox implements AsyncDisposable {
         await box.remove()
         throw e
       })
+      this.started = box
       return box
     })
     return this.box
+  }
+
+  /** The box's id once it started (`start()` or a first call); BoxStateError before. */
+  get id(): string {
+    if (!this.started) throw new BoxStateError("the box has not started yet: await start() (or a first exec) before reading its id")
+    return this.started.id
+  }
+
+  /** The box's info (status, image, resources, ports...); boots the box if needed. */
+  async info(): Promise<BoxInfo> {
+    return (await this.start()).info()
+  }
+
+  /** CPU time, memory and network use of the running box; boots the box if needed. */
+  async metrics(): Promise<BoxMetrics> {
+    return (await this.start()).metrics()
   }
 
   /** `exec("python", "-c", "print(1)")`, optionally ending with ExecOptions. */
@@ -79,6 +98,7 @@ export class SimpleBox implements AsyncDisposable {
   async stop(): Promise<void> {
     const box = this.box
     this.box = undefined
+    this.started = undefined
     if (box) await (await box.catch(() => undefined))?.remove()
   }
 

@@ -1,6 +1,6 @@
 // The reference's shapes that need a VM: signals, resize, execution ids, box info, list order,
 // disk sizes, and output read half way that must never hang wait().
-import { Boxlite, BoxStateError } from "boxlite"
+import { Boxlite, BoxStateError, SimpleBox } from "boxlite"
 import type { Box, Execution } from "boxlite"
 import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
@@ -158,5 +158,19 @@ describe("BOXLITE_LOG=debug", () => {
     for (const step of ["image resolved", "root filesystem ready", "box disk created", "create", "boot \\(supervisor report\\)", "start", "exec started", "exec exited", "stop"]) {
       expect(run.stderr).toMatch(new RegExp(`message=("${step}"|${step}) .*ms=\\d+`))
     }
+  })
+})
+
+describe("SimpleBox has id, info() and metrics(), like Box", () => {
+  it("id after start (BoxStateError before), info() of that box, metrics() of the running VM", async () => {
+    await using simple = new SimpleBox({ image: BUSYBOX, runtime })
+    expect(() => simple.id).toThrow(BoxStateError)
+    expect((await simple.exec("echo", "hi")).stdout).toBe("hi\n")
+    const info = await simple.info()
+    expect(info.id).toBe(simple.id)
+    expect(info.status).toBe("running")
+    const metrics = await simple.metrics()
+    expect(metrics.cpuTimeMs).toBeGreaterThan(0)
+    expect(metrics.memoryUsageBytes).toBeGreaterThan(0)
   })
 })
