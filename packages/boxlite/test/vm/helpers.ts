@@ -103,3 +103,18 @@ export const holdGatewayUnreachable = (): (() => void) => {
   execFileSync("ip", ["route", "add", "unreachable", "10.0.2.2/32", "metric", metric])
   return () => execFileSync("ip", ["route", "del", "unreachable", "10.0.2.2/32", "metric", metric])
 }
+
+/**
+ * A /24 for this run's test hosts (`10.A.B`, no `.0`): derived from the pid and `salt` (one per
+ * test file), skipping prefixes this machine already routes, so concurrent runs and the host's
+ * own networks never collide.
+ */
+export const uniqueSubnet = (salt: number): string => {
+  const routes = execFileSync("ip", ["-4", "route", "show", "table", "all"]).toString()
+  for (let attempt = 0; attempt < 256; attempt++) {
+    const n = (process.pid * 7 + salt * 131 + attempt * 257) % (100 * 256)
+    const subnet = `10.${128 + Math.floor(n / 256)}.${n % 256}`
+    if (!routes.includes(`${subnet}.`)) return subnet
+  }
+  throw new Error("no free 10.x.y.0/24 for a test host")
+}

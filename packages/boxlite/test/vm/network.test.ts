@@ -4,7 +4,7 @@ import { execFileSync, spawn, type ChildProcess } from "node:child_process"
 import * as dgram from "node:dgram"
 import * as http from "node:http"
 import * as net from "node:net"
-import { boxDirs, BUSYBOX, holdGatewayUnreachable, PYTHON, qemuProcessesUnder, tempHome, sh } from "./helpers.js"
+import { boxDirs, BUSYBOX, holdGatewayUnreachable, PYTHON, qemuProcessesUnder, tempHome, sh, uniqueSubnet } from "./helpers.js"
 
 const home = tempHome()
 const runtime = new Boxlite({ homeDir: home })
@@ -105,6 +105,7 @@ describe("port forwarding", () => {
 
 describe("outbound network", () => {
   const ns = `bl${process.pid}`
+  const subnet = uniqueSubnet(1)
   let testHost: ChildProcess
   let hostOnly: http.Server
   let hostOnlyPort = 0
@@ -114,13 +115,13 @@ describe("outbound network", () => {
     execFileSync("ip", ["netns", "add", ns])
     execFileSync("ip", ["link", "add", `${ns}h`, "type", "veth", "peer", "name", `${ns}n`])
     execFileSync("ip", ["link", "set", `${ns}n`, "netns", ns])
-    execFileSync("ip", ["addr", "add", "192.168.231.1/24", "dev", `${ns}h`])
+    execFileSync("ip", ["addr", "add", `${subnet}.1/24`, "dev", `${ns}h`])
     execFileSync("ip", ["link", "set", `${ns}h`, "up"])
-    execFileSync("ip", ["-n", ns, "addr", "add", "192.168.231.2/24", "dev", `${ns}n`])
+    execFileSync("ip", ["-n", ns, "addr", "add", `${subnet}.2/24`, "dev", `${ns}n`])
     execFileSync("ip", ["-n", ns, "link", "set", `${ns}n`, "up"])
     execFileSync("ip", ["-n", ns, "link", "set", "lo", "up"])
-    testHost = spawn("ip", ["netns", "exec", ns, "python3", "-m", "http.server", "8000", "--bind", "192.168.231.2", "--directory", "/etc"], { stdio: "ignore" })
-    await eventually(() => get("http://192.168.231.2:8000/hostname"))
+    testHost = spawn("ip", ["netns", "exec", ns, "python3", "-m", "http.server", "8000", "--bind", `${subnet}.2`, "--directory", "/etc"], { stdio: "ignore" })
+    await eventually(() => get(`http://${subnet}.2:8000/hostname`))
     hostOnly = http.createServer((_, res) => res.end("host loopback")).listen(0, "127.0.0.1")
     await new Promise((r) => hostOnly.once("listening", r))
     hostOnlyPort = (hostOnly.address() as net.AddressInfo).port
@@ -141,7 +142,7 @@ describe("outbound network", () => {
     // the probe on this machine (a mapping to the host's loopback would answer regardless).
     onTestFinished(holdGatewayUnreachable())
     const box = await runtime.create({ image: PYTHON })
-    const remote = await fetchInGuest(box, "http://192.168.231.2:8000/hostname", 10)
+    const remote = await fetchInGuest(box, `http://${subnet}.2:8000/hostname`, 10)
     expect(remote.exitCode).toBe(0)
     expect(remote.out.length).toBeGreaterThan(0)
     expect(await sh(box, "cat /etc/resolv.conf")).toMatchObject({ out: expect.stringContaining("nameserver") })
@@ -197,7 +198,7 @@ describe("outbound network", () => {
   it('network: "none" has no interface but lo and no route', async () => {
     const box = await runtime.create({ image: PYTHON, network: "none" })
     expect((await sh(box, "ls /sys/class/net")).out).toBe("lo")
-    const fetch = await fetchInGuest(box, "http://192.168.231.2:8000/hostname", 5)
+    const fetch = await fetchInGuest(box, `http://${subnet}.2:8000/hostname`, 5)
     expect(fetch.exitCode).not.toBe(0)
     expect(fetch.err).toMatch(/Network is unreachable/)
     await box.remove()

@@ -11,20 +11,21 @@ import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
-import { BUSYBOX, PYTHON, tempHome } from "./helpers.js"
+import { BUSYBOX, PYTHON, tempHome, uniqueSubnet } from "./helpers.js"
 
 const home = tempHome()
 const runtime = new Boxlite({ homeDir: home })
 afterAll(() => runtime.close())
 
 const ns = `ble${process.pid % 100000}`
-const SUBNET = "192.168.233" // the test hosts' veth subnet ("private")
+const SUBNET = uniqueSubnet(2) // the test hosts' veth subnet ("private")
 const TEST_HOST = `${SUBNET}.2`
 const OTHER_HOST = `${SUBNET}.3`
-const PUBLIC_HOST = "198.18.233.2" // not "private" (benchmarking range), routed to the namespace
+const PUBLIC_NET = `198.18.${process.pid % 256}` // not "private" (benchmarking range), routed to the namespace
+const PUBLIC_HOST = `${PUBLIC_NET}.2`
 const METADATA = "169.254.169.254"
 const HOST_VETH = `${SUBNET}.1`
-const ROUTES = [`${METADATA}/32`, "198.18.233.0/24"]
+const ROUTES = [`${METADATA}/32`, `${PUBLIC_NET}.0/24`]
 const UNREACHABLE = ["10.0.2.2/32", "10.0.2.3/32"]
 const METRIC = String(1000 + (process.pid % 50000))
 
@@ -110,7 +111,8 @@ beforeAll(async () => {
   execFileSync("ip", ["-n", ns, "link", "set", `${ns}n`, "up"])
   execFileSync("ip", ["-n", ns, "link", "set", "lo", "up"])
   execFileSync("ip", ["-n", ns, "route", "add", "default", "via", HOST_VETH])
-  for (const route of ROUTES) execFileSync("ip", ["route", "add", route, "dev", `${ns}h`])
+  // With this run's own metric: another run's routes to the same addresses may exist beside them.
+  for (const route of ROUTES) execFileSync("ip", ["route", "add", route, "dev", `${ns}h`, "metric", METRIC])
   testHosts = spawn("ip", ["netns", "exec", ns, "python3", "-c", TEST_HOST_SERVER], { stdio: ["ignore", "pipe", "inherit"] })
   await new Promise((r) => testHosts.stdout!.once("data", r))
   ownAddress = hostAddress()
@@ -125,7 +127,7 @@ beforeAll(async () => {
 afterAll(() => {
   testHosts?.kill()
   for (const server of [hostAny, hostOwn, hostLoopback]) server?.close()
-  for (const route of ROUTES) spawnSync("ip", ["route", "del", route, "dev", `${ns}h`])
+  for (const route of ROUTES) spawnSync("ip", ["route", "del", route, "dev", `${ns}h`, "metric", METRIC])
   for (const address of UNREACHABLE) spawnSync("ip", ["route", "del", "unreachable", address, "metric", METRIC])
   spawnSync("ip", ["link", "del", `${ns}h`])
   execFileSync("ip", ["netns", "del", ns])
