@@ -181,8 +181,14 @@ describe("copyOut's extractor", () => {
     leftNothing()
   })
 
-  it("names a missing destination parent", async () => {
+  it("names a missing destination parent, and never follows a symlink at the destination unless asked with a trailing /", async () => {
     await expect(destinationOf(path.join(dir, "no", "such"), "t")).rejects.toBeInstanceOf(PathNotFound)
+    fs.symlinkSync(path.join(dir, "outside"), path.join(dest, "out-link"))
+    expect(await destinationOf(path.join(dest, "out-link"), "t")).toBe(path.join(dest, "out-link"))
+    expect((await extract(archive(entry({ path: "t/", type: "Directory" })), "t", path.join(dest, "out-link"))).outcome).toBeInstanceOf(CopyError)
+    expect(await destinationOf(`${path.join(dest, "out-link")}/`, "t")).toBe(path.join(dest, "out-link", "t"))
+    fs.rmSync(path.join(dest, "out-link"))
+    leftNothing()
   })
 })
 

@@ -154,14 +154,16 @@ const feedAll = async (
 const ALLOWED = new Set(["File", "OldFile", "ContiguousFile", "Directory", "SymbolicLink"])
 
 /**
- * Where a copy of `name` lands for `hostPath`, as cp: inside `hostPath` when it is a directory
- * (following a symlink there, as cp does with a destination you name), else `hostPath` itself,
- * whose parent must exist.
+ * Where a copy of `name` lands for `hostPath`, as cp: inside `hostPath` when it is a directory,
+ * else `hostPath` itself, whose parent must exist. Unlike cp, a symlink at `hostPath` is not
+ * followed (it may be one a guest made in an earlier copy): it is replaced by a file, and a
+ * directory is refused. A trailing "/" ("dir/") asks to follow it into its directory.
  */
 export const destinationOf = async (hostPath: string, name: string): Promise<string> => {
   const absolute = path.resolve(hostPath)
-  const stat = await fs.promises.stat(absolute).catch(() => undefined)
+  const stat = await (hostPath.endsWith("/") ? fs.promises.stat(absolute) : fs.promises.lstat(absolute)).catch(() => undefined)
   if (stat?.isDirectory()) return path.join(absolute, name)
+  if (hostPath.endsWith("/")) throw new PathNotFound(hostPath, "host", `host path ${hostPath} is not an existing directory`)
   const parent = path.dirname(absolute)
   const parentStat = await fs.promises.stat(parent).catch(() => undefined)
   if (!parentStat?.isDirectory()) throw new PathNotFound(parent, "host", `host path ${parent} (the parent of ${hostPath}) is not an existing directory`)
