@@ -424,7 +424,15 @@ func entryPath(name, dir, rename string, top *string) (string, error) {
 	if rename != "" {
 		first = rename
 	}
-	return filepath.Join(dir, first, rest), nil
+	target := filepath.Join(dir, first, rest)
+	// Never through a symlink, whether the archive made it or it was there: what the archive
+	// names is created where it says, inside the copy.
+	for p := filepath.Dir(target); len(p) > len(dir); p = filepath.Dir(p) {
+		if st, err := os.Lstat(p); err == nil && st.Mode()&fs.ModeSymlink != 0 {
+			return "", failed("copy_failed", "%q: %s is a symlink", name, p)
+		}
+	}
+	return target, nil
 }
 
 func removeNonDir(p string) error {

@@ -251,6 +251,7 @@ func TestCopyInErrors(t *testing.T) {
 		{{name: "a/", typ: tar.TypeDir}, {name: "b", typ: tar.TypeReg}},
 		{{name: "a/", typ: tar.TypeDir}, {name: "a/h", typ: tar.TypeLink, link: "../../etc/passwd"}},
 		{{name: "dev", typ: tar.TypeChar}},
+		{{name: "a/", typ: tar.TypeDir}, {name: "a/l", typ: tar.TypeSymlink, link: dir}, {name: "a/l/through", typ: tar.TypeReg}},
 		{},
 	} {
 		f := h.copyIn(uint32(10+i), map[string]any{"path": filepath.Join(dir, "t")}, makeTar(t, bad...))
@@ -261,9 +262,27 @@ func TestCopyInErrors(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(filepath.Dir(dir), "escape")); err == nil {
 		t.Fatal("escaped")
 	}
+	if _, err := os.Stat(filepath.Join(dir, "through")); err == nil {
+		t.Fatal("wrote through a symlink")
+	}
 	// The session is still usable.
 	h.send(tPing, 0, []byte("ok"))
 	if f := h.next(); f.Type != tPong {
 		t.Fatalf("%d", f.Type)
 	}
+}
+
+// FuzzExtract: whatever the archive, nothing is created outside the destination directory.
+func FuzzExtract(f *testing.F) {
+	f.Add(makeTar(&testing.T{}, entry{name: "t/", typ: tar.TypeDir}, entry{name: "t/l", typ: tar.TypeSymlink, link: ".."}, entry{name: "t/l/x", typ: tar.TypeReg, body: "x"}))
+	f.Add(makeTar(&testing.T{}, entry{name: "t", typ: tar.TypeReg, body: "x"}, entry{name: "t/../../y", typ: tar.TypeReg}))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		base := t.TempDir()
+		dest := filepath.Join(base, "dest")
+		os.Mkdir(dest, 0o755)
+		extract(tar.NewReader(bytes.NewReader(data)), dest, "")
+		if names, _ := os.ReadDir(base); len(names) != 1 {
+			t.Fatalf("created outside the destination: %v", names)
+		}
+	})
 }
