@@ -184,12 +184,14 @@ describe("SimpleBox files", () => {
   it("copies in, writes, reads and copies out through a SimpleBox", async () => {
     const dir = hostDir("simple")
     fs.writeFileSync(path.join(dir, "input.txt"), "input")
-    await using simple = new SimpleBox({ image: BUSYBOX, runtime })
+    // One VM at a time on a shared machine: the box of the tests above is done.
+    await box.stop()
+    await using simple = new SimpleBox({ image: BUSYBOX, runtime, readyTimeoutMs: 180_000 })
     await simple.copyIn(path.join(dir, "input.txt"), "/root/")
     await simple.writeFile("/root/more.txt", "more")
     expect((await simple.exec("cat", "/root/input.txt", "/root/more.txt")).stdout).toBe("inputmore")
     expect(Buffer.from(await simple.readFile("/root/more.txt")).toString()).toBe("more")
     await simple.copyOut("/root/input.txt", path.join(dir, "output.txt"))
     expect(fs.readFileSync(path.join(dir, "output.txt"), "utf8")).toBe("input")
-  })
+  }, 240_000)
 })
