@@ -242,6 +242,19 @@ describe("copyIn's packer", () => {
     await expect(packInto(path.join(dir, "missing"), sink())).rejects.toBeInstanceOf(PathNotFound)
   })
 
+  it("passes the guest's refusal up as it is, and reports an unreadable file naming it", async () => {
+    const src = path.join(dir, "src")
+    fs.mkdirSync(src)
+    fs.writeFileSync(path.join(src, "f"), Buffer.alloc(1024 * 1024))
+    const refusal = new Error("not_found from the guest")
+    const refusing = { ...sink(), write: async () => Promise.reject(refusal) }
+    await expect(packInto(src, refusing)).rejects.toBe(refusal)
+    if (process.getuid!() !== 0) {
+      fs.chmodSync(path.join(src, "f"), 0)
+      await expect(packInto(src, sink())).rejects.toThrow(/copying .*src/)
+    }
+  })
+
   it("makes the one-file archive of writeFile", () => {
     const listing = execFileSync("tar", ["-tvf", "-"], { input: Buffer.concat(singleFileArchive(Buffer.from("abc"), 0o750)) }).toString()
     expect(listing).toMatch(/^-rwxr-x--- .* 3 .*file$/m)

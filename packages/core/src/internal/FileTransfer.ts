@@ -57,15 +57,15 @@ export const packInto = async (hostPath: string, sink: ArchiveSink): Promise<voi
   const top = await lstatOrUndefined(absolute)
   if (!top) throw new PathNotFound(hostPath, "host")
   let refused: CopyError | undefined
-  const special = (p: string, stat: fs.Stats) => !stat.isFile() && !stat.isDirectory() && !stat.isSymbolicLink() && p
-  if (special(absolute, top)) throw new CopyError(hostPath, `${hostPath} is not a regular file, directory or symlink: it is not copied`)
+  const special = (stat: fs.Stats) => !stat.isFile() && !stat.isDirectory() && !stat.isSymbolicLink()
+  if (special(top)) throw new CopyError(hostPath, `${hostPath} is not a regular file, directory or symlink: it is not copied`)
   const pack = createTar({
     cwd: path.dirname(absolute),
     portable: true,
     follow: false,
     maxReadSize: READ_SIZE,
     filter: (p, stat) => {
-      if (!("isFile" in stat) || !special(p, stat)) return true
+      if (!("isFile" in stat) || !special(stat)) return true
       refused ??= new CopyError(hostPath, `${path.join(path.dirname(absolute), p)} is not a regular file, directory or symlink: it is not copied`)
       return false
     }
@@ -82,7 +82,8 @@ export const packInto = async (hostPath: string, sink: ArchiveSink): Promise<voi
     if (refused) throw refused
   } catch (e) {
     sink.cancel()
-    throw e instanceof CopyError || e instanceof PathNotFound ? e : new CopyError(hostPath, `copying ${hostPath}: ${(e as Error).message}`)
+    // The sink's own failures (the guest's answer) go up as they are, for the caller to map.
+    throw e === failure ? new CopyError(hostPath, `copying ${hostPath}: ${(e as Error).message}`) : e
   }
   sink.end()
 }
@@ -97,27 +98,32 @@ export const singleFileArchive = (data: Uint8Array, mode: number): Array<Uint8Ar
 
 // ---- guest -> host ----
 
+/** Resolves at the first of `events` (or after `ms`): a parser that met an error may never finish or drain. */
+const firstOf = (parser: Parser, events: ReadonlyArray<string>, ms?: number): Promise<void> =>
+  new Promise<void>((resolve) => {
+    for (const event of events) parser.once(event, () => resolve())
+    if (ms !== undefined) setTimeout(resolve, ms).unref()
+  })
+
 /**
- * Feeds the guest's archive to `parser` with backpressure, counting it against `maxBytes`;
- * `problem()` is checked between chunks so a refused entry stops the copy at once.
+ * Feeds the guest's archive of `guestPath` to `parser` with backpressure, counting it against
+ * `maxBytes`; `problem()` is checked between chunks so a refused entry stops the copy at once.
  */
 const feed = async (
   source: ArchiveSource,
   parser: Parser,
   limits: Limits,
+  guestPath: string,
   label: string,
   problem: () => unknown
 ): Promise<void> => {
   try {
-    await feedAll(source, parser, limits, label, problem)
+    await feedAll(source, parser, limits, guestPath, label, problem)
   } finally {
-    // Whichever comes: a strict parser that met an error may never finish. Its pending file
-    // operations end first, so that the staging directory can be removed after it.
-    await new Promise<void>((resolve) => {
-      for (const event of ["finish", "end", "close", "abort"]) parser.once(event, () => resolve())
-      setTimeout(resolve, 5000).unref()
-      parser.end()
-    })
+    // Its pending file operations end first, so that the staging directory can go after it.
+    const ended = firstOf(parser, ["finish", "end", "close", "abort"], 5000)
+    parser.end()
+    await ended
   }
   const seen = problem()
   if (seen) throw seen
@@ -127,6 +133,7 @@ const feedAll = async (
   source: ArchiveSource,
   parser: Parser,
   limits: Limits,
+  guestPath: string,
   label: string,
   problem: () => unknown
 ): Promise<void> => {
@@ -134,18 +141,18 @@ const feedAll = async (
   let head = Buffer.alloc(0)
   for (let chunk = await source.read(); chunk !== null; chunk = await source.read()) {
     received += chunk.length
-    if (received > limits.maxBytes) throw new CopyError(label, `${label}: the box sent more than maxBytes (${limits.maxBytes} bytes); raise the limit with { maxBytes }`)
+    if (received > limits.maxBytes) throw new CopyError(guestPath, `${label}: the box sent more than maxBytes (${limits.maxBytes} bytes); raise the limit with { maxBytes }`)
     let bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length)
     if (head.length < 4) {
       head = Buffer.concat([head, bytes])
       if (head.length < 4) continue
-      if (COMPRESSED.some((magic) => head.subarray(0, magic.length).equals(magic))) throw new CopyError(label, `${label}: the box sent a compressed archive`)
+      if (COMPRESSED.some((magic) => head.subarray(0, magic.length).equals(magic))) throw new CopyError(guestPath, `${label}: the box sent a compressed archive`)
       bytes = head
     }
     const more = parser.write(bytes)
     const seen = problem()
     if (seen) throw seen
-    if (!more) await new Promise<void>((resolve) => parser.once("drain", resolve))
+    if (!more) await firstOf(parser, ["drain", "abort", "error", "close"])
   }
   if (head.length > 0 && head.length < 4) parser.write(head)
 }
@@ -221,7 +228,7 @@ export const extractFrom = async (source: ArchiveSource, guestPath: string, targ
       }
     })
     unpack.on("error", (e: Error) => (problem ??= new CopyError(guestPath, `copy of ${guestPath}: ${e.message}`)))
-    await feed(source, unpack, limits, `copy of ${guestPath}`, () => problem)
+    await feed(source, unpack, limits, guestPath, `copy of ${guestPath}`, () => problem)
     const staged = path.join(staging, name)
     if (!(await lstatOrUndefined(staged))) throw new CopyError(guestPath, `copy of ${guestPath}: the box sent an empty archive`)
     await restoreLinks(staging, links)
@@ -314,7 +321,7 @@ export const readSingleFile = async (source: ArchiveSource, guestPath: string, l
   })
   parser.on("error", (e: Error) => (problem ??= new CopyError(guestPath, `readFile ${guestPath}: ${e.message}`)))
   try {
-    await feed(source, parser, limits, `readFile ${guestPath}`, () => problem)
+    await feed(source, parser, limits, guestPath, `readFile ${guestPath}`, () => problem)
   } catch (e) {
     source.cancel()
     throw e
