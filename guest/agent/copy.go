@@ -6,6 +6,7 @@ package main
 
 import (
 	"archive/tar"
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -235,7 +236,9 @@ func (c *copyStream) prepareOut(req *copyRequest) (func() error, error) {
 	}
 	name := path.Base(req.Path)
 	return func() error {
-		tw := tar.NewWriter(c)
+		// Batched into full frames: a tree of small files is mostly 512-byte headers.
+		bw := bufio.NewWriterSize(c, maxDataChunk)
+		tw := tar.NewWriter(bw)
 		err := filepath.Walk(root, func(p string, info fs.FileInfo, err error) error {
 			if err != nil {
 				return err
@@ -245,6 +248,9 @@ func (c *copyStream) prepareOut(req *copyRequest) (func() error, error) {
 		})
 		if err == nil {
 			err = tw.Close()
+		}
+		if err == nil {
+			err = bw.Flush()
 		}
 		if err == nil {
 			c.s.send(outFrame{typ: tStdout, stream: c.id})
