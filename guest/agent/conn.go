@@ -32,22 +32,24 @@ type outFrame struct {
 var bufPool = sync.Pool{New: func() any { b := make([]byte, maxDataChunk); return &b }}
 
 type session struct {
-	cfg   Config
-	out   chan outFrame
-	done  chan struct{}
-	mu    sync.Mutex
-	execs map[uint32]*execution
-	ready bool // only touched by the read loop
+	cfg    Config
+	out    chan outFrame
+	done   chan struct{}
+	mu     sync.Mutex
+	execs  map[uint32]*execution
+	copies map[uint32]*copyStream
+	ready  bool // only touched by the read loop
 }
 
 // Serve runs one session until the channel ends (io.EOF), a framing error or an I/O error,
 // which it returns. Processes still running when it returns are killed.
 func Serve(rw io.ReadWriter, cfg Config) error {
 	s := &session{
-		cfg:   cfg,
-		out:   make(chan outFrame, 64),
-		done:  make(chan struct{}),
-		execs: map[uint32]*execution{},
+		cfg:    cfg,
+		out:    make(chan outFrame, 64),
+		done:   make(chan struct{}),
+		execs:  map[uint32]*execution{},
+		copies: map[uint32]*copyStream{},
 	}
 	go s.writeLoop(rw)
 	defer s.close()
@@ -67,6 +69,9 @@ func (s *session) close() {
 	defer s.mu.Unlock()
 	for _, e := range s.execs {
 		e.abort()
+	}
+	for _, c := range s.copies {
+		c.cancel()
 	}
 }
 
@@ -135,6 +140,12 @@ func (s *session) lookup(id uint32) *execution {
 	return s.execs[id]
 }
 
+func (s *session) lookupCopy(id uint32) *copyStream {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.copies[id]
+}
+
 func (s *session) dispatch(f Frame) {
 	if f.Type == tHello {
 		s.hello(f)
@@ -147,13 +158,19 @@ func (s *session) dispatch(f Frame) {
 	switch f.Type {
 	case tExec:
 		s.exec(f)
+	case tCopyIn, tCopyOut:
+		s.startCopy(f, f.Type == tCopyIn)
 	case tStdin:
 		if e := s.lookup(f.Stream); e != nil && len(f.Payload) > 0 {
 			e.stdin.push(f.Payload)
+		} else if c := s.lookupCopy(f.Stream); c != nil && len(f.Payload) > 0 {
+			c.input(f.Payload)
 		}
 	case tStdinClose:
 		if e := s.lookup(f.Stream); e != nil {
 			e.stdin.closeInput()
+		} else if c := s.lookupCopy(f.Stream); c != nil {
+			c.closeInput()
 		}
 	case tCredit:
 		if len(f.Payload) != 5 || f.Payload[0] > 2 {
@@ -163,6 +180,8 @@ func (s *session) dispatch(f Frame) {
 		// Channel 0 (stdin) credit only flows guest -> host; ignore it from the host.
 		if e := s.lookup(f.Stream); e != nil && f.Payload[0] > 0 {
 			e.out[f.Payload[0]-1].credit(binary.BigEndian.Uint32(f.Payload[1:]))
+		} else if c := s.lookupCopy(f.Stream); c != nil && f.Payload[0] == 1 {
+			c.out.credit(binary.BigEndian.Uint32(f.Payload[1:]))
 		}
 	case tResize:
 		var size ttySize
@@ -183,6 +202,8 @@ func (s *session) dispatch(f Frame) {
 		}
 		if e := s.lookup(f.Stream); e != nil {
 			e.signal(*m.Signal, false)
+		} else if c := s.lookupCopy(f.Stream); c != nil {
+			c.cancel()
 		}
 	case tPing:
 		if len(f.Payload) > 64 {
@@ -234,7 +255,7 @@ func (s *session) exec(f Frame) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.execs[f.Stream] != nil {
+	if s.execs[f.Stream] != nil || s.copies[f.Stream] != nil {
 		s.sendError(f.Stream, "stream_in_use", "stream %d is in use", f.Stream)
 		return
 	}

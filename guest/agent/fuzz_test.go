@@ -331,14 +331,18 @@ func creditsIn(frames []Frame) map[[2]uint32]uint64 {
 	return c
 }
 
-// withoutExec re-encodes data with its EXEC frames dropped, keeping whatever follows the last
+// touchesFiles: EXEC runs what it names, COPY_IN / COPY_OUT write and read the fuzzing
+// machine's files; their requests are covered by copy_test.go.
+func touchesFiles(typ uint8) bool { return typ == tExec || typ == tCopyIn || typ == tCopyOut }
+
+// withoutExec re-encodes data with its EXEC and copy frames dropped, keeping whatever follows the last
 // whole frame (the garbage that makes the framing error) as it is.
 func withoutExec(data []byte) (out []byte, frames []Frame, err error) {
 	all, err := decodeAll(bytes.NewReader(data))
 	n := 0
 	for _, f := range all {
 		n += headerSize + len(f.Payload)
-		if f.Type != tExec {
+		if !touchesFiles(f.Type) {
 			out = AppendFrame(out, f)
 			frames = append(frames, f)
 		}
@@ -401,8 +405,8 @@ func FuzzSessionFrame(f *testing.F) {
 	f.Add(uint8(tMetrics), uint32(0), bytes.Repeat([]byte("m"), 65))
 	f.Add(uint8(255), uint32(0xffffffff), []byte{})
 	f.Fuzz(func(t *testing.T, typ uint8, stream uint32, payload []byte) {
-		if typ == tExec || len(payload) > maxPayload {
-			return // EXEC runs what it names: FuzzExecRequest covers its decoding
+		if touchesFiles(typ) || len(payload) > maxPayload {
+			return // EXEC runs what it names (FuzzExecRequest covers its decoding), copies touch files
 		}
 		goroutines := runtime.NumGoroutine()
 		s := startFuzzSession(t)

@@ -11,7 +11,8 @@ import (
 	"time"
 )
 
-const agentName = "boxlite-agent 0.1.0"
+// 0.2.0: copies (COPY_IN, COPY_OUT). Hosts name it when an older agent refuses them.
+const agentName = "boxlite-agent 0.2.0"
 
 var console io.Writer = os.Stderr
 

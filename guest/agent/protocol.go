@@ -37,6 +37,8 @@ const (
 	tMetrics       = 18
 	tMetricsReport = 19
 	tResize        = 20
+	tCopyIn        = 21
+	tCopyOut       = 22
 )
 
 // Frame is one decoded frame. Payload is owned by the frame.

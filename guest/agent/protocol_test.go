@@ -77,7 +77,8 @@ func TestConstantsMatchVectors(t *testing.T) {
 	want := map[string]uint8{"HELLO": tHello, "HELLO_ACK": tHelloAck, "EXEC": tExec, "STARTED": tStarted,
 		"STDIN": tStdin, "STDIN_CLOSE": tStdinClose, "STDOUT": tStdout, "STDERR": tStderr, "CREDIT": tCredit,
 		"SIGNAL": tSignal, "EXIT": tExit, "ERROR": tError, "PING": tPing, "PONG": tPong, "SHUTDOWN": tShutdown,
-		"CONFIGURE": tConfigure, "CONFIGURED": tConfigured, "METRICS": tMetrics, "METRICS_REPORT": tMetricsReport, "RESIZE": tResize}
+		"CONFIGURE": tConfigure, "CONFIGURED": tConfigured, "METRICS": tMetrics, "METRICS_REPORT": tMetricsReport, "RESIZE": tResize,
+		"COPY_IN": tCopyIn, "COPY_OUT": tCopyOut}
 	if len(v.Types) != len(want) {
 		t.Fatalf("types: %v", v.Types)
 	}

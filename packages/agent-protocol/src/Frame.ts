@@ -31,7 +31,9 @@ export const FrameType = {
   CONFIGURED: 17,
   METRICS: 18,
   METRICS_REPORT: 19,
-  RESIZE: 20
+  RESIZE: 20,
+  COPY_IN: 21,
+  COPY_OUT: 22
 } as const
 export type FrameType = (typeof FrameType)[keyof typeof FrameType]
 

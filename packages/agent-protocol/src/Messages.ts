@@ -77,6 +77,18 @@ export const MetricsReport = Schema.Struct({
 })
 export type MetricsReport = typeof MetricsReport.Type
 
+/**
+ * COPY_IN / COPY_OUT: a tar archive of one file, symlink or directory tree at `path` (absolute,
+ * clean, not "/"). COPY_IN: `exact` puts the archive's top entry at `path` itself, else into
+ * `path` when it is a directory (as cp). COPY_OUT: `follow` sends a symlink's target.
+ */
+export const CopyRequest = Schema.Struct({
+  path: Schema.String,
+  exact: Schema.optionalKey(Schema.Boolean),
+  follow: Schema.optionalKey(Schema.Boolean)
+})
+export type CopyRequest = typeof CopyRequest.Type
+
 export const ErrorMessage = Schema.Struct({ code: Schema.String, message: Schema.String })
 export type ErrorMessage = typeof ErrorMessage.Type
 

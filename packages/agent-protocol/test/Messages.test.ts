@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest"
-import { decodeCredit, decodeJson, encodeCredit, encodeJson, ExecRequest, ExitStatus, GuestConfig } from "../src/index.js"
+import { CopyRequest, decodeCredit, decodeJson, encodeCredit, encodeJson, ExecRequest, ExitStatus, GuestConfig } from "../src/index.js"
 
 describe("messages", () => {
   it("decodes an ExecRequest and rejects an empty argv", () => {
@@ -28,5 +28,11 @@ describe("messages", () => {
   it("round-trips credits and rejects a bad length", () => {
     expect(decodeCredit(encodeCredit(2, 65536))).toEqual({ channel: 2, bytes: 65536 })
     expect(decodeCredit(Uint8Array.of(1, 2))).toBeUndefined()
+  })
+
+  it("decodes a CopyRequest, its flags optional", () => {
+    expect(decodeJson(CopyRequest, encodeJson({ path: "/a", exact: true }))).toEqual({ path: "/a", exact: true })
+    expect(decodeJson(CopyRequest, encodeJson({ path: "/a" }))).toEqual({ path: "/a" })
+    expect(decodeJson(CopyRequest, encodeJson({ path: 1 }))).toBeUndefined()
   })
 })

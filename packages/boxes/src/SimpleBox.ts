@@ -2,7 +2,7 @@
  * SimpleBox: run a command, get `{ exitCode, stdout, stderr }`. The box boots on first use and
  * is stopped (and removed) when the SimpleBox is disposed.
  */
-import { assertBoxOptionKeys, type Box, type BoxInfo, type BoxMetrics, type BoxOptions, BoxStateError, type ExecError, type ExecOptions, type Execution, type InvalidOptions, Runtime, type StartError, type TimeoutError, type CreateError } from "@boxlite/core"
+import { assertBoxOptionKeys, type Box, type BoxInfo, type BoxMetrics, type BoxOptions, BoxStateError, type CopyOutOptions, type ExecError, type ExecOptions, type Execution, type InvalidOptions, Runtime, type StartError, type TimeoutError, type CreateError, type WriteFileOptions } from "@boxlite/core"
 import type { Box as PromiseBox, Boxlite } from "@boxlite/core/promise"
 import { Effect, Scope, Stream } from "effect"
 
@@ -92,6 +92,26 @@ export class SimpleBox implements AsyncDisposable {
     const [stdout, stderr] = await Promise.all([execution.stdout().text(), execution.stderr().text()])
     const result = await execution.wait()
     return { ...result, stdout, stderr }
+  }
+
+  /** Copies a host file or tree into the box (see Box.copyIn); boots the box first. */
+  async copyIn(hostPath: string, guestPath: string): Promise<void> {
+    await (await this.start()).copyIn(hostPath, guestPath)
+  }
+
+  /** Copies a guest file or tree to the host (see Box.copyOut). */
+  async copyOut(guestPath: string, hostPath: string, options?: CopyOutOptions): Promise<void> {
+    await (await this.start()).copyOut(guestPath, hostPath, options)
+  }
+
+  /** The content of a small guest file. */
+  async readFile(path: string, options?: CopyOutOptions): Promise<Uint8Array> {
+    return (await this.start()).readFile(path, options)
+  }
+
+  /** Creates or replaces a guest file. */
+  async writeFile(path: string, data: string | Uint8Array, options?: WriteFileOptions): Promise<void> {
+    await (await this.start()).writeFile(path, data, options)
   }
 
   /** Stops and removes the box (if it was started). */

@@ -5,13 +5,13 @@ export { Box, ExecStdin, Execution, Images, OutputStream } from "@boxlite/core/p
 export type { AttachOptions, ExecOutput, TerminalSize } from "@boxlite/boxes"
 /** Options and result types. */
 export type {
-  BoxInfo, BoxOptions, BoxStatus, EnvInput, ExecOptions, ExecResult, ImageDetails, ImageInfo, PruneResult, PullProgress, RegistryConfig,
-  RuntimeInfo, RuntimeMetrics, RuntimeOptions
+  BoxInfo, BoxOptions, BoxStatus, CopyOutOptions, EnvInput, ExecOptions, ExecResult, ImageDetails, ImageInfo, PruneResult, PullProgress, RegistryConfig,
+  RuntimeInfo, RuntimeMetrics, RuntimeOptions, WriteFileOptions
 } from "@boxlite/core"
 /** Errors: every one extends BoxliteError. */
 export {
-  BootError, BoxliteError, BoxNotFound, BoxStateError, ExecError, HypervisorUnavailable, ImageError, ImageNotFound,
-  InvalidOptions, ParseError, RegistryAuthError, RegistryError, StorageError, TimeoutError, UnexpectedError
+  BootError, BoxliteError, BoxNotFound, BoxStateError, CopyError, ExecError, HypervisorUnavailable, ImageError, ImageNotFound,
+  InvalidOptions, ParseError, PathNotFound, RegistryAuthError, RegistryError, StorageError, TimeoutError, UnexpectedError
 } from "@boxlite/core"
 /** This package's version (`boxlite.version`, as the reference's `boxlite.__version__`). */
 export { version } from "./version.js"

@@ -3,9 +3,9 @@
  * first `exec`; `stop` powers the guest off (and removes the box when `autoRemove` is set).
  */
 import type { Effect } from "effect"
-import type { BootError, BoxNotFound, BoxStateError, ExecError, HypervisorUnavailable, InvalidOptions, StorageError } from "./Errors.js"
+import type { BootError, BoxNotFound, BoxStateError, CopyError, ExecError, HypervisorUnavailable, InvalidOptions, PathNotFound, StorageError } from "./Errors.js"
 import type { Execution } from "./Execution.js"
-import type { ExecOptions, Port } from "./Options.js"
+import type { CopyOutOptions, ExecOptions, Port, WriteFileOptions } from "./Options.js"
 import type { BoxStatus } from "./StateStore.js"
 
 export interface BoxInfo {
@@ -43,6 +43,9 @@ export interface BoxMetrics {
 
 export type StartError = BootError | HypervisorUnavailable | BoxStateError | StorageError
 
+/** What a copy between the host and a box fails with. */
+export type CopyFailure = CopyError | PathNotFound | InvalidOptions | StartError
+
 export interface Box {
   /** ULID, unique in the home directory. */
   readonly id: string
@@ -58,6 +61,25 @@ export interface Box {
   readonly exec: (command: string, args?: ReadonlyArray<string>, options?: ExecOptions) => Effect.Effect<Execution, ExecError | InvalidOptions | StartError>
   /** Round trip to the guest agent and back (ms): a health check and the protocol's latency floor. */
   readonly ping: Effect.Effect<number, ExecError | StartError>
+  /**
+   * Copies a host file, symlink or directory tree into the box, as `cp -a`: into `guestPath` when
+   * it is a directory, else to that name (its parent must exist). Symlinks are copied as links
+   * (never followed, `hostPath` included), modes kept, files owned by root in the guest; devices,
+   * fifos and sockets are refused. Streamed: memory stays bounded whatever the size.
+   */
+  readonly copyIn: (hostPath: string, guestPath: string) => Effect.Effect<void, CopyFailure>
+  /**
+   * Copies a guest file, symlink or tree to the host, with the same `cp` rules (into `hostPath`
+   * when it is a directory). The guest is not trusted: nothing is written outside the
+   * destination, symlinks stay links, no devices, fifos or hard links, no setuid/setgid bits,
+   * files belong to the calling user, and past `maxBytes` / `maxEntries` the copy fails and
+   * leaves nothing behind. Existing files are replaced, existing directories merged into.
+   */
+  readonly copyOut: (guestPath: string, hostPath: string, options?: CopyOutOptions) => Effect.Effect<void, CopyFailure>
+  /** The content of a (small) guest file; a symlink is followed. At most `maxBytes` (default 64 MiB). */
+  readonly readFile: (path: string, options?: CopyOutOptions) => Effect.Effect<Uint8Array, CopyFailure>
+  /** Creates or replaces a guest file (a symlink there is replaced, not written through); its parent must exist. */
+  readonly writeFile: (path: string, data: string | Uint8Array, options?: WriteFileOptions) => Effect.Effect<void, CopyFailure>
   /** Needs a running box. */
   readonly metrics: Effect.Effect<BoxMetrics, BoxNotFound | BoxStateError>
   /** Graceful: the guest syncs and powers off (forced after a timeout). Removes the box if `autoRemove`. */

@@ -142,3 +142,23 @@ export class UnexpectedError extends BoxliteError {
     super({ message: `unexpected: ${cause instanceof Error ? cause.message : String(cause)}` })
   }
 }
+
+/** A copy's source (or the parent of its destination) does not exist; `path` names it, `side` says where. */
+export class PathNotFound extends BoxliteError {
+  override readonly _tag = "PathNotFound" as const
+  constructor(readonly path: string, readonly side: "host" | "guest", message?: string) {
+    super({ message: message ?? `${side} path ${path}: no such file or directory` })
+  }
+}
+
+/**
+ * A copy between host and box failed: a limit (`maxBytes`, `maxEntries`) was reached, an entry
+ * was unsafe or of a type that is not copied (devices, fifos, sockets), a destination conflicted,
+ * or the guest refused. Nothing of a failed copyOut is left on the host.
+ */
+export class CopyError extends BoxliteError {
+  override readonly _tag = "CopyError" as const
+  constructor(readonly path: string, message: string) {
+    super({ message })
+  }
+}

@@ -443,3 +443,40 @@ export const mergeEnv = (...layers: ReadonlyArray<ReadonlyArray<readonly [string
   for (const layer of layers) for (const [k, v] of layer) merged.set(k, v)
   return [...merged]
 }
+
+/** Limits of a copy out of a box (copyOut, readFile): the guest decides what it sends. */
+export interface CopyOutOptions {
+  /** Most bytes of archive the guest may send (file contents plus 512-byte headers). Default 1 GiB (copyOut), 64 MiB (readFile). */
+  readonly maxBytes?: number
+  /** Most files, directories and links. Default 100000. */
+  readonly maxEntries?: number
+}
+
+export interface WriteFileOptions {
+  /** Permission bits of the file (e.g. 0o755). Default 0o644. */
+  readonly mode?: number
+}
+
+export const COPY_OUT_MAX_BYTES = 1024 ** 3
+export const READ_FILE_MAX_BYTES = 64 * 1024 ** 2
+export const COPY_OUT_MAX_ENTRIES = 100_000
+
+const copyOutFields = {
+  maxBytes: PositiveInt,
+  maxEntries: PositiveInt
+} satisfies Record<keyof CopyOutOptions, Schema.Top>
+
+const writeFileFields = {
+  mode: Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 0o777 }))
+} satisfies Record<keyof WriteFileOptions, Schema.Top>
+
+export const resolveCopyOutOptions = (
+  input: CopyOutOptions | undefined,
+  defaultMaxBytes: number
+): Effect.Effect<Required<CopyOutOptions>, InvalidOptions> =>
+  validate(copyOutFields, input, "copy.").pipe(
+    Effect.as({ maxBytes: input?.maxBytes ?? defaultMaxBytes, maxEntries: input?.maxEntries ?? COPY_OUT_MAX_ENTRIES })
+  )
+
+export const resolveWriteFileOptions = (input: WriteFileOptions | undefined): Effect.Effect<Required<WriteFileOptions>, InvalidOptions> =>
+  validate(writeFileFields, input, "writeFile.").pipe(Effect.as({ mode: input?.mode ?? 0o644 }))

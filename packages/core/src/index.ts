@@ -2,8 +2,8 @@
 export * from "./Runtime.js"
 /** Images: pull, list, inspect, remove, prune; registry options. */
 export * from "./Images.js"
-/** A box: start, exec, stop, remove. */
-export type { Box, BoxInfo, BoxMetrics, StartError } from "./Box.js"
+/** A box: start, exec, copy files in and out, stop, remove. */
+export type { Box, BoxInfo, BoxMetrics, CopyFailure, StartError } from "./Box.js"
 /** A running command: streams, stdin, kill, wait. */
 export type { ExecResult, Execution } from "./Execution.js"
 /** Box and exec options, their validation and defaults. */

@@ -10,6 +10,7 @@ import { socketPair } from "./socketPair.js"
 /** A guest agent that runs nothing: each EXEC prints its argv[0] and exits, unless it is "hang". */
 const fakeAgent = (socket: net.Socket) => {
   const seen: Array<Frame> = []
+  const copies = new Set<number>()
   const decoder = new FrameDecoder()
   const send = (type: number, stream: number, payload?: Uint8Array) => socket.write(encodeFrame(type, stream, payload))
   socket.on("data", (chunk: Buffer) => {
@@ -33,6 +34,23 @@ const fakeAgent = (socket: net.Socket) => {
           send(FrameType.EXIT, frame.stream, encodeJson({ exitCode: 0 }))
           break
         }
+        case FrameType.SIGNAL:
+          // A cancelled copy ends with ERROR cancelled, as the agent does.
+          if (copies.has(frame.stream)) send(FrameType.ERROR, frame.stream, encodeJson({ code: "cancelled", message: "the copy was cancelled" }))
+          break
+        case FrameType.COPY_OUT:
+          if (json().path === "/hang") {
+            copies.add(frame.stream)
+            break
+          }
+          send(FrameType.STDOUT, frame.stream, Buffer.from(`archive of ${json().path}`))
+          send(FrameType.STDOUT, frame.stream)
+          send(FrameType.EXIT, frame.stream, encodeJson({ exitCode: 0 }))
+          break
+        case FrameType.COPY_IN:
+          // As an agent older than copies answers any frame type it does not know.
+          send(FrameType.ERROR, frame.stream, encodeJson({ code: "bad_message", message: `unexpected frame type ${frame.type}` }))
+          break
         case FrameType.PING:
           send(FrameType.PONG, 0, frame.payload)
           break
@@ -82,6 +100,26 @@ describe("AgentMux", () => {
     expect(fromA.status).toEqual({ exitCode: 0 })
     expect(agent.seen.filter((f) => f.type === FrameType.HELLO).length).toBe(1)
     expect(agent.seen.filter((f) => f.type === FrameType.EXEC).map((f) => f.stream)).toEqual([1, 2])
+  })
+
+  it("routes copy streams like execs; an agent that predates copies fails them at once", async () => {
+    const { agent, connect } = await setup()
+    const conn = await connect()
+    await output(conn, "first")
+    const out = conn.copy(FrameType.COPY_OUT, { path: "/etc/hostname" })
+    let data = ""
+    for (let chunk; (chunk = await out.read()) !== null;) data += Buffer.from(chunk).toString()
+    await out.done
+    expect(data).toBe("archive of /etc/hostname")
+    expect(agent.seen.find((f) => f.type === FrameType.COPY_OUT)?.stream).toBe(2)
+    const into = conn.copy(FrameType.COPY_IN, { path: "/root" })
+    await expect(into.done).rejects.toMatchObject({ code: "bad_message" })
+    await expect(into.write(Buffer.from("more"))).rejects.toMatchObject({ code: "bad_message" })
+    // Cancelling reaches the guest stream, whose ERROR ends the copy (and frees the route).
+    const stuck = conn.copy(FrameType.COPY_OUT, { path: "/hang" })
+    stuck.cancel()
+    await expect(stuck.done).rejects.toMatchObject({ code: "cancelled" })
+    expect(agent.seen.some((f) => f.type === FrameType.SIGNAL && f.stream === 4)).toBe(true)
   })
 
   it("routes PONG and METRICS_REPORT back to the client that asked", async () => {

@@ -4,7 +4,7 @@
  * Promise-based on purpose: it is driven by socket events; the Effect API wraps it.
  */
 import {
-  Channel, decodeCredit, decodeJson, encodeCredit, encodeFrame, encodeJson, ErrorMessage, type ExecRequest,
+  Channel, type CopyRequest, decodeCredit, decodeJson, encodeCredit, encodeFrame, encodeJson, ErrorMessage, type ExecRequest,
   ExitStatus, type Frame, FrameDecoder, FrameType, HelloAck, INITIAL_WINDOW, MAX_DATA_CHUNK, MetricsReport, PROTOCOL_VERSION, Started
 } from "@boxlite/agent-protocol"
 import type { Duplex } from "node:stream"
@@ -20,6 +20,120 @@ export class SpawnFailed extends Error {}
 
 /** A write to the stdin of a command that ended, or whose stdin was closed. */
 export class StdinClosed extends Error {}
+
+/** The guest ended a copy with ERROR: `code` is not_found, copy_failed, cancelled or bad_message. */
+export class CopyRefused extends Error {
+  constructor(readonly code: string, message: string) {
+    super(message)
+  }
+}
+
+/**
+ * One COPY_IN or COPY_OUT stream (PROTOCOL.md, "Copying files"): the archive goes out as STDIN
+ * within the window, or comes in as STDOUT into `data`, credited as it is consumed.
+ */
+export class CopyChannel {
+  readonly data: OutputQueue
+  /** Resolves on the guest's EXIT 0, rejects with CopyRefused or the connection's loss. */
+  readonly done: Promise<void>
+  private window = INITIAL_WINDOW
+  private creditWaiter: (() => void) | undefined
+  private failure: Error | undefined
+  private dataEnded = false
+  private settle!: { resolve: () => void; reject: (e: Error) => void }
+  finished = false
+
+  constructor(private readonly conn: AgentConnection, readonly id: number) {
+    this.data = new OutputQueue((n) => conn.send(FrameType.CREDIT, id, encodeCredit(Channel.stdout, n)))
+    this.done = new Promise((resolve, reject) => (this.settle = { resolve, reject }))
+    this.done.catch(() => {})
+  }
+
+  /** COPY_OUT: the next chunk of the archive (credited to the guest as it is taken), null at its end. */
+  read(): Promise<Uint8Array | null> {
+    return this.data.read()
+  }
+
+  /** COPY_IN: sends archive bytes, waiting for the guest's credit; throws once the copy failed. */
+  async write(bytes: Uint8Array): Promise<void> {
+    for (let offset = 0; offset < bytes.length;) {
+      if (this.failure) throw this.failure
+      if (this.finished) throw new CopyRefused("copy_failed", "the guest ended the copy before the archive did")
+      if (this.window === 0) {
+        await new Promise<void>((resolve) => (this.creditWaiter = resolve))
+        continue
+      }
+      const n = Math.min(MAX_DATA_CHUNK, this.window, bytes.length - offset)
+      this.conn.send(FrameType.STDIN, this.id, bytes.subarray(offset, offset + n))
+      this.window -= n
+      offset += n
+    }
+  }
+
+  /** COPY_IN: the archive is complete. */
+  end(): void {
+    if (!this.finished) this.conn.send(FrameType.STDIN_CLOSE, this.id)
+  }
+
+  /** Stops the copy in the guest (it answers ERROR cancelled); what it sends meanwhile is dropped. */
+  cancel(): void {
+    if (this.finished) return
+    this.conn.send(FrameType.SIGNAL, this.id, encodeJson({ signal: 9 }))
+    this.data.discard()
+  }
+
+  /** @internal */
+  onFrame(frame: Frame): string | undefined {
+    switch (frame.type) {
+      case FrameType.STDOUT:
+        if (this.dataEnded) return "copy data after its end"
+        if (frame.payload.length === 0) this.dataEnded = true
+        return this.data.push(frame.payload) ? undefined : "copy data exceeded its window"
+      case FrameType.CREDIT: {
+        const credit = decodeCredit(frame.payload)
+        if (!credit) return "bad CREDIT payload"
+        if (credit.channel === Channel.stdin) {
+          this.window += credit.bytes
+          this.wakeWriter()
+        }
+        return undefined
+      }
+      case FrameType.EXIT:
+        this.close()
+        this.settle.resolve()
+        // A COPY_OUT's EXIT follows the end of its archive; a reader must not wait for ever.
+        if (!this.dataEnded) this.data.push(new Uint8Array(0))
+        return undefined
+      case FrameType.ERROR: {
+        const error = decodeJson(ErrorMessage, frame.payload)
+        this.fail(new CopyRefused(error?.code ?? "copy_failed", error?.message ?? "the guest refused the copy"))
+        return undefined
+      }
+      default:
+        return `unexpected frame type ${frame.type} on a copy stream`
+    }
+  }
+
+  /** @internal */
+  fail(error: Error): void {
+    this.failure = error
+    this.close()
+    this.settle.reject(error)
+    this.data.fail(error)
+  }
+
+  private close(): void {
+    this.finished = true
+    this.conn.forget(this.id)
+    this.wakeWriter()
+  }
+
+  private wakeWriter(): void {
+    const waiter = this.creditWaiter
+    this.creditWaiter = undefined
+    waiter?.()
+  }
+}
 
 /** One exec stream: its output queues, its stdin with window accounting, and its outcome. */
 export class ExecChannel {
@@ -149,7 +263,7 @@ export class ExecChannel {
 
 export class AgentConnection {
   private readonly decoder = new FrameDecoder()
-  private readonly streams = new Map<number, ExecChannel>()
+  private readonly streams = new Map<number, ExecChannel | CopyChannel>()
   private readonly pings = new Map<string, () => void>()
   private readonly metricsWaiters = new Map<string, (report: MetricsReport | undefined) => void>()
   private nextStream = 1
@@ -185,6 +299,16 @@ export class AgentConnection {
     const channel = new ExecChannel(this, id)
     this.streams.set(id, channel)
     this.send(FrameType.EXEC, id, encodeJson(request))
+    return channel
+  }
+
+  /** Starts a COPY_IN or COPY_OUT stream. */
+  copy(type: typeof FrameType.COPY_IN | typeof FrameType.COPY_OUT, request: CopyRequest): CopyChannel {
+    if (this.closedWith) throw this.closedWith
+    const id = this.nextStream++
+    const channel = new CopyChannel(this, id)
+    this.streams.set(id, channel)
+    this.send(type, id, encodeJson(request))
     return channel
   }
 

@@ -126,14 +126,16 @@ export class AgentMux {
     switch (frame.type) {
       case FrameType.HELLO:
         return this.sendClient(client, FrameType.HELLO_ACK, 0, encodeJson({ version: PROTOCOL_VERSION, agent: this.agentVersion }))
-      case FrameType.EXEC: {
+      case FrameType.EXEC:
+      case FrameType.COPY_IN:
+      case FrameType.COPY_OUT: {
         if (frame.stream === 0 || client.streams.has(frame.stream)) {
           return this.refuse(client, frame.stream, "stream_in_use", `stream ${frame.stream} is in use`)
         }
         const guestStream = this.nextStream++
         client.streams.set(frame.stream, guestStream)
         this.routes.set(guestStream, { client, clientStream: frame.stream })
-        return this.sendAgent(FrameType.EXEC, guestStream, frame.payload)
+        return this.sendAgent(frame.type, guestStream, frame.payload)
       }
       case FrameType.STDIN:
       case FrameType.STDIN_CLOSE:

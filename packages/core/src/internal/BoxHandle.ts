@@ -3,21 +3,26 @@
  * supervisor when the box is not running, and talks to the supervisor over its socket for
  * execs, pings, metrics and stop. Several handles (in one process or many) share one box.
  */
-import { type ExecRequest, MAX_PAYLOAD } from "@boxlite/agent-protocol"
+import { type CopyRequest, type ExecRequest, FrameType, MAX_PAYLOAD } from "@boxlite/agent-protocol"
 import { Effect, Semaphore } from "effect"
 import type { ChildProcess } from "node:child_process"
 import * as fs from "node:fs"
 import * as net from "node:net"
-import type { Box, BoxInfo, BoxMetrics, StartError } from "../Box.js"
-import { BootError, BoxNotFound, BoxStateError, ExecError, InvalidOptions } from "../Errors.js"
+import * as path from "node:path"
+import type { Box, BoxInfo, BoxMetrics, CopyFailure, StartError } from "../Box.js"
+import { BootError, type BoxliteError, BoxNotFound, BoxStateError, CopyError, ExecError, InvalidOptions, PathNotFound } from "../Errors.js"
 import { ExecutionImpl } from "../Execution.js"
 import type { HypervisorInfo } from "../Hypervisor.js"
 import { timed } from "../Logging.js"
-import { type ExecOptions, mergeEnv, resolveExecOptions } from "../Options.js"
+import {
+  COPY_OUT_MAX_BYTES, type CopyOutOptions, type ExecOptions, mergeEnv, READ_FILE_MAX_BYTES, resolveCopyOutOptions, resolveExecOptions,
+  resolveWriteFileOptions, type WriteFileOptions
+} from "../Options.js"
 import { ACTIVE_STATUSES, type BoxRecord, StateStore } from "../StateStore.js"
 import { errorFromReport, type LaunchReport, type SupervisorCommand } from "../Supervisor.js"
-import { AgentConnection, SpawnFailed } from "./AgentConnection.js"
+import { AgentConnection, type CopyChannel, CopyRefused, SpawnFailed } from "./AgentConnection.js"
 import { boxDirOf, removeRunDirs, supervisorLogOf, supervisorSocketOf } from "./BoxFiles.js"
+import { destinationOf, extractFrom, packInto, readSingleFile, singleFileArchive } from "./FileTransfer.js"
 import { cpuTimeMs, isAlive, selfRef } from "./Proc.js"
 import { type SupervisorPool, type SupervisorProcess } from "./SupervisorPool.js"
 
@@ -73,6 +78,34 @@ const checkRequestSize = (request: ExecRequest): Effect.Effect<void, InvalidOpti
   const env = Buffer.byteLength(JSON.stringify(request.env))
   const [field, what] = argv >= env ? ["argv", "the command and its arguments"] : ["exec.env", "the environment (image, box and exec env merged)"]
   return Effect.fail(new InvalidOptions(field, `${what} take ${Math.max(argv, env)} bytes encoded; a command's argv (${argv} bytes), env (${env} bytes), working directory and user must fit in ${MAX_PAYLOAD} bytes`))
+}
+
+/** A guest path for a copy: absolute, normalized (the agent takes clean paths only), not "/". */
+const guestPathOf = (field: string, guestPath: string): Effect.Effect<string, InvalidOptions> => {
+  if (typeof guestPath !== "string" || !guestPath.startsWith("/")) return Effect.fail(new InvalidOptions(field, `must be an absolute guest path (got ${JSON.stringify(guestPath)})`))
+  const clean = path.posix.normalize(guestPath).replace(/(.)\/+$/, "$1")
+  if (clean === "/") return Effect.fail(new InvalidOptions(field, "cannot be / (a copy is named after its last component)"))
+  if (clean.includes("\0")) return Effect.fail(new InvalidOptions(field, "must not contain NUL"))
+  return Effect.succeed(clean)
+}
+
+const hostPathOf = (field: string, hostPath: string): Effect.Effect<string, InvalidOptions> =>
+  typeof hostPath === "string" && hostPath.length > 0 && !hostPath.includes("\0")
+    ? Effect.succeed(path.resolve(hostPath))
+    : Effect.fail(new InvalidOptions(field, `must be a host path (got ${JSON.stringify(hostPath)})`))
+
+/**
+ * A copy's failure as the user sees it. The guest's `not_found` names `missing`; `bad_message`
+ * comes from an agent older than copies, which must be said plainly (it is not the user's path).
+ */
+const copyFailure = (e: unknown, guestPath: string, missing: string, agentVersion: string): BoxliteError => {
+  if (e instanceof CopyError || e instanceof PathNotFound) return e
+  if (e instanceof CopyRefused) {
+    if (e.code === "not_found") return new PathNotFound(missing, "guest", `guest path ${e.message}`)
+    if (e.code === "bad_message") return new CopyError(guestPath, `the box's guest agent (${agentVersion || "unknown version"}) does not support copying files (${e.message}); rebuild the guest (npm run build:guest)`)
+    return new CopyError(guestPath, `${guestPath}: ${e.message}`)
+  }
+  return new CopyError(guestPath, `copy of ${guestPath}: ${(e as Error).message}`)
 }
 
 export const infoOf = (record: BoxRecord, hypervisor: HypervisorInfo | undefined): BoxInfo => ({
@@ -286,6 +319,73 @@ export class BoxHandle implements Box {
       })
       return new ExecutionImpl(channel, argv, pid, resolved.timeoutMs, resolved.tty !== undefined)
     }).pipe(timed("exec started", { box: this.record.id, command }))
+  }
+
+  /** A COPY_IN or COPY_OUT on this box's connection; interrupting the effect cancels it in the guest. */
+  private copy<A>(
+    type: typeof FrameType.COPY_IN | typeof FrameType.COPY_OUT,
+    request: CopyRequest,
+    missing: string,
+    use: (channel: CopyChannel) => Promise<A>
+  ): Effect.Effect<A, CopyFailure> {
+    return Effect.gen({ self: this }, function*() {
+      const agent = yield* this.lifecycle.withPermit(this.connectStarting(false))
+      return yield* Effect.tryPromise({
+        try: (signal) => {
+          const channel = agent.copy(type, request)
+          signal.addEventListener("abort", () => channel.cancel())
+          return use(channel).then(async (result) => {
+            await channel.done
+            return result
+          })
+        },
+        catch: (e) => copyFailure(e, request.path, missing, agent.agentVersion) as CopyError | PathNotFound
+      })
+    })
+  }
+
+  copyIn(hostPath: string, guestPath: string): Effect.Effect<void, CopyFailure> {
+    return Effect.gen({ self: this }, function*() {
+      const source = yield* hostPathOf("hostPath", hostPath)
+      const target = yield* guestPathOf("guestPath", guestPath)
+      // Before anything boots: a missing source is the caller's mistake.
+      yield* Effect.tryPromise({ try: () => fs.promises.lstat(source), catch: () => new PathNotFound(hostPath, "host") })
+      yield* this.copy(FrameType.COPY_IN, { path: target }, path.posix.dirname(target), (channel) => packInto(source, channel))
+    })
+  }
+
+  copyOut(guestPath: string, hostPath: string, options?: CopyOutOptions): Effect.Effect<void, CopyFailure> {
+    return Effect.gen({ self: this }, function*() {
+      const limits = yield* resolveCopyOutOptions(options, COPY_OUT_MAX_BYTES)
+      const source = yield* guestPathOf("guestPath", guestPath)
+      yield* hostPathOf("hostPath", hostPath)
+      const target = yield* Effect.tryPromise({
+        try: () => destinationOf(hostPath, path.posix.basename(source)),
+        catch: (e) => (e instanceof PathNotFound ? e : new CopyError(source, (e as Error).message))
+      })
+      yield* this.copy(FrameType.COPY_OUT, { path: source }, source, (channel) => extractFrom(channel, source, target, limits))
+    })
+  }
+
+  readFile(guestPath: string, options?: CopyOutOptions): Effect.Effect<Uint8Array, CopyFailure> {
+    return Effect.gen({ self: this }, function*() {
+      const limits = yield* resolveCopyOutOptions(options, READ_FILE_MAX_BYTES)
+      const source = yield* guestPathOf("path", guestPath)
+      return yield* this.copy(FrameType.COPY_OUT, { path: source, follow: true }, source, (channel) => readSingleFile(channel, source, limits))
+    })
+  }
+
+  writeFile(guestPath: string, data: string | Uint8Array, options?: WriteFileOptions): Effect.Effect<void, CopyFailure> {
+    return Effect.gen({ self: this }, function*() {
+      const { mode } = yield* resolveWriteFileOptions(options)
+      const target = yield* guestPathOf("path", guestPath)
+      if (typeof data !== "string" && !(data instanceof Uint8Array)) return yield* new InvalidOptions("data", "must be a string or a Uint8Array")
+      const bytes = typeof data === "string" ? Buffer.from(data, "utf8") : data
+      yield* this.copy(FrameType.COPY_IN, { path: target, exact: true }, path.posix.dirname(target), async (channel) => {
+        for (const part of singleFileArchive(bytes, mode)) await channel.write(part)
+        channel.end()
+      })
+    })
   }
 
   get ping() {

@@ -5,7 +5,7 @@ import type { ExecutionImpl } from "../Execution.js"
 import type { ImageDetails, ImageInfo, PruneResult, PullProgress } from "../Images.js"
 import type { GuestArtifacts, Hypervisor } from "../Hypervisor.js"
 import * as Logging from "../Logging.js"
-import { type BoxOptions, type ExecOptions, unknownOption } from "../Options.js"
+import { type BoxOptions, type CopyOutOptions, type ExecOptions, unknownOption, type WriteFileOptions } from "../Options.js"
 import { layer as runtimeLayer, type OpenError, type RemoveOptions, Runtime, type RuntimeInfo, type RuntimeMetrics, type RuntimeOptions } from "../Runtime.js"
 import type { SupervisorEntry } from "../Supervisor.js"
 import { Execution } from "./Execution.js"
@@ -35,6 +35,22 @@ export class Box implements AsyncDisposable {
 
   start(): Promise<void> {
     return this.run(this.box.start)
+  }
+  /** Copies a host file, symlink or tree into the box, as `cp -a` (symlinks stay links). */
+  copyIn(hostPath: string, guestPath: string): Promise<void> {
+    return this.run(this.box.copyIn(hostPath, guestPath))
+  }
+  /** Copies a guest file, symlink or tree to the host, as `cp -a`; never writes outside `hostPath`. */
+  copyOut(guestPath: string, hostPath: string, options?: CopyOutOptions): Promise<void> {
+    return this.run(this.box.copyOut(guestPath, hostPath, options))
+  }
+  /** The content of a (small) guest file. */
+  readFile(path: string, options?: CopyOutOptions): Promise<Uint8Array> {
+    return this.run(this.box.readFile(path, options))
+  }
+  /** Creates or replaces a guest file. */
+  writeFile(path: string, data: string | Uint8Array, options?: WriteFileOptions): Promise<void> {
+    return this.run(this.box.writeFile(path, data, options))
   }
   info(): Promise<BoxInfo> {
     return this.run(this.box.info)
