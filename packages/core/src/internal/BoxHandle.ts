@@ -73,6 +73,7 @@ export const infoOf = (record: BoxRecord): BoxInfo => ({
   name: record.name,
   status: record.status,
   image: record.image,
+  autoRemove: record.options.autoRemove,
   cpus: record.options.cpus,
   memoryMib: record.options.memoryMib,
   createdAt: record.createdAt,
