@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it, vi } from "vitest"
 import { dockerArgv } from "../src/cli/argv.js"
 import { VERSION } from "../src/cli/commands.js"
 import { ago, boxTable, imageTable, progressBar, progressLines } from "../src/cli/format.js"
-import { describe as describeError, execFailureCode, main } from "../src/cli/main.js"
+import { describeError, execFailureCode, main } from "../src/cli/main.js"
 
 describe("Docker's reading of argv", () => {
   it("ends options at IMAGE (run) or BOX (exec): the rest is the command, flags and all", () => {
@@ -70,6 +70,9 @@ describe("main: usage", () => {
     expect(await main(["--version"])).toBe(0)
     expect(o.out()).toContain(`boxlite v${VERSION}`)
     expect(VERSION).toMatch(/^\d+\.\d+\.\d+/)
+    // -v is Docker's volume flag of run, not --version.
+    expect(await main(["run", "-v", "/srv:/srv", "img", "true"])).toBe(125)
+    expect(o.err()).toContain("Unrecognized flag: -v")
   })
 })
 

@@ -5,7 +5,7 @@
  */
 import { BoxliteError, ExecError, InvalidOptions } from "@boxlite/core"
 import { Cause, Console, Effect, Exit, FileSystem, Layer, Path, Stdio, Terminal } from "effect"
-import { CliConfig, CliError, CliOutput, Command, GlobalFlag } from "effect/cli"
+import { CliConfig, CliError, CliOutput, Command, Flag, GlobalFlag } from "effect/cli"
 import { ChildProcessSpawner } from "effect/process"
 import { dockerArgv } from "./argv.js"
 import { boxlite, Exited, VERSION } from "./commands.js"
@@ -23,7 +23,7 @@ const FLAG_OF: Readonly<Record<string, string>> = {
 }
 
 /** `boxlite: <what went wrong>`, naming the CLI's flags where the API names its options. */
-export const describe = (error: unknown): string => {
+export const describeError = (error: unknown): string => {
   if (error instanceof InvalidOptions) {
     const problem = error.message.replace(/^invalid option "[^"]*": /, "")
     return `InvalidOptions: ${FLAG_OF[error.field] ?? error.field}: ${problem}`
@@ -58,6 +58,12 @@ const presenter: CliOutput.Presenter = {
       : CliOutput.defaultPresenter.present(event)
 }
 
+/** Effect's --version without its `-v`: in Docker `run -v` is a volume, which must not print a version and exit 0. */
+const versionFlag = GlobalFlag.Action({
+  flag: Flag.Boolean("version").pipe(Flag.withDescription("Show version information"), Flag.withDefault(false)),
+  run: GlobalFlag.Version.run
+})
+
 /**
  * What Effect's CLI asks of its platform. It reads no files and spawns nothing for these
  * commands, so the Node services it would take from @effect/platform-node are not needed:
@@ -78,7 +84,7 @@ const environment = Layer.mergeAll(
   Stdio.layerTest({ stdoutIsTerminal: Effect.sync(() => process.stdout.isTTY === true), stderrIsTerminal: Effect.sync(() => process.stderr.isTTY === true) }),
   CliOutput.layerPresenter(presenter),
   // Built-ins: --help, --version and --completions (the wizard and --log-level have no use here: BOXLITE_LOG sets the level).
-  CliConfig.layer({ builtIns: [GlobalFlag.Help, GlobalFlag.Version, GlobalFlag.Completions] })
+  CliConfig.layer({ builtIns: [GlobalFlag.Help, versionFlag, GlobalFlag.Completions] })
 )
 
 /** Runs `argv` (without node and the script) and resolves with the exit code. */
@@ -92,6 +98,6 @@ export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
     // `boxlite` alone shows the help, as `docker` does; a wrong invocation was reported by the presenter.
     return error._tag === "ShowHelp" && error.errors.length === 0 ? 0 : 125
   }
-  process.stderr.write(`boxlite: ${describe(error)}\n`)
+  process.stderr.write(`boxlite: ${describeError(error)}\n`)
   return execFailureCode(error) ?? 125
 }
