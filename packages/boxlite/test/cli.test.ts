@@ -81,7 +81,8 @@ describe("errors", () => {
     expect(describeError(new InvalidOptions("memoryMib", "Expected a value between 128 and 65536 (got 100)"))).toBe(
       "InvalidOptions: --memory: Expected a value between 128 and 65536 (got 100)"
     )
-    expect(describeError(new InvalidOptions("workingDir", "must be absolute"))).toBe("InvalidOptions: -w: must be absolute")
+    expect(describeError(new InvalidOptions("exec.workingDir", "must be absolute"))).toBe("InvalidOptions: -w: must be absolute")
+    expect(describeError(new InvalidOptions("exec.timeoutMs", "Expected a positive integer"))).toBe("InvalidOptions: --timeout: Expected a positive integer")
     expect(describeError(new BoxStateError("box b is running"))).toBe("BoxStateError: box b is running")
   })
 

@@ -26,7 +26,9 @@ const FLAG_OF: Readonly<Record<string, string>> = {
 export const describeError = (error: unknown): string => {
   if (error instanceof InvalidOptions) {
     const problem = error.message.replace(/^invalid option "[^"]*": /, "")
-    return `InvalidOptions: ${FLAG_OF[error.field] ?? error.field}: ${problem}`
+    // `memoryMib`, `exec.workingDir`, `exec.env[0]`: the option a flag set.
+    const option = error.field.replace(/^exec\./, "").split(/[.[]/)[0]!
+    return `InvalidOptions: ${FLAG_OF[option] ?? error.field}: ${problem}`
   }
   if (error instanceof BoxliteError) return `${error._tag}: ${error.message}`
   return error instanceof Error ? error.message : String(error)
