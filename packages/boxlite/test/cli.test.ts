@@ -112,15 +112,15 @@ describe("output", () => {
   })
 
   it("images: a header, registry images and oci: layouts split into repository and tag", () => {
-    const text = imageTable(
-      [{ reference: "docker.io/library/busybox:latest", manifestDigest: `sha256:${"ab".repeat(32)}`, configDigest: "sha256:c", platform: { os: "linux", architecture: "amd64" }, pulledAt: new Date(now - 3_600_000).toISOString(), size: 2_100_000 }],
-      ["oci:/srv/images/busybox:1.36", "oci:/srv/plain"],
-      now
-    )
+    const image = (reference: string) => ({
+      reference, manifestDigest: `sha256:${"ab".repeat(32)}`, configDigest: "sha256:c", platform: { os: "linux", architecture: "amd64" },
+      pulledAt: new Date(now - 3_600_000).toISOString(), size: 2_100_000
+    })
+    const text = imageTable([image("docker.io/library/busybox:latest"), image("oci:/srv/images/busybox:1.36"), image("oci:/srv/plain")], now)
     const lines = text.trimEnd().split("\n")
     expect(lines[0]).toMatch(/^REPOSITORY {3,}TAG {3,}IMAGE ID {3,}CREATED {3,}SIZE$/)
     expect(lines[1]).toMatch(/^docker\.io\/library\/busybox {3,}latest {3,}abababababab {3,}1 hour ago {3,}2\.1MB$/)
-    expect(lines[2]).toMatch(/^oci:\/srv\/images\/busybox {3,}1\.36 /)
+    expect(lines[2]).toMatch(/^oci:\/srv\/images\/busybox {3,}1\.36 {3,}abababababab /)
     expect(lines[3]).toMatch(/^oci:\/srv\/plain {3,}latest /)
   })
 

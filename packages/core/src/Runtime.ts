@@ -15,6 +15,7 @@ import { Hypervisor, type HypervisorInfo } from "./Hypervisor.js"
 import { type ImagePullError, type Images, makeImages, type RegistryOptions, resolveImage } from "./Images.js"
 import { BoxHandle, infoOf, reconcile } from "./internal/BoxHandle.js"
 import { boxDirOf, boxesDirOf, rootfsDirOf } from "./internal/BoxFiles.js"
+import { recordLayout } from "./internal/Layouts.js"
 import { restrictFiles, secureTree } from "./internal/PrivateHome.js"
 import { claimHostPorts } from "./internal/HostPorts.js"
 import { SupervisorPool } from "./internal/SupervisorPool.js"
@@ -158,6 +159,7 @@ const make = (homeDir: string, registry: RegistryOptions) =>
         })
         const image = yield* resolveImage(contentStore, registry, options.image)
         const base = yield* disks.baseFor(image).pipe(Effect.mapError((e: DiskStorageError) => new StorageError(e.message)))
+        yield* recordLayout(rootfsDirOf(homeDir), image)
         const sizeBytes = options.diskSizeGb === undefined ? undefined : options.diskSizeGb * GiB
         if (sizeBytes !== undefined) {
           const baseBytes = yield* Effect.tryPromise({

@@ -285,11 +285,9 @@ const pull = Command.make("pull", { ...registryFlags, image: Argument.String("im
     out(`${pulled.reference} ${pulled.manifestDigest}\n`)
   }))).pipe(Command.withDescription("Pull an image from a registry, with its progress"))
 
-const images = Command.make("images", {}, act(() =>
-  withRuntime({}, async (runtime) => {
-    const layouts = new Set((await runtime.list()).map((b) => b.image).filter((i) => i.startsWith("oci:")))
-    out(imageTable(await runtime.images.list(), [...layouts]))
-  }))).pipe(Command.withDescription("Pulled images, and the OCI layouts (oci:) that boxes use"))
+const images = Command.make("images", {}, act(() => withRuntime({}, async (runtime) => out(imageTable(await runtime.images.list()))))).pipe(
+  Command.withDescription("Pulled images, and the OCI layouts (oci:) boxes were made from")
+)
 
 /** Asks on the terminal; input that is not a "y" (or its end) is a no. */
 const confirm = (question: string): Promise<boolean> =>

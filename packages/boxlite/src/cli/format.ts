@@ -33,11 +33,8 @@ export const boxTable = (boxes: ReadonlyArray<BoxInfo>, now = Date.now()): strin
     ])
   )
 
-/**
- * `images`: the pulled images and the OCI layouts boxes use (read in place, never copied:
- * they are listed while a box uses them, as `prune` keeps their root filesystems that long).
- */
-export const imageTable = (images: ReadonlyArray<ImageInfo>, layouts: ReadonlyArray<string>, now = Date.now()): string => {
+/** `images`: pulled images and the OCI layouts (`oci:`) boxes were made from, like `docker images`. */
+export const imageTable = (images: ReadonlyArray<ImageInfo>, now = Date.now()): string => {
   /** `repo:tag` or `repo@digest`; an `oci:/path:tag` layout splits the same way. */
   const split = (reference: string): [string, string] => {
     const at = reference.indexOf("@")
@@ -45,11 +42,10 @@ export const imageTable = (images: ReadonlyArray<ImageInfo>, layouts: ReadonlyAr
     const colon = reference.lastIndexOf(":")
     return colon > reference.lastIndexOf("/") && colon > "oci:".length - 1 ? [reference.slice(0, colon), reference.slice(colon + 1)] : [reference, "latest"]
   }
-  const rows = [
-    ...images.map((i) => [...split(i.reference), i.manifestDigest.replace(/^sha256:/, "").slice(0, 12), ago(new Date(i.pulledAt), now), size(i.size)]),
-    ...layouts.map((l) => [...split(l), "-", "-", "-"])
-  ]
-  return table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], rows)
+  return table(
+    ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"],
+    images.map((i) => [...split(i.reference), i.manifestDigest.replace(/^sha256:/, "").slice(0, 12), ago(new Date(i.pulledAt), now), size(i.size)])
+  )
 }
 
 const BAR_WIDTH = 30

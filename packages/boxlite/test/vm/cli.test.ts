@@ -74,9 +74,14 @@ describe("usage, without a box", () => {
 describe("run", () => {
   it("prints the command's output, exits with its code, and leaves nothing (--rm or not)", () => {
     // Docker's reading: options end at IMAGE, so `-c` belongs to sh.
-    const ran = boxlite(["run", "--rm", "-m", "128", "-e", "GREETING=hi there", "-w", "/tmp", BUSYBOX, "sh", "-c", `echo "$GREETING" $(pwd); echo err >&2; exit 3`])
+    // The image as the README names it, relative to the repository root.
+    const ran = boxlite(["run", "--rm", "-m", "128", "-e", "GREETING=hi there", "-w", "/tmp", "oci:images/out/busybox:latest", "sh", "-c", `echo "$GREETING" $(pwd); echo err >&2; exit 3`])
     expect(ran).toEqual({ code: 3, out: "hi there /tmp\n", err: "err\n" })
     nothingLeft()
+    // The layout it ran is an image of this home now, by its absolute path.
+    const images = boxlite(["images"]).out.split("\n")
+    expect(images[0]).toMatch(/^REPOSITORY {3,}TAG {3,}IMAGE ID {3,}CREATED {3,}SIZE$/)
+    expect(images[1]).toMatch(new RegExp(`^oci:${repo}images/out/busybox {3,}latest {3,}[0-9a-f]{12} {3,}.* ago {3,}[\\d.]+[kM]?B$`))
   }, 180_000)
 
   it("a command that is not there exits 127, one that is not executable 126, with the reason; bad options 125 naming the flag", () => {
@@ -185,6 +190,8 @@ describe("a detached box, command by command", () => {
     expect(pruned.out).toContain(`Deleted box ${id}`)
     expect(pruned.out).toMatch(/Total reclaimed space: /)
     expect(boxlite(["ls", "-q"]).out).toBe("")
+    // Its root filesystem went with the prune: the layout is no longer an image of this home.
+    expect(boxlite(["images"]).out).not.toContain("oci:")
     nothingLeft()
   }, 300_000)
 
