@@ -13,6 +13,8 @@ export interface BoxInfo {
   readonly name: string | undefined
   readonly status: BoxStatus
   readonly image: string
+  /** Removed when it stops (`autoRemove`): a restart would lose it. */
+  readonly autoRemove: boolean
   readonly cpus: number
   readonly memoryMib: number
   readonly createdAt: Date

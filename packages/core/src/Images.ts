@@ -11,6 +11,7 @@ import { Effect } from "effect"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { ImageError, ImageNotFound, RegistryAuthError, RegistryError, StorageError } from "./Errors.js"
+import { readLayouts } from "./internal/Layouts.js"
 
 export type { ImageDetails, ImageInfo, PullProgress, RegistryConfig }
 
@@ -34,6 +35,7 @@ export interface PruneResult {
 export interface Images {
   /** Pulls (or refreshes) a registry image; layers already stored are not downloaded again. */
   readonly pull: (reference: string, options?: { readonly onProgress?: (event: PullProgress) => void }) => Effect.Effect<ImageInfo, ImagePullError>
+  /** Pulled images, then the OCI layouts boxes were made from while their root filesystems are kept (`pulledAt`: last used). */
   readonly list: Effect.Effect<ReadonlyArray<ImageInfo>, StorageError>
   /** The image's config (env, entrypoint, cmd, workdir, user) and layers. */
   readonly inspect: (reference: string) => Effect.Effect<ImageDetails, ImageNotFound | ImageError>
@@ -96,7 +98,12 @@ export const makeImages = (
       Effect.map(({ config: _config, layers: _layers, ...info }) => info),
       Effect.mapError(fromPullError(reference))
     ),
-  list: Effect.mapError(store.list, (e) => new StorageError(e.message)),
+  list: Effect.gen(function*() {
+    const pulled = yield* Effect.mapError(store.list, (e) => new StorageError(e.message))
+    const layouts = yield* Effect.promise(() => readLayouts(rootfsDir))
+    const kept = yield* Effect.promise(() => fs.readdir(rootfsDir).catch(() => [] as Array<string>))
+    return [...pulled, ...Object.values(layouts).filter((l) => kept.includes(baseFileName(l.configDigest)))]
+  }),
   inspect: (reference) => Effect.mapError(store.inspect(reference), (e) => fromPullError(reference)(e) as ImageNotFound | ImageError),
   remove: (reference) => Effect.mapError(store.remove(reference), (e) => fromPullError(reference)(e) as ImageNotFound | ImageError | StorageError),
   prune: Effect.gen(function*() {

@@ -4,7 +4,7 @@
  */
 import { ContentStore, layer as contentStoreLayer } from "@boxlite/oci"
 import { DiskStore, layer as diskStoreLayer, type StorageError as DiskStorageError } from "@boxlite/storage"
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, References } from "effect"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -16,6 +16,7 @@ import { timed } from "./Logging.js"
 import { type ImagePullError, type Images, makeImages, type RegistryOptions, resolveImage } from "./Images.js"
 import { BoxHandle, infoOf, reconcile } from "./internal/BoxHandle.js"
 import { boxDirOf, boxesDirOf, rootfsDirOf } from "./internal/BoxFiles.js"
+import { recordLayout } from "./internal/Layouts.js"
 import { restrictFiles, secureTree } from "./internal/PrivateHome.js"
 import { claimHostPorts } from "./internal/HostPorts.js"
 import { SupervisorPool } from "./internal/SupervisorPool.js"
@@ -137,7 +138,12 @@ const make = (homeDir: string, registry: RegistryOptions) =>
     const hypervisorInfo = Effect.suspend(() =>
       knownHypervisor !== undefined
         ? Effect.succeed(knownHypervisor)
-        : hypervisor.info.pipe(Effect.tap((info) => Effect.sync(() => (knownHypervisor = info))), Effect.orElseSucceed(() => undefined))
+        : hypervisor.info.pipe(
+          Effect.tap((info) => Effect.sync(() => (knownHypervisor = info))),
+          Effect.orElseSucceed(() => undefined),
+          // Box info only names the accelerator: the driver's warnings (TCG is slow) are for info() and boots.
+          Effect.provideService(References.MinimumLogLevel, "Error")
+        )
     )
     const deps = { homeDir, store, supervisors, hypervisorInfo, onRemoved: (id: string) => void handles.delete(id) }
     const handleOf = (record: BoxRecord): BoxHandle => {
@@ -169,6 +175,7 @@ const make = (homeDir: string, registry: RegistryOptions) =>
           Effect.mapError((e: DiskStorageError) => new StorageError(e.message)),
           timed("root filesystem ready", { image: options.image })
         )
+        yield* recordLayout(rootfsDirOf(homeDir), image)
         const sizeBytes = options.diskSizeGb === undefined ? undefined : options.diskSizeGb * GiB
         if (sizeBytes !== undefined) {
           const baseBytes = yield* Effect.tryPromise({

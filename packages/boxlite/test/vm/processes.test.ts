@@ -2,12 +2,12 @@
 // dies with its launcher unless detached, and records stay true through kills and restarts.
 import { afterAll, describe, expect, it } from "vitest"
 import { Boxlite, BoxNotFound, BoxStateError } from "boxlite"
-import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process"
+import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { boxDirs, BUSYBOX, PYTHON, qemuProcessesUnder, sh, tempHome } from "./helpers.js"
+import { BUSYBOX, PYTHON, qemuProcessesUnder, sh, tempHome } from "./helpers.js"
 
 const CLIENT = fileURLToPath(new URL("./fixtures/client.mjs", import.meta.url))
 const home = tempHome()
@@ -263,41 +263,6 @@ describe("metrics", () => {
     const stopped = await runtime.create({ image: BUSYBOX, autoRemove: false })
     await expect(stopped.metrics()).rejects.toBeInstanceOf(BoxStateError)
     await stopped.remove()
-  }, 180_000)
-})
-
-describe("the CLI, one process per command", () => {
-  const BIN = fileURLToPath(new URL("../../dist/bin.js", import.meta.url))
-  const cli = (...args: Array<string>) => cliWithInput("", ...args)
-  const cliWithInput = (input: string, ...args: Array<string>) => {
-    const result = spawnSync(process.execPath, [BIN, ...args], { env: { ...process.env, BOXLITE_HOME: home }, encoding: "utf8", input })
-    return { code: result.status, out: result.stdout, err: result.stderr }
-  }
-
-  it("create (detached), ls, exec, metrics, rm refused while running, stop, rm", () => {
-    const created = cli("create", "--name", "cli-box", "--keep", "--memory", "128", BUSYBOX)
-    expect(created.code).toBe(0)
-    const id = created.out.trim()
-    expect(cli("ls").out).toMatch(new RegExp(`${id}\tcli-box\trunning\t`))
-    expect(cli("exec", "cli-box", "--", "sh", "-c", "echo out; echo err >&2; exit 3")).toEqual({ code: 3, out: "out\n", err: "err\n" })
-    expect(cli("exec", "-t", "cli-box", "--", "sh", "-c", "tty; echo err >&2")).toMatchObject({ code: 0, out: expect.stringMatching(/^\/dev\/pts\/\d+\r\nerr\r\n$/) })
-    expect(cliWithInput("echo piped-$((1+1)); exit 4\n", "exec", "-t", "cli-box", "sh")).toMatchObject({ code: 4, out: expect.stringContaining("piped-2") })
-    expect(JSON.parse(cli("metrics", id).out)).toMatchObject({ cpuTimeMs: expect.any(Number), memoryUsageBytes: expect.any(Number) })
-    const refused = cli("rm", "cli-box")
-    expect(refused.code).toBe(125)
-    expect(refused.err).toContain("BoxStateError")
-    expect(cli("stop", "cli-box").code).toBe(0)
-    expect(cli("ls").out).toMatch(new RegExp(`${id}\tcli-box\tstopped\t`))
-    expect(cli("rm", "cli-box").code).toBe(0)
-    expect(cli("ls").out).not.toContain(id)
-    expect(qemuProcessesUnder(home)).toEqual([])
-  }, 180_000)
-
-  it("run: the command's output and exit code, then the box is gone", () => {
-    const before = boxDirs(home)
-    expect(cli("run", "--memory", "128", BUSYBOX, "--", "sh", "-c", "echo out; echo err >&2; exit 3")).toEqual({ code: 3, out: "out\n", err: "err\n" })
-    expect(boxDirs(home)).toEqual(before)
-    expect(qemuProcessesUnder(home)).toEqual([])
   }, 180_000)
 })
 

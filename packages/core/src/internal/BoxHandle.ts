@@ -113,6 +113,7 @@ export const infoOf = (record: BoxRecord, hypervisor: HypervisorInfo | undefined
   name: record.name,
   status: record.status,
   image: record.image,
+  autoRemove: record.options.autoRemove,
   cpus: record.options.cpus,
   memoryMib: record.options.memoryMib,
   createdAt: record.createdAt,
