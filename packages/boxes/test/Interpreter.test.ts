@@ -7,7 +7,7 @@ import { spawn } from "node:child_process"
 import * as os from "node:os"
 import { afterEach, describe, expect, it } from "vitest"
 import { CodeBox } from "../src/CodeBox.js"
-import { Interpreter, type Spawn } from "../src/internal/Interpreter.js"
+import { Interpreter, MAX_OUTPUT_CHARS, type Spawn } from "../src/internal/Interpreter.js"
 
 /** python3 on the host, in a process group of its own (as the guest agent runs commands). */
 const spawnLocal: Spawn = async (command, args) => {
@@ -93,6 +93,21 @@ describe("CodeBox interpreter", () => {
     expect(ended - seen.find(([l]) => l === "first")![1]).toBeGreaterThan(1000)
     expect(r.stdout).toBe("first\nsecond")
     expect(r.stderr).toBe("warn\n")
+  })
+
+  it("a result keeps at most MAX_OUTPUT_CHARS of a stream; the callback sees all of it", async () => {
+    const py = await start()
+    let lines = 0
+    const r = await py.run("for i in range(200_000):\n    print('x' * 63)", { onStdout: () => lines++ })
+    expect(lines).toBe(200_000)
+    expect(r.stdout.length).toBe(MAX_OUTPUT_CHARS + "\n[output truncated]\n".length)
+    expect(r.stdout.endsWith("\n[output truncated]\n")).toBe(true)
+  })
+
+  it("a callback that throws loses nothing else", async () => {
+    const py = await start()
+    const r = await py.run("print('a')\nprint('b')\n'done'", { onStdout: () => { throw new Error("caller's bug") } })
+    expect(r).toMatchObject({ text: "'done'", stdout: "a\nb\n" })
   })
 
   it("output that imitates frames, direct writes to fd 1 and subprocess output are output, not results", async () => {

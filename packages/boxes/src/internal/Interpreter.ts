@@ -54,7 +54,7 @@ export interface RunCodeOptions {
   readonly timeoutMs?: number
   /** Aborting interrupts the cell, as Ctrl-C would (then kills the interpreter if that does not stop it). */
   readonly signal?: AbortSignal
-  /** Each line of the cell's stdout as it is produced (without the line break). */
+  /** Each line of the cell's stdout as it is produced (without the line break); what it throws is ignored. */
   readonly onStdout?: (line: string) => void
   readonly onStderr?: (line: string) => void
 }
@@ -113,13 +113,21 @@ class Lines {
     this.pending += text
     let newline
     while ((newline = this.pending.indexOf("\n")) >= 0) {
-      this.emit(this.pending.slice(0, newline))
+      this.call(this.pending.slice(0, newline))
       this.pending = this.pending.slice(newline + 1)
     }
   }
   end() {
-    if (this.emit && this.pending) this.emit(this.pending)
+    if (this.pending) this.call(this.pending)
     this.pending = ""
+  }
+  /** A callback that throws loses its line, not the session. */
+  private call(line: string) {
+    try {
+      this.emit?.(line)
+    } catch {
+      // the caller's bug; the cell goes on
+    }
   }
 }
 
@@ -131,6 +139,12 @@ interface Cell {
   readonly err: Lines
   readonly done: (frame: Extract<Frame, { type: "done" }>) => void
 }
+
+/** What a result keeps of each stream (the callbacks see everything): a printing loop cannot fill the host's memory. */
+export const MAX_OUTPUT_CHARS = 8 * 1024 * 1024
+const TRUNCATED = "\n[output truncated]\n"
+const capped = (kept: string, more: string): string =>
+  kept.length >= MAX_OUTPUT_CHARS ? kept : kept.length + more.length <= MAX_OUTPUT_CHARS ? kept + more : kept + more.slice(0, MAX_OUTPUT_CHARS - kept.length) + TRUNCATED
 
 const describeExit = (status: ExecResult | undefined): string =>
   status === undefined ? "broke the protocol" : status.signal !== undefined ? `was killed by signal ${status.signal}` : `exited with code ${status.exitCode}`
@@ -192,10 +206,10 @@ export class Interpreter {
     if (!cell) return
     switch (frame.type) {
       case "stdout":
-        cell.stdout += frame.text
+        cell.stdout = capped(cell.stdout, frame.text)
         return cell.out.push(frame.text)
       case "stderr":
-        cell.stderr += frame.text
+        cell.stderr = capped(cell.stderr, frame.text)
         return cell.err.push(frame.text)
       case "display":
         cell.results.push(frame.data)
