@@ -130,6 +130,8 @@ describe("CodeBox interpreter", () => {
     const r = await py.run("import io, os, sys\nsys.stdout.close()\nos.close(1)\nos.close(2)\nsys.stderr = io.StringIO()")
     expect(r.error).toBeUndefined()
     expect(await py.run("import sys\nprint('back')\nprint('err', file=sys.stderr)")).toMatchObject({ stdout: "back\n", stderr: "err\n" })
+    await py.run("import io, site, sys\nsys.__stdout__ = io.StringIO()\nsys.__stderr__ = None\nsite.getsitepackages = None")
+    expect(await py.run("print('still')")).toEqual({ stdout: "still\n", stderr: "", results: [] })
   })
 
   it("sys.exit is an error and keeps the state; input() reads EOF; a fork's copy of the cell sends nothing", async () => {

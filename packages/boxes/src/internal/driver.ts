@@ -15,7 +15,9 @@
  * host checks every frame and restarts the interpreter on anything malformed.)
  */
 export const DRIVER = String.raw`
-import ast, builtins, codecs, faulthandler, fcntl, importlib, json, linecache, os, select, signal, site, sys, threading, traceback, types
+import ast, builtins, codecs, faulthandler, fcntl, json, linecache, os, select, signal, sys, threading, traceback, types
+from importlib import invalidate_caches
+from site import getsitepackages  # the driver's own references: the user's code may rebind site's
 
 def private(fd):
     return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 100)
@@ -88,8 +90,12 @@ def reset_stdio():
     os.dup2(out_w, 1)
     os.dup2(err_w, 2)
     for name, fd in (("stdout", 1), ("stderr", 2)):
-        stream = getattr(sys, "__" + name + "__")
-        if stream is None or stream.closed or stream.fileno() != fd:
+        stream = getattr(sys, "__" + name + "__", None)
+        try:
+            usable = stream.fileno() == fd and not stream.closed
+        except Exception:
+            usable = False  # replaced by the user's code with something else, or closed
+        if not usable:
             stream = text_stream(fd)
             setattr(sys, "__" + name + "__", stream)
         setattr(sys, name, stream)
@@ -152,20 +158,21 @@ def user_traceback(error):
 
 def refresh_imports():
     # Packages installed since the last run (pip in another process) become importable.
-    for path in site.getsitepackages():
+    for path in getsitepackages():
         if path not in sys.path and os.path.isdir(path):
             sys.path.append(path)
-    importlib.invalidate_caches()
+    invalidate_caches()
 
 def run(code, cell):
     global running
     filename = "<cell-%d>" % cell
     linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
-    reset_stdio()
-    refresh_imports()
-    signal.signal(signal.SIGINT, on_sigint)
     reply = {"type": "done"}
     try:
+        # Inside the try: what the user's code did to sys or site fails this cell, not the driver.
+        reset_stdio()
+        refresh_imports()
+        signal.signal(signal.SIGINT, on_sigint)
         tree = ast.parse(code, filename, "exec")
         last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
         running = True
