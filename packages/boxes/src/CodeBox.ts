@@ -69,6 +69,8 @@ const Fields = {
     }
   }, "must be an http:// or https:// URL")),
   code: Schema.String,
+  // python3's argument: a file, not an option.
+  script: Schema.String.check(check((s: string) => s.length > 0 && !s.startsWith("-") && !s.includes("\0"), "must be a .py file on the host or in the box")),
   timeoutMs: Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)),
   // A spec is one argument of pip, never an option of it (no "--index-url=..." smuggled in).
   package: Schema.String.check(check((s: string) => s.trim().length > 0 && !s.startsWith("-") && !/[\0\r\n]/.test(s), "must be a requirement (name, name==1.2, name[extra]), a wheel path or a URL, not an option"))
@@ -120,8 +122,11 @@ class Engine {
   }
 
   async runScript(path: string, options: RunOptions = {}): Promise<string> {
-    const local = await fs.readFile(path, "utf8").catch((e: NodeJS.ErrnoException) => (e.code === "ENOENT" ? undefined : Promise.reject(e)))
+    const local = await fs.readFile(path, "utf8").catch((e: NodeJS.ErrnoException) =>
+      e.code === "ENOENT" || e.code === "ENOTDIR" ? undefined : Promise.reject(new InvalidOptions("path", e.message))
+    )
     if (local !== undefined) return this.run(local, options)
+    validate("script", path, "path")
     if (options.timeoutMs !== undefined) validate("timeoutMs", options.timeoutMs)
     const out = await runProgram(await this.box(), "python3", [path], options)
     return out.stdout + out.stderr

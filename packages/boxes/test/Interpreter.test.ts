@@ -203,5 +203,7 @@ describe("CodeBox options", () => {
     await expect(codebox.installPackages("ok", "-r/etc/passwd")).rejects.toThrow(/packages\[1\]/)
     await expect(codebox.installPackages()).rejects.toThrow(/packages/)
     await expect(codebox.run("1", { timeoutMs: 0 })).rejects.toThrow(/timeoutMs/)
+    await expect(codebox.runScript("-c")).rejects.toThrow(/"path"/)
+    await expect(codebox.runScript(os.tmpdir())).rejects.toThrow(InvalidOptions)
   })
 })
