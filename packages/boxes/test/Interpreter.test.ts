@@ -166,6 +166,25 @@ describe("CodeBox interpreter", () => {
     expect((await py.run("x")).text).toBe("7")
   })
 
+  it("an interrupt that arrives before the cell's code runs still interrupts it, and only it", async () => {
+    const py = await start()
+    await py.run("x = 7")
+    for (let i = 0; i < 5; i++) {
+      const r = await py.run("while True:\n    pass", { timeoutMs: 1 })
+      expect(r.error).toMatchObject({ name: "TimeoutError" })
+      expect((await py.run("x")).text).toBe("7")
+    }
+  }, 30_000)
+
+  it("an interrupt meant for a cell that had just ended does not reach the next one", async () => {
+    const py = await start()
+    await py.run("x = 7")
+    for (let i = 0; i < 30; i++) {
+      await py.run("import time\ntime.sleep(0.005)", { timeoutMs: 5 })
+      expect(await py.run("x")).toMatchObject({ text: "7" })
+    }
+  }, 30_000)
+
   it("code that swallows KeyboardInterrupt is killed after the grace period", async () => {
     const py = await start()
     const r = await py.run("import time\nwhile True:\n    try:\n        time.sleep(10)\n    except KeyboardInterrupt:\n        print('ignored')", { timeoutMs: 200 })

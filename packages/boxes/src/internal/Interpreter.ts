@@ -153,6 +153,8 @@ export class Interpreter {
   private cell: Cell | undefined
   private stderrTail = ""
   private broken = false
+  /** The last cell was sent SIGINT: one may still be on its way, for the driver to drop. */
+  private interruptSent = false
   /** The process has ended: the next cell needs a new Interpreter. */
   exited = false
   private readonly ready: Promise<void>
@@ -249,7 +251,7 @@ export class Interpreter {
     if (options.signal?.aborted) onAbort()
     options.signal?.addEventListener("abort", onAbort)
     try {
-      await this.process.stdin().write(JSON.stringify({ type: "run", code }) + "\n").catch(() => {})
+      await this.process.stdin().write(JSON.stringify({ type: "run", code, stale: this.interruptSent }) + "\n").catch(() => {})
       const done = await Promise.race([finished, this.ended.then(() => undefined)])
       cell.out.end()
       cell.err.end()
@@ -262,6 +264,7 @@ export class Interpreter {
       }
       return done.error ? { ...base, error: done.error } : base
     } finally {
+      this.interruptSent = interrupted !== undefined
       this.cell = undefined
       timers.forEach(clearTimeout)
       options.signal?.removeEventListener("abort", onAbort)

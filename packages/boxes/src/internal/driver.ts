@@ -1,7 +1,7 @@
 /**
  * The program CodeBox runs in the guest (`python3 -c DRIVER`) as its stateful interpreter.
  *
- * Protocol: one JSON object per line. The host writes `{"type": "run", "code": ...}` on the
+ * Protocol: one JSON object per line. The host writes `{"type": "run", "code", "stale"}` on the
  * process's stdin; the driver answers on the process's stdout with `ready` (once), then per run
  * any number of `stdout` / `stderr` (`text`) and `display` (`data`, a MIME bundle) frames and one
  * `done` (`value?`, `error?`).
@@ -107,10 +107,16 @@ def flush_stdio():
         except BaseException:
             pass
 
+# An interrupt that arrives before the cell's code runs (the host's timer is already going while
+# the driver reads and prepares the cell) is held and raised as the code starts. One meant for the
+# previous cell that arrived after it ended is dropped: the host's next request says "stale".
 running = False
+pending = False
 def on_sigint(signum, frame):
+    global pending
     if running:
         raise KeyboardInterrupt
+    pending = True
 
 MIME = (("html", "_repr_html_"), ("markdown", "_repr_markdown_"), ("svg", "_repr_svg_"),
         ("png", "_repr_png_"), ("jpeg", "_repr_jpeg_"), ("json", "_repr_json_"))
@@ -163,8 +169,10 @@ def refresh_imports():
             sys.path.append(path)
     invalidate_caches()
 
-def run(code, cell):
-    global running
+def run(code, cell, stale):
+    global running, pending
+    if stale:
+        pending = False
     filename = "<cell-%d>" % cell
     linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
     reply = {"type": "done"}
@@ -175,8 +183,12 @@ def run(code, cell):
         signal.signal(signal.SIGINT, on_sigint)
         tree = ast.parse(code, filename, "exec")
         last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        code_object = compile(tree, filename, "exec")
         running = True
-        exec(compile(tree, filename, "exec"), namespace)
+        if pending:
+            pending = False
+            raise KeyboardInterrupt
+        exec(code_object, namespace)
         value = eval(compile(ast.Expression(last.value), filename, "eval"), namespace) if last else None
         running = False
         if value is not None:
@@ -201,6 +213,6 @@ for line in REQUESTS:
     except ValueError:
         os._exit(70)
     cell += 1
-    run(request["code"], cell)
+    run(request["code"], cell, request.get("stale", False))
 os._exit(0)
 `
