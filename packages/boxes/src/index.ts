@@ -3,3 +3,8 @@ export * as SimpleBoxEffect from "./SimpleBox.js"
 export { type ExecOutput, SimpleBox } from "./SimpleBox.js"
 /** InteractiveBox: a shell (or any command) on a real terminal, wired to local streams. */
 export { type AttachOptions, attachTerminal, InteractiveBox, type TerminalSize } from "./InteractiveBox.js"
+/** CodeBox: Python programs, pip packages and a stateful interpreter (cells, rich results). */
+export * as CodeBoxEffect from "./CodeBox.js"
+export {
+  CodeBox, type CodeBoxError, type CodeBoxOptions, type CodeError, type CodeExecution, type CodeResult, type CodeBoxService, ProgramFailed, type RunCodeOptions, type RunOptions
+} from "./CodeBox.js"
