@@ -5,7 +5,7 @@
  * resolves with the command's exit code. The box boots on first use and is stopped (and
  * removed) when the InteractiveBox is disposed.
  */
-import type { BoxOptions, ExecOptions } from "@boxlite/core"
+import type { BoxInfo, BoxMetrics, BoxOptions, ExecOptions } from "@boxlite/core"
 import type { Boxlite, Box as PromiseBox } from "@boxlite/core/promise"
 import type { Readable, Writable } from "node:stream"
 import type { ReadStream, WriteStream } from "node:tty"
@@ -90,6 +90,21 @@ export class InteractiveBox implements AsyncDisposable {
   /** Creates and boots the box; later calls return the same box. */
   start(): Promise<PromiseBox> {
     return this.simple.start()
+  }
+
+  /** The box's id once it started; BoxStateError before. */
+  get id(): string {
+    return this.simple.id
+  }
+
+  /** The box's info; boots the box if needed. */
+  info(): Promise<BoxInfo> {
+    return this.simple.info()
+  }
+
+  /** CPU time, memory and network use of the running box; boots the box if needed. */
+  metrics(): Promise<BoxMetrics> {
+    return this.simple.metrics()
   }
 
   /** Runs `command` on a terminal wired to `input`/`output` until it exits; its exit code. */

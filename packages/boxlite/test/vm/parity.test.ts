@@ -1,6 +1,6 @@
 // The reference's shapes that need a VM: signals, resize, execution ids, box info, list order,
 // disk sizes, and output read half way that must never hang wait().
-import { Boxlite, BoxStateError, SimpleBox } from "boxlite"
+import { Boxlite, BoxStateError, InteractiveBox, SimpleBox } from "boxlite"
 import type { Box, Execution } from "boxlite"
 import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
@@ -172,5 +172,15 @@ describe("SimpleBox has id, info() and metrics(), like Box", () => {
     const metrics = await simple.metrics()
     expect(metrics.cpuTimeMs).toBeGreaterThan(0)
     expect(metrics.memoryUsageBytes).toBeGreaterThan(0)
+  })
+})
+
+describe("InteractiveBox has id, info() and metrics() too", () => {
+  it("the same box behind all three", async () => {
+    await using interactive = new InteractiveBox({ image: BUSYBOX, runtime })
+    expect(() => interactive.id).toThrow(BoxStateError)
+    const info = await interactive.info()
+    expect(info.id).toBe(interactive.id)
+    expect((await interactive.metrics()).cpuTimeMs).toBeGreaterThan(0)
   })
 })
