@@ -1,6 +1,6 @@
 /** The Promise face with the default platform bound: what `import { Boxlite } from "boxlite"` gives. */
 import type { BoxOptions, ExecOptions, RuntimeOptions } from "@boxlite/core"
-import { InteractiveBox as InteractiveBoxBase, SimpleBox as SimpleBoxBase } from "@boxlite/boxes"
+import { BrowserBox as BrowserBoxBase, type BrowserBoxOptions as BrowserBoxBaseOptions, InteractiveBox as InteractiveBoxBase, SimpleBox as SimpleBoxBase } from "@boxlite/boxes"
 import { Boxlite as BoxliteBase } from "@boxlite/core/promise"
 import { defaultPlatform } from "./Platform.js"
 
@@ -35,6 +35,19 @@ export class SimpleBox extends SimpleBoxBase {
 /** `await using box = new InteractiveBox({ image }); await box.wait()`: a shell on this terminal. */
 export class InteractiveBox extends InteractiveBoxBase {
   constructor(options: SimpleBoxOptions = {}) {
+    const { runtime, ...boxOptions } = options
+    super(boxOptions, runtime ?? Boxlite.default())
+  }
+}
+
+export interface BrowserBoxOptions extends BrowserBoxBaseOptions {
+  /** The runtime to create the box in; default `Boxlite.default()`. */
+  readonly runtime?: Boxlite
+}
+
+/** `await using browser = new BrowserBox({ browser: "chromium" }); await browser.start(); browser.endpoint()`. */
+export class BrowserBox extends BrowserBoxBase {
+  constructor(options: BrowserBoxOptions = {}) {
     const { runtime, ...boxOptions } = options
     super(boxOptions, runtime ?? Boxlite.default())
   }

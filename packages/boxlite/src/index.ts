@@ -1,8 +1,9 @@
 /** The runtime (Promise face) on the default platform, and SimpleBox bound to it. */
-export { Boxlite, InteractiveBox, SimpleBox, type SimpleBoxOptions } from "./Boxlite.js"
+export { Boxlite, BrowserBox, type BrowserBoxOptions, InteractiveBox, SimpleBox, type SimpleBoxOptions } from "./Boxlite.js"
 /** Boxes and executions returned by the runtime. */
 export { Box, ExecStdin, Execution, Images, OutputStream } from "@boxlite/core/promise"
-export type { AttachOptions, ExecOutput, TerminalSize } from "@boxlite/boxes"
+export type { AttachOptions, BrowserType, ExecOutput, TerminalSize } from "@boxlite/boxes"
+export { BrowserError } from "@boxlite/boxes"
 /** Options and result types. */
 export type {
   BoxInfo, BoxOptions, BoxStatus, EnvInput, ExecOptions, ExecResult, ImageDetails, ImageInfo, PruneResult, PullProgress, RegistryConfig,
