@@ -78,7 +78,7 @@ export const scoped = (options: BrowserBoxOptions = {}): Effect.Effect<Browser, 
     const box = yield* Effect.acquireRelease(Runtime.use((runtime) => runtime.create(boxOptions)), (box) => box.remove)
     yield* box.start
     const hostPort = hostPortOf((yield* box.info.pipe(Effect.orDie)).ports, browser)
-    const { command, args, options: execOptions } = launchCommand(browser)
+    const { command, args, options: execOptions } = launchCommand(browser, hostPort)
     const execution = yield* box.exec(command, args, execOptions)
     const stderr = new Tail()
     yield* Effect.forkScoped(Stream.runDrain(execution.stdout).pipe(Effect.ignore))
@@ -128,7 +128,7 @@ export class BrowserBox implements AsyncDisposable {
     try {
       await box.start()
       const hostPort = hostPortOf((await box.info()).ports, browser)
-      const { command, args, options } = launchCommand(browser)
+      const { command, args, options } = launchCommand(browser, hostPort)
       const execution = await box.exec(command, args, options)
       const stderr = new Tail()
       void execution.stdout().text().catch(() => {})

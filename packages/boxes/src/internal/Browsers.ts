@@ -2,8 +2,10 @@
  * What BrowserBox runs in the guest for each browser, and how the host tells that the browser
  * answers. Both browsers' debug endpoints listen on the guest's loopback only (new headless
  * Chromium ignores --remote-debugging-address), while a forwarded port arrives on the guest's
- * network interface: so the browser listens on loopback at an inner port and socat relays the
- * forwarded port to it. Everything runs as the image's non-root user `browser`.
+ * network interface: so socat relays the forwarded port to the browser on loopback. The browser
+ * listens on the same port number as the host side, so the Host header a client sends
+ * (`127.0.0.1:<host port>`) names the browser's own address: Firefox refuses WebSocket
+ * handshakes whose Host port is not its own. Everything runs as the image's non-root user `browser`.
  */
 import { BoxliteError, TimeoutError } from "@boxlite/core"
 
@@ -12,8 +14,6 @@ export type BrowserType = (typeof BROWSERS)[number]
 
 /** The guest port forwarded to the host (the reference's 9222/9223/9224). */
 export const GUEST_PORT: Readonly<Record<BrowserType, number>> = { chromium: 9222, firefox: 9223, webkit: 9224 }
-/** Where the browser itself listens (guest loopback); socat relays GUEST_PORT to it. */
-const innerPort = (browser: BrowserType) => GUEST_PORT[browser] + 10000
 
 export const BROWSER_USER = "browser"
 const HOME = "/home/browser"
@@ -38,12 +38,12 @@ const launch: Readonly<Record<BrowserType, (port: number) => string>> = {
  * The supervised command: relay in the background, then the shell becomes the browser, so the
  * execution ends (and its exit code and stderr tell why) exactly when the browser does.
  */
-export const launchCommand = (browser: BrowserType): { command: string; args: Array<string>; options: { user: string; env: Record<string, string>; workingDir: string } } => ({
+export const launchCommand = (browser: BrowserType, hostPort: number): { command: string; args: Array<string>; options: { user: string; env: Record<string, string>; workingDir: string } } => ({
   command: "/bin/sh",
   args: [
     "-c",
-    `socat TCP-LISTEN:${GUEST_PORT[browser]},fork,reuseaddr TCP:127.0.0.1:${innerPort(browser)} </dev/null >/dev/null 2>&1 & ` +
-    `cd ${HOME} && ${launch[browser](innerPort(browser))}`
+    `socat TCP-LISTEN:${GUEST_PORT[browser]},fork,reuseaddr TCP:127.0.0.1:${hostPort} </dev/null >/dev/null 2>&1 & ` +
+    `cd ${HOME} && ${launch[browser](hostPort)}`
   ],
   options: { user: BROWSER_USER, env: { HOME, TMPDIR: "/tmp" }, workingDir: HOME }
 })
