@@ -60,7 +60,6 @@ const resolve = (options: BrowserBoxOptions): Effect.Effect<Resolved, InvalidOpt
 const hostPortOf = (ports: ReadonlyArray<{ readonly guestPort: number; readonly hostPort: number }>, browser: BrowserType): number =>
   [...ports].reverse().find((p) => p.guestPort === GUEST_PORT[browser])!.hostPort
 
-
 /** A started browser (Effect face). */
 export interface Browser {
   readonly box: Box
@@ -98,13 +97,14 @@ export const scoped = (options: BrowserBoxOptions = {}): Effect.Effect<Browser, 
     return { box, browser, endpoint: Effect.suspend(() => (gone ? Effect.fail(gone) : Effect.succeed(url))) }
   })
 
-/** Promise face: `await using browser = new BrowserBox({ browser: "firefox" }); await browser.start()`. */
 interface Launched {
   readonly box: PromiseBox
   readonly url: string
+  /** Set when the browser exits after start. */
   gone?: BrowserError
 }
 
+/** Promise face: `await using browser = new BrowserBox({ browser: "firefox" }); await browser.start()`. */
 export class BrowserBox implements AsyncDisposable {
   private started: Promise<Launched> | undefined
   private launched: Launched | undefined

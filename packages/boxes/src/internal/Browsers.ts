@@ -61,12 +61,13 @@ const probeUrl = (browser: BrowserType, hostPort: number): string =>
   `http://127.0.0.1:${hostPort}${browser === "chromium" ? "/json/version" : browser === "webkit" ? "/status" : "/"}`
 
 /**
- * One probe from the host. The relay accepts and then drops connections until the browser
- * listens, so only an HTTP answer counts (Firefox answers a plain GET with an HTTP error).
+ * One probe from the host (a loaded TCG guest may take seconds to answer). The relay accepts
+ * and then drops connections until the browser listens, so only an HTTP answer counts
+ * (Firefox answers a plain GET with an HTTP error).
  */
 export const answers = async (browser: BrowserType, hostPort: number): Promise<boolean> => {
   try {
-    const response = await fetch(probeUrl(browser, hostPort), { signal: AbortSignal.timeout(5_000) })
+    const response = await fetch(probeUrl(browser, hostPort), { signal: AbortSignal.timeout(20_000) })
     const body = await response.text()
     if (browser === "chromium") return response.ok && body.includes("webSocketDebuggerUrl")
     if (browser === "webkit") return response.ok && /"ready"\s*:\s*true/.test(body)

@@ -14,6 +14,7 @@ describe("examples gallery", () => {
     ["effect.mjs", /42/],
     ["images.mjs", /python:slim/],
     ["reattach.mjs", /after restart, the disk still has: written-before-the-restart/],
+    ["browserbox.mjs", /title after the click: Hello, BoxLite[\s\S]*screenshot: \d+ bytes of PNG/],
     ["interactive.mjs", /\/dev\/pts\/\d+\r\n24 80\r\nI am root in boxlite[\s\S]*shell exited with 0/]
   ])("%s runs and prints what it shows", (file, expected) => {
     const home = tempHome()
