@@ -8,3 +8,6 @@ export * as CodeBoxEffect from "./CodeBox.js"
 export {
   CodeBox, type CodeBoxError, type CodeBoxOptions, type CodeError, type CodeExecution, type CodeResult, type CodeBoxService, ProgramFailed, type RunCodeOptions, type RunOptions
 } from "./CodeBox.js"
+/** BrowserBox: Chromium, Firefox or WebKit in a box, driven from the host through a forwarded endpoint. */
+export * as BrowserBoxEffect from "./BrowserBox.js"
+export { BrowserBox, BrowserError, type BrowserBoxOptions, type BrowserType } from "./BrowserBox.js"

@@ -1,6 +1,9 @@
 /** The Promise face with the default platform bound: what `import { Boxlite } from "boxlite"` gives. */
 import type { BoxOptions, ExecOptions, RuntimeOptions } from "@boxlite/core"
-import { CodeBox as CodeBoxBase, type CodeBoxOptions as CodeBoxBaseOptions, InteractiveBox as InteractiveBoxBase, SimpleBox as SimpleBoxBase } from "@boxlite/boxes"
+import {
+  BrowserBox as BrowserBoxBase, type BrowserBoxOptions as BrowserBoxBaseOptions, CodeBox as CodeBoxBase, type CodeBoxOptions as CodeBoxBaseOptions,
+  InteractiveBox as InteractiveBoxBase, SimpleBox as SimpleBoxBase
+} from "@boxlite/boxes"
 import { Boxlite as BoxliteBase } from "@boxlite/core/promise"
 import { defaultPlatform } from "./Platform.js"
 
@@ -48,6 +51,19 @@ export interface CodeBoxOptions extends CodeBoxBaseOptions {
 /** `await using codebox = new CodeBox({ image }); await codebox.run(code)`: Python, pip and a stateful interpreter. */
 export class CodeBox extends CodeBoxBase {
   constructor(options: CodeBoxOptions = {}) {
+    const { runtime, ...boxOptions } = options
+    super(boxOptions, runtime ?? Boxlite.default())
+  }
+}
+
+export interface BrowserBoxOptions extends BrowserBoxBaseOptions {
+  /** The runtime to create the box in; default `Boxlite.default()`. */
+  readonly runtime?: Boxlite
+}
+
+/** `await using browser = new BrowserBox({ browser: "chromium" }); await browser.start(); browser.endpoint()`. */
+export class BrowserBox extends BrowserBoxBase {
+  constructor(options: BrowserBoxOptions = {}) {
     const { runtime, ...boxOptions } = options
     super(boxOptions, runtime ?? Boxlite.default())
   }

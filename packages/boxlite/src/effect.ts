@@ -10,7 +10,7 @@ import { Layer as L } from "effect"
 import { defaultPlatform } from "./Platform.js"
 
 export * from "@boxlite/core"
-export { SimpleBoxEffect as SimpleBox } from "@boxlite/boxes"
+export { BrowserBoxEffect as BrowserBox, SimpleBoxEffect as SimpleBox } from "@boxlite/boxes"
 export { CodeBoxEffect as CodeBox } from "@boxlite/boxes"
 export { defaultPlatform, guestLayer, supervisorLayer, vmPlatform } from "./Platform.js"
 

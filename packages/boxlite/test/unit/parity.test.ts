@@ -1,5 +1,5 @@
 // Shapes of the reference that need no VM: option keys checked at construction, a closed runtime.
-import { Boxlite, BoxliteError, BoxStateError, InteractiveBox, InvalidOptions, SimpleBox, version } from "boxlite"
+import { Boxlite, BoxliteError, BoxStateError, BrowserBox, CodeBox, InteractiveBox, InvalidOptions, SimpleBox, version } from "boxlite"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -31,8 +31,19 @@ describe("misspelt options are InvalidOptions at construction, naming the key an
     if (meant) expect((e as Error).message).toContain(`did you mean "${meant}"`)
   })
 
-  it("new InteractiveBox({ memory_mib }) too", () => {
-    expect(thrown(() => new InteractiveBox({ memory_mib: 512 } as never))).toBeInstanceOf(InvalidOptions)
+  it.each([
+    ["InteractiveBox", (o: object) => new InteractiveBox(o as never)],
+    ["CodeBox", (o: object) => new CodeBox(o as never)],
+    ["BrowserBox", (o: object) => new BrowserBox(o as never)]
+  ])("new %s({ memory_mib }) too, and its own options pass", (_, make) => {
+    const e = thrown(() => make({ memory_mib: 512 }))
+    expect(e).toBeInstanceOf(InvalidOptions)
+    expect((e as Error).message).toContain(`did you mean "memoryMib"`)
+  })
+
+  it("each box's own options are not unknown keys", () => {
+    expect(() => new CodeBox({ packageIndex: "http://127.0.0.1:1/simple/", memoryMib: 256 })).not.toThrow()
+    expect(() => new BrowserBox({ browser: "firefox", startTimeoutMs: 1000, memoryMib: 256 })).not.toThrow()
   })
 
   it("new Boxlite({ home_dir }) names homeDir", () => {

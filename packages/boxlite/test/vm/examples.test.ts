@@ -16,6 +16,7 @@ describe("examples gallery", () => {
     ["reattach.mjs", /after restart, the disk still has: written-before-the-restart/],
     ["files.mjs", /sorted on the host: apple, banana, cherry\nread back: \{"retries":3\}\nPathNotFound \(guest\): \/root\/no-such-file/],
     ["codebox.mjs", /run: Untrusted code belongs in a box\.\nExecError: exit code 1, ZeroDivisionError[\s\S]*runCode: 42\n[\s\S]*timeout: TimeoutError \| still there: 41/],
+    ["browserbox.mjs", /title after the click: Hello, BoxLite[\s\S]*screenshot: \d+ bytes of PNG/],
     ["interactive.mjs", /\/dev\/pts\/\d+\r\n24 80\r\nI am root in boxlite[\s\S]*shell exited with 0/]
   ])("%s runs and prints what it shows", (file, expected) => {
     const home = tempHome()
