@@ -49,7 +49,8 @@ export class DiskStore extends Context.Service<DiskStore, {
 }>()("@boxlite/storage/DiskStore") {}
 
 /** The file name of the base built for an image config digest, inside `rootfsDir`. */
-export const baseFileName = (configDigest: string): string => `${configDigest.replace(":", "-")}.ext4`
+/** The format's version is in the name (v2: 4 KiB blocks, little slack), so older bases are rebuilt, not reused. */
+export const baseFileName = (configDigest: string): string => `${configDigest.replace(":", "-")}.v2.ext4`
 
 const BUILD_SCRIPT = fileURLToPath(new URL("./internal/build-rootfs.js", import.meta.url))
 
