@@ -1,6 +1,6 @@
 /** The Promise face with the default platform bound: what `import { Boxlite } from "boxlite"` gives. */
 import type { BoxOptions, ExecOptions, RuntimeOptions } from "@boxlite/core"
-import { InteractiveBox as InteractiveBoxBase, SimpleBox as SimpleBoxBase } from "@boxlite/boxes"
+import { ComputerBox as ComputerBoxBase, type ComputerBoxOptions as ComputerBoxBaseOptions, InteractiveBox as InteractiveBoxBase, SimpleBox as SimpleBoxBase } from "@boxlite/boxes"
 import { Boxlite as BoxliteBase } from "@boxlite/core/promise"
 import { defaultPlatform } from "./Platform.js"
 
@@ -35,6 +35,19 @@ export class SimpleBox extends SimpleBoxBase {
 /** `await using box = new InteractiveBox({ image }); await box.wait()`: a shell on this terminal. */
 export class InteractiveBox extends InteractiveBoxBase {
   constructor(options: SimpleBoxOptions = {}) {
+    const { runtime, ...boxOptions } = options
+    super(boxOptions, runtime ?? Boxlite.default())
+  }
+}
+
+export interface ComputerBoxOptions extends ComputerBoxBaseOptions {
+  /** The runtime to create the box in; default `Boxlite.default()`. */
+  readonly runtime?: Boxlite
+}
+
+/** `await using desktop = new ComputerBox(); await desktop.waitUntilReady()`: a desktop, removed on dispose. */
+export class ComputerBox extends ComputerBoxBase {
+  constructor(options: ComputerBoxOptions = {}) {
     const { runtime, ...boxOptions } = options
     super(boxOptions, runtime ?? Boxlite.default())
   }

@@ -11,6 +11,7 @@ import { defaultPlatform } from "./Platform.js"
 
 export * from "@boxlite/core"
 export { SimpleBoxEffect as SimpleBox } from "@boxlite/boxes"
+export { ComputerBoxEffect as ComputerBox } from "@boxlite/boxes"
 export { defaultPlatform, guestLayer, supervisorLayer, vmPlatform } from "./Platform.js"
 
 /** The Runtime of `options.homeDir` on QEMU. */
