@@ -18,6 +18,13 @@ PACKAGES=(
 
 stamp_extra() { echo "suite=$SUITE mirror=$MIRROR"; }
 
+# Dependencies that would more than double the image and that nothing here uses: Mesa's DRI
+# drivers (LLVM, ~170 MB; Xvfb runs without GLX acceleration), cpp (gcc's, ~35 MB; only xrdb
+# wants it, and the session does not run xrdb), and imlib2's PostScript and HEIF loaders'
+# libraries (ghostscript, x265...; scrot and tint2 use its PNG loader). A local package says it
+# provides them, so apt keeps the dpkg database consistent without installing them.
+STUB_PROVIDES="libgl1-mesa-dri, cpp, libspectre1 (= 0.2.12-1), libheif1 (= 1.15.1-1+deb12u1)"
+
 # apt-get inside the chroot resolves dependencies properly (debootstrap's
 # --include does not handle virtual packages well); /proc is mounted for the
 # maintainer scripts and unmounted again (build.sh unmounts it too on a kill).
@@ -34,9 +41,21 @@ path-exclude /usr/share/locale/*
 path-exclude /usr/share/lintian/*
 CFG
   cp /etc/resolv.conf "$r/etc/resolv.conf"
+  mkdir -p "$WORK/stub/DEBIAN"
+  cat > "$WORK/stub/DEBIAN/control" <<CONTROL
+Package: boxlite-desktop-stubs
+Version: 1.0
+Architecture: all
+Maintainer: BoxLite <boxlite@localhost>
+Provides: $STUB_PROVIDES
+Description: stands in for dependencies the BoxLite desktop image leaves out
+CONTROL
+  dpkg-deb --root-owner-group --build "$WORK/stub" "$r/tmp/boxlite-desktop-stubs.deb" >/dev/null
   mount -t proc proc "$r/proc"
   local rc=0
-  chroot "$r" env DEBIAN_FRONTEND=noninteractive apt-get update -q > "$WORK/apt.log" 2>&1 \
+  chroot "$r" dpkg -i /tmp/boxlite-desktop-stubs.deb > "$WORK/apt.log" 2>&1 \
+    && rm "$r/tmp/boxlite-desktop-stubs.deb" \
+    && chroot "$r" env DEBIAN_FRONTEND=noninteractive apt-get update -q >> "$WORK/apt.log" 2>&1 \
     && chroot "$r" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${PACKAGES[@]}" \
       >> "$WORK/apt.log" 2>&1 || rc=$?
   # noVNC is static web files; its package depends on nodejs for build tools we
@@ -67,13 +86,14 @@ desktop_session() {
   local r=$1
   install -m 0755 "$HERE/desktop/boxlite-desktop" "$r/usr/local/bin/boxlite-desktop"
   # xterm: UTF-8 and a TrueType font with wide coverage (the core "fixed" font has no CJK).
-  cat > "$r/home/desktop/.Xresources" <<'XRES'
+  # Xt reads ~/.Xdefaults when no resources were loaded into the server (no xrdb, no cpp).
+  cat > "$r/home/desktop/.Xdefaults" <<'XRES'
 XTerm*faceName: DejaVu Sans Mono
 XTerm*faceSize: 11
 XTerm*locale: true
 XTerm*saveLines: 2000
 XRES
-  chown 1000:1000 "$r/home/desktop/.Xresources"
+  chown 1000:1000 "$r/home/desktop/.Xdefaults"
 }
 
 build() {

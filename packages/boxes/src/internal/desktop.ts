@@ -167,7 +167,8 @@ export const make = <E>(run: Run<E>, options: { readonly width: number; readonly
     yield* run("boxlite-desktop", [String(width), String(height)], { user: desktopUser }).pipe(
       Effect.exit,
       Effect.flatMap((exit) => Effect.sync(() => {
-        ended = exit._tag === "Success" ? `${exit.value.stderr.trim()} (exit code ${exit.value.exitCode})` : String(exit.cause)
+        // The log's tail, without the color codes some of the programs write.
+        ended = exit._tag === "Success" ? `${exit.value.stderr.replace(/\x1b\[[0-9;]*m/g, "").trim()} (exit code ${exit.value.exitCode})` : String(exit.cause)
       })),
       Effect.forkScoped
     )
