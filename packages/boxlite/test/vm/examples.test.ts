@@ -14,7 +14,8 @@ describe("examples gallery", () => {
     ["effect.mjs", /42/],
     ["images.mjs", /python:slim/],
     ["reattach.mjs", /after restart, the disk still has: written-before-the-restart/],
-    ["interactive.mjs", /\/dev\/pts\/\d+\r\n24 80\r\nI am root in boxlite[\s\S]*shell exited with 0/]
+    ["interactive.mjs", /\/dev\/pts\/\d+\r\n24 80\r\nI am root in boxlite[\s\S]*shell exited with 0/],
+    ["computerbox.mjs", /screen: 1024x768[\s\S]*screenshot: 1024x768 png[\s\S]*the terminal saved: "Hello from ComputerBox: ünïcödé ✓\\n"/]
   ])("%s runs and prints what it shows", (file, expected) => {
     const home = tempHome()
     const run = spawnSync(process.execPath, [file], { cwd: examples, env: { ...process.env, BOXLITE_HOME: home }, encoding: "utf8", timeout: 240_000 })
