@@ -75,7 +75,12 @@ describe("ComputerBox", () => {
   }
   /** Waits for a window of this title to be on screen (placed by the window manager) and returns its origin. */
   const windowAt = async (title: string): Promise<[number, number]> => {
-    const out = await sh(`xdotool search --sync --onlyvisible --name '^${title}$' getwindowgeometry --shell`)
+    // Retried: xdotool dies of BadWindow when a window it inspects goes away meanwhile.
+    let out = await sh(`xdotool search --sync --onlyvisible --name '^${title}$' getwindowgeometry --shell`)
+    for (let i = 0; i < 20 && out.exitCode !== 0; i++) {
+      await sleep(500)
+      out = await sh(`xdotool search --sync --onlyvisible --name '^${title}$' getwindowgeometry --shell`)
+    }
     expect(out.exitCode).toBe(0)
     return [Number(/^X=(\d+)/m.exec(out.stdout)![1]), Number(/^Y=(\d+)/m.exec(out.stdout)![1])]
   }
@@ -233,7 +238,7 @@ TCL`)
     expect(changed(await until((pixels) => changed(pixels, before) < 0.0003), before)).toBeLessThan(0.0003)
   }, 120_000)
 
-  it("viewerUrl opens the live desktop in headless Chromium on the host", async () => {
+  it("viewerUrl opens the live desktop in headless Chromium on the host, and the browser's mouse drives it", async () => {
     const browser = await chromium.launch({
       executablePath: "/usr/bin/chromium",
       args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -257,6 +262,16 @@ TCL`)
       for (let i = 0; i < pixels.length; i += 3) colors.add(pixels.readUIntBE(i, 3))
       // A blank page or an error page has a handful of colors; the desktop's windows and panel many more.
       expect(colors.size).toBeGreaterThan(50)
+      // Taking over: the person's mouse in the browser moves the desktop's pointer.
+      const canvas = (await page.locator("#noVNC_container canvas").boundingBox())!
+      await page.mouse.move(canvas.x + (600 * canvas.width) / 1024, canvas.y + (500 * canvas.height) / 768)
+      let position: readonly [number, number] = [0, 0]
+      for (let i = 0; i < 20 && (Math.abs(position[0] - 600) > 2 || Math.abs(position[1] - 500) > 2); i++) {
+        await sleep(500)
+        position = await desktop.cursorPosition()
+      }
+      expect(Math.abs(position[0] - 600)).toBeLessThanOrEqual(2)
+      expect(Math.abs(position[1] - 500)).toBeLessThanOrEqual(2)
     } finally {
       await browser.close()
     }
