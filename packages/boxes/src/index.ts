@@ -11,3 +11,6 @@ export {
 /** BrowserBox: Chromium, Firefox or WebKit in a box, driven from the host through a forwarded endpoint. */
 export * as BrowserBoxEffect from "./BrowserBox.js"
 export { BrowserBox, BrowserError, type BrowserBoxOptions, type BrowserType } from "./BrowserBox.js"
+/** ComputerBox: a desktop for computer-use agents (screenshots, mouse, keyboard) with a browser viewer. */
+export * as ComputerBoxEffect from "./ComputerBox.js"
+export { ComputerBox, type ComputerBoxOptions, type Desktop, type Screenshot, type ScrollDirection } from "./ComputerBox.js"

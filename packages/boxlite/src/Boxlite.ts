@@ -2,7 +2,7 @@
 import type { BoxOptions, ExecOptions, RuntimeOptions } from "@boxlite/core"
 import {
   BrowserBox as BrowserBoxBase, type BrowserBoxOptions as BrowserBoxBaseOptions, CodeBox as CodeBoxBase, type CodeBoxOptions as CodeBoxBaseOptions,
-  InteractiveBox as InteractiveBoxBase, SimpleBox as SimpleBoxBase
+  ComputerBox as ComputerBoxBase, type ComputerBoxOptions as ComputerBoxBaseOptions, InteractiveBox as InteractiveBoxBase, SimpleBox as SimpleBoxBase
 } from "@boxlite/boxes"
 import { Boxlite as BoxliteBase } from "@boxlite/core/promise"
 import { defaultPlatform } from "./Platform.js"
@@ -64,6 +64,19 @@ export interface BrowserBoxOptions extends BrowserBoxBaseOptions {
 /** `await using browser = new BrowserBox({ browser: "chromium" }); await browser.start(); browser.endpoint()`. */
 export class BrowserBox extends BrowserBoxBase {
   constructor(options: BrowserBoxOptions = {}) {
+    const { runtime, ...boxOptions } = options
+    super(boxOptions, runtime ?? Boxlite.default())
+  }
+}
+
+export interface ComputerBoxOptions extends ComputerBoxBaseOptions {
+  /** The runtime to create the box in; default `Boxlite.default()`. */
+  readonly runtime?: Boxlite
+}
+
+/** `await using desktop = new ComputerBox(); await desktop.waitUntilReady()`: a desktop, removed on dispose. */
+export class ComputerBox extends ComputerBoxBase {
+  constructor(options: ComputerBoxOptions = {}) {
     const { runtime, ...boxOptions } = options
     super(boxOptions, runtime ?? Boxlite.default())
   }

@@ -12,6 +12,7 @@ import { defaultPlatform } from "./Platform.js"
 export * from "@boxlite/core"
 export { BrowserBoxEffect as BrowserBox, SimpleBoxEffect as SimpleBox } from "@boxlite/boxes"
 export { CodeBoxEffect as CodeBox } from "@boxlite/boxes"
+export { ComputerBoxEffect as ComputerBox } from "@boxlite/boxes"
 export { defaultPlatform, guestLayer, supervisorLayer, vmPlatform } from "./Platform.js"
 
 /** The Runtime of `options.homeDir` on QEMU. */

@@ -1,11 +1,11 @@
 /** The runtime (Promise face) on the default platform, and SimpleBox bound to it. */
-export { Boxlite, BrowserBox, type BrowserBoxOptions, InteractiveBox, SimpleBox, type SimpleBoxOptions } from "./Boxlite.js"
+export { Boxlite, BrowserBox, type BrowserBoxOptions, ComputerBox, type ComputerBoxOptions, InteractiveBox, SimpleBox, type SimpleBoxOptions } from "./Boxlite.js"
 /** CodeBox bound to the default runtime: Python programs, pip packages, a stateful interpreter. */
 export { CodeBox, type CodeBoxOptions } from "./Boxlite.js"
 export { type CodeError, type CodeExecution, type CodeResult, ProgramFailed, type RunCodeOptions, type RunOptions } from "@boxlite/boxes"
 /** Boxes and executions returned by the runtime. */
 export { Box, ExecStdin, Execution, Images, OutputStream } from "@boxlite/core/promise"
-export type { AttachOptions, BrowserType, ExecOutput, TerminalSize } from "@boxlite/boxes"
+export type { AttachOptions, BrowserType, ExecOutput, Screenshot, ScrollDirection, TerminalSize } from "@boxlite/boxes"
 export { BrowserError } from "@boxlite/boxes"
 /** Options and result types. */
 export type {

@@ -1,5 +1,5 @@
 // Shapes of the reference that need no VM: option keys checked at construction, a closed runtime.
-import { Boxlite, BoxliteError, BoxStateError, BrowserBox, CodeBox, InteractiveBox, InvalidOptions, SimpleBox, version } from "boxlite"
+import { Boxlite, BoxliteError, BoxStateError, BrowserBox, CodeBox, ComputerBox, InteractiveBox, InvalidOptions, SimpleBox, version } from "boxlite"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -34,7 +34,8 @@ describe("misspelt options are InvalidOptions at construction, naming the key an
   it.each([
     ["InteractiveBox", (o: object) => new InteractiveBox(o as never)],
     ["CodeBox", (o: object) => new CodeBox(o as never)],
-    ["BrowserBox", (o: object) => new BrowserBox(o as never)]
+    ["BrowserBox", (o: object) => new BrowserBox(o as never)],
+    ["ComputerBox", (o: object) => new ComputerBox(o as never)]
   ])("new %s({ memory_mib }) too, and its own options pass", (_, make) => {
     const e = thrown(() => make({ memory_mib: 512 }))
     expect(e).toBeInstanceOf(InvalidOptions)
@@ -44,6 +45,7 @@ describe("misspelt options are InvalidOptions at construction, naming the key an
   it("each box's own options are not unknown keys", () => {
     expect(() => new CodeBox({ packageIndex: "http://127.0.0.1:1/simple/", memoryMib: 256 })).not.toThrow()
     expect(() => new BrowserBox({ browser: "firefox", startTimeoutMs: 1000, memoryMib: 256 })).not.toThrow()
+    expect(() => new ComputerBox({ width: 800, height: 600, memoryMib: 1024 })).not.toThrow()
   })
 
   it("new Boxlite({ home_dir }) names homeDir", () => {

@@ -17,7 +17,8 @@ describe("examples gallery", () => {
     ["files.mjs", /sorted on the host: apple, banana, cherry\nread back: \{"retries":3\}\nPathNotFound \(guest\): \/root\/no-such-file/],
     ["codebox.mjs", /run: Untrusted code belongs in a box\.\nExecError: exit code 1, ZeroDivisionError[\s\S]*runCode: 42\n[\s\S]*timeout: TimeoutError \| still there: 41/],
     ["browserbox.mjs", /title after the click: Hello, BoxLite[\s\S]*screenshot: \d+ bytes of PNG/],
-    ["interactive.mjs", /\/dev\/pts\/\d+\r\n24 80\r\nI am root in boxlite[\s\S]*shell exited with 0/]
+    ["interactive.mjs", /\/dev\/pts\/\d+\r\n24 80\r\nI am root in boxlite[\s\S]*shell exited with 0/],
+    ["computerbox.mjs", /screen: 1024x768[\s\S]*screenshot: 1024x768 png[\s\S]*the terminal saved: "Hello from ComputerBox: ünïcödé ✓\\n"/]
   ])("%s runs and prints what it shows", (file, expected) => {
     const home = tempHome()
     const run = spawnSync(process.execPath, [file], { cwd: examples, env: { ...process.env, BOXLITE_HOME: home }, encoding: "utf8", timeout: 240_000 })
