@@ -22,63 +22,55 @@ export class Boxlite extends BoxliteBase {
   }
 }
 
-export interface SimpleBoxOptions extends BoxOptions {
+/** Where a box class of this package is created: `runtime`, else `Boxlite.default()`. */
+export interface OnRuntime {
   /** The runtime to create the box in; default `Boxlite.default()`. */
   readonly runtime?: Boxlite
 }
 
+/** The options without `runtime`, and the runtime: what the box classes of @boxlite/boxes take. */
+const onRuntime = <O extends OnRuntime>(options: O): [Omit<O, "runtime">, Boxlite] => {
+  const { runtime, ...boxOptions } = options
+  return [boxOptions, runtime ?? Boxlite.default()]
+}
+
+export type SimpleBoxOptions = BoxOptions & OnRuntime
+export type CodeBoxOptions = CodeBoxBaseOptions & OnRuntime
+export type BrowserBoxOptions = BrowserBoxBaseOptions & OnRuntime
+export type ComputerBoxOptions = ComputerBoxBaseOptions & OnRuntime
+
 /** `await using box = new SimpleBox({ image })`: boots on first exec, removed on dispose. */
 export class SimpleBox extends SimpleBoxBase {
   constructor(options: SimpleBoxOptions = {}) {
-    const { runtime, ...boxOptions } = options
-    super(boxOptions, runtime ?? Boxlite.default())
+    super(...onRuntime(options))
   }
 }
 
 /** `await using box = new InteractiveBox({ image }); await box.wait()`: a shell on this terminal. */
 export class InteractiveBox extends InteractiveBoxBase {
   constructor(options: SimpleBoxOptions = {}) {
-    const { runtime, ...boxOptions } = options
-    super(boxOptions, runtime ?? Boxlite.default())
+    super(...onRuntime(options))
   }
-}
-
-export interface CodeBoxOptions extends CodeBoxBaseOptions {
-  /** The runtime to create the box in; default `Boxlite.default()`. */
-  readonly runtime?: Boxlite
 }
 
 /** `await using codebox = new CodeBox({ image }); await codebox.run(code)`: Python, pip and a stateful interpreter. */
 export class CodeBox extends CodeBoxBase {
   constructor(options: CodeBoxOptions = {}) {
-    const { runtime, ...boxOptions } = options
-    super(boxOptions, runtime ?? Boxlite.default())
+    super(...onRuntime(options))
   }
-}
-
-export interface BrowserBoxOptions extends BrowserBoxBaseOptions {
-  /** The runtime to create the box in; default `Boxlite.default()`. */
-  readonly runtime?: Boxlite
 }
 
 /** `await using browser = new BrowserBox({ browser: "chromium" }); await browser.start(); browser.endpoint()`. */
 export class BrowserBox extends BrowserBoxBase {
   constructor(options: BrowserBoxOptions = {}) {
-    const { runtime, ...boxOptions } = options
-    super(boxOptions, runtime ?? Boxlite.default())
+    super(...onRuntime(options))
   }
-}
-
-export interface ComputerBoxOptions extends ComputerBoxBaseOptions {
-  /** The runtime to create the box in; default `Boxlite.default()`. */
-  readonly runtime?: Boxlite
 }
 
 /** `await using desktop = new ComputerBox(); await desktop.waitUntilReady()`: a desktop, removed on dispose. */
 export class ComputerBox extends ComputerBoxBase {
   constructor(options: ComputerBoxOptions = {}) {
-    const { runtime, ...boxOptions } = options
-    super(boxOptions, runtime ?? Boxlite.default())
+    super(...onRuntime(options))
   }
 }
 
