@@ -76,19 +76,14 @@ const asBoxliteError = (e: unknown): BoxliteError => (e instanceof BoxliteError 
 
 /** Promise face: `await using desktop = new ComputerBox(); await desktop.waitUntilReady()`. */
 export class ComputerBox extends SimpleBox {
-  private readonly settings: ReturnType<typeof boxOptions> | InvalidOptions
+  private readonly settings: ReturnType<typeof boxOptions>
   private session: Promise<{ readonly box: PromiseBox; readonly desktop: internal.Desktop<BoxliteError>; readonly scope: Scope.Closeable }> | undefined
   private url: string | undefined
 
+  /** Throws InvalidOptions at once for a bad or unknown option, naming it. */
   constructor(options: ComputerBoxOptions, runtime: Boxlite) {
-    const settings = (() => {
-      try {
-        return boxOptions(options)
-      } catch (e) {
-        return e as InvalidOptions
-      }
-    })()
-    super(settings instanceof InvalidOptions ? {} : settings.box, runtime)
+    const settings = boxOptions(options)
+    super(settings.box, runtime)
     this.settings = settings
   }
 
@@ -99,7 +94,6 @@ export class ComputerBox extends SimpleBox {
 
   private desktop() {
     const settings = this.settings
-    if (settings instanceof InvalidOptions) return Promise.reject(settings)
     this.session ??= super.start().then(async (box) => {
       const url = viewerUrl((await box.info()).ports)
       const execute = (command: string, args: ReadonlyArray<string>, options?: ExecOptions) =>
@@ -125,10 +119,10 @@ export class ComputerBox extends SimpleBox {
 
   /** The screen size this box was configured with. */
   get width(): number {
-    return this.settings instanceof InvalidOptions ? internal.defaultWidth : this.settings.width
+    return this.settings.width
   }
   get height(): number {
-    return this.settings instanceof InvalidOptions ? internal.defaultHeight : this.settings.height
+    return this.settings.height
   }
 
   /** Boots the box if needed and waits until the desktop is drawable and watchable (default 60 s). */
