@@ -199,7 +199,8 @@ describe("statuses, restart, reconcile", () => {
     try {
       const list = await again.list()
       // Both lost their VM: failed, with why. The autoRemove one is kept too, so its owner learns it crashed.
-      expect(list.map((b) => [b.id, b.status])).toEqual([[box.id, "failed"], [gone.id, "failed"]])
+      // Newest first, as the reference lists.
+      expect(list.map((b) => [b.id, b.status])).toEqual([[gone.id, "failed"], [box.id, "failed"]])
       for (const b of list) expect(b.reason).toMatch(/supervisor \(pid \d+\) died while the box was running/)
       const reopened = await again.get(box.id)
       await expect(reopened.exec("true")).rejects.toBeInstanceOf(BoxStateError)
