@@ -8,14 +8,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { Boxlite, BrowserBox, BrowserError, InvalidOptions } from "boxlite"
 import * as BoxliteEffect from "boxlite/effect"
 import { Effect } from "effect"
-import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process"
+import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as http from "node:http"
 import * as os from "node:os"
 import * as path from "node:path"
 import { chromium } from "playwright-core"
 import puppeteer from "puppeteer-core"
-import { boxDirs, holdGatewayUnreachable, qemuProcessesUnder, sh, tempHome } from "./helpers.js"
+import { addTestHost, boxDirs, holdGatewayUnreachable, qemuProcessesUnder, removeTestHost, sh, tempHome, uniqueSubnet } from "./helpers.js"
 
 const repo = new URL("../../../../", import.meta.url).pathname
 const IMAGE = `oci:${path.join(repo, "images/out/browser")}:latest`
@@ -24,8 +24,7 @@ const home = tempHome()
 const runtime = new Boxlite({ homeDir: home })
 
 const ns = `blb${process.pid % 100000}`
-// A /24 of 10/8 of this run's own (never 10.0.2.x, the box's own network).
-const SUBNET = `10.${100 + (process.pid % 100)}.${(Math.floor(process.pid / 100) % 250) + 1}`
+const SUBNET = uniqueSubnet(4)
 const TEST_HOST = `${SUBNET}.2`
 
 const page = (title: string) =>
@@ -41,15 +40,7 @@ const siteDir = fs.mkdtempSync(path.join(os.tmpdir(), "bl-site-"))
 
 beforeAll(async () => {
   fs.writeFileSync(path.join(siteDir, "index.html"), page("Test host page"))
-  execFileSync("ip", ["netns", "add", ns])
-  execFileSync("ip", ["link", "add", `${ns}h`, "type", "veth", "peer", "name", `${ns}n`])
-  execFileSync("ip", ["link", "set", `${ns}n`, "netns", ns])
-  execFileSync("ip", ["addr", "add", `${SUBNET}.1/24`, "dev", `${ns}h`])
-  execFileSync("ip", ["link", "set", `${ns}h`, "up"])
-  execFileSync("ip", ["-n", ns, "addr", "add", `${TEST_HOST}/24`, "dev", `${ns}n`])
-  execFileSync("ip", ["-n", ns, "link", "set", `${ns}n`, "up"])
-  execFileSync("ip", ["-n", ns, "link", "set", "lo", "up"])
-  execFileSync("ip", ["-n", ns, "route", "add", "default", "via", `${SUBNET}.1`])
+  addTestHost(ns, SUBNET, { defaultRoute: true })
   testHost = spawn("ip", ["netns", "exec", ns, "python3", "-u", "-m", "http.server", "--bind", TEST_HOST, "--directory", siteDir, "80"], { stdio: ["ignore", "pipe", "ignore"] })
   await new Promise((r) => testHost.stdout!.once("data", r))
   // A service on the host's loopback that a page in a box must not reach.
@@ -64,8 +55,7 @@ afterAll(async () => {
   testHost?.kill()
   hostLoopback?.close()
   releaseGateway?.()
-  spawnSync("ip", ["link", "del", `${ns}h`])
-  spawnSync("ip", ["netns", "del", ns])
+  removeTestHost(ns)
   fs.rmSync(siteDir, { recursive: true, force: true })
   expect(qemuProcessesUnder(home)).toEqual([])
   expect(boxDirs(home)).toEqual([])

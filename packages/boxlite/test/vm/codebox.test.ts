@@ -10,7 +10,7 @@ import * as fs from "node:fs"
 import * as http from "node:http"
 import * as os from "node:os"
 import * as path from "node:path"
-import { boxDirs, PYTHON, qemuProcessesUnder, tempHome } from "./helpers.js"
+import { addTestHost, boxDirs, PYTHON, qemuProcessesUnder, removeTestHost, tempHome, uniqueSubnet } from "./helpers.js"
 
 const home = tempHome()
 const runtime = new Boxlite({ homeDir: home })
@@ -46,7 +46,7 @@ const simpleIndex = (root: string, wheels: Record<string, string>) => {
 
 // The test host: a network namespace of this run behind a veth pair, on a subnet of its own.
 const ns = `blcb${process.pid % 100000}`
-const subnet = `10.${100 + (process.pid % 100)}.${Math.floor(Math.random() * 250)}`
+const subnet = uniqueSubnet(3)
 const indexUrl = `http://${subnet}.2:8000/simple/`
 let testHost: ChildProcess | undefined
 
@@ -66,14 +66,7 @@ beforeAll(async () => {
   })
   wheel(wheels, "vol-wheel", "1.0", "def hello():\n    return 'from the volume'\n")
 
-  execFileSync("ip", ["netns", "add", ns])
-  execFileSync("ip", ["link", "add", `${ns}h`, "type", "veth", "peer", "name", `${ns}n`])
-  execFileSync("ip", ["link", "set", `${ns}n`, "netns", ns])
-  execFileSync("ip", ["addr", "add", `${subnet}.1/24`, "dev", `${ns}h`])
-  execFileSync("ip", ["link", "set", `${ns}h`, "up"])
-  execFileSync("ip", ["-n", ns, "addr", "add", `${subnet}.2/24`, "dev", `${ns}n`])
-  execFileSync("ip", ["-n", ns, "link", "set", `${ns}n`, "up"])
-  execFileSync("ip", ["-n", ns, "link", "set", "lo", "up"])
+  addTestHost(ns, subnet)
   testHost = spawn("ip", ["netns", "exec", ns, "python3", "-m", "http.server", "8000", "--bind", `${subnet}.2`, "--directory", index], { stdio: "ignore" })
   const deadline = Date.now() + 20_000
   while ((await get(`${indexUrl}boxlite-hello/`).catch(() => 0)) !== 200) {
@@ -87,12 +80,7 @@ afterAll(async () => {
   await codebox?.stop()
   await runtime.close()
   testHost?.kill()
-  execFileSync("ip", ["netns", "del", ns])
-  try {
-    execFileSync("ip", ["link", "del", `${ns}h`], { stdio: "ignore" })
-  } catch {
-    // gone with the namespace
-  }
+  removeTestHost(ns)
   fs.rmSync(work, { recursive: true, force: true })
   expect(qemuProcessesUnder(home)).toEqual([])
   expect(boxDirs(home)).toEqual([])

@@ -1,5 +1,5 @@
 import type { Box } from "boxlite"
-import { execFileSync } from "node:child_process"
+import { execFileSync, spawnSync } from "node:child_process"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -117,4 +117,27 @@ export const uniqueSubnet = (salt: number): string => {
     if (!routes.includes(`${subnet}.`)) return subnet
   }
   throw new Error("no free 10.x.y.0/24 for a test host")
+}
+
+/**
+ * A test host of this run: network namespace `ns` behind a veth pair, `<ns>h` on this machine
+ * with `<subnet>.1/24`, `<ns>n` inside with `<subnet>.2/24` and `extraAddresses` (CIDR), both
+ * up with the namespace's loopback; `defaultRoute` routes the namespace back through `<subnet>.1`.
+ */
+export const addTestHost = (ns: string, subnet: string, options: { readonly extraAddresses?: ReadonlyArray<string>; readonly defaultRoute?: boolean } = {}): void => {
+  execFileSync("ip", ["netns", "add", ns])
+  execFileSync("ip", ["link", "add", `${ns}h`, "type", "veth", "peer", "name", `${ns}n`])
+  execFileSync("ip", ["link", "set", `${ns}n`, "netns", ns])
+  execFileSync("ip", ["addr", "add", `${subnet}.1/24`, "dev", `${ns}h`])
+  execFileSync("ip", ["link", "set", `${ns}h`, "up"])
+  for (const address of [`${subnet}.2/24`, ...(options.extraAddresses ?? [])]) execFileSync("ip", ["-n", ns, "addr", "add", address, "dev", `${ns}n`])
+  execFileSync("ip", ["-n", ns, "link", "set", `${ns}n`, "up"])
+  execFileSync("ip", ["-n", ns, "link", "set", "lo", "up"])
+  if (options.defaultRoute) execFileSync("ip", ["-n", ns, "route", "add", "default", "via", `${subnet}.1`])
+}
+
+/** Removes addTestHost's namespace and veth pair (the pair may already be gone with the namespace). */
+export const removeTestHost = (ns: string): void => {
+  spawnSync("ip", ["link", "del", `${ns}h`], { stdio: "ignore" })
+  execFileSync("ip", ["netns", "del", ns])
 }

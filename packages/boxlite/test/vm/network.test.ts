@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest"
 import { type Box, Boxlite, InvalidOptions } from "boxlite"
-import { execFileSync, spawn, type ChildProcess } from "node:child_process"
+import { spawn, type ChildProcess } from "node:child_process"
 import * as dgram from "node:dgram"
 import * as http from "node:http"
 import * as net from "node:net"
-import { boxDirs, BUSYBOX, holdGatewayUnreachable, PYTHON, qemuProcessesUnder, tempHome, sh, uniqueSubnet } from "./helpers.js"
+import { boxDirs, BUSYBOX, holdGatewayUnreachable, PYTHON, qemuProcessesUnder, tempHome, sh, uniqueSubnet, addTestHost, removeTestHost } from "./helpers.js"
 
 const home = tempHome()
 const runtime = new Boxlite({ homeDir: home })
@@ -112,14 +112,7 @@ describe("outbound network", () => {
 
   beforeAll(async () => {
     // A test host of our own: a network namespace behind a veth pair, serving HTTP.
-    execFileSync("ip", ["netns", "add", ns])
-    execFileSync("ip", ["link", "add", `${ns}h`, "type", "veth", "peer", "name", `${ns}n`])
-    execFileSync("ip", ["link", "set", `${ns}n`, "netns", ns])
-    execFileSync("ip", ["addr", "add", `${subnet}.1/24`, "dev", `${ns}h`])
-    execFileSync("ip", ["link", "set", `${ns}h`, "up"])
-    execFileSync("ip", ["-n", ns, "addr", "add", `${subnet}.2/24`, "dev", `${ns}n`])
-    execFileSync("ip", ["-n", ns, "link", "set", `${ns}n`, "up"])
-    execFileSync("ip", ["-n", ns, "link", "set", "lo", "up"])
+    addTestHost(ns, subnet)
     testHost = spawn("ip", ["netns", "exec", ns, "python3", "-m", "http.server", "8000", "--bind", `${subnet}.2`, "--directory", "/etc"], { stdio: "ignore" })
     await eventually(() => get(`http://${subnet}.2:8000/hostname`))
     hostOnly = http.createServer((_, res) => res.end("host loopback")).listen(0, "127.0.0.1")
@@ -129,12 +122,7 @@ describe("outbound network", () => {
   afterAll(() => {
     testHost?.kill()
     hostOnly?.close()
-    execFileSync("ip", ["netns", "del", ns])
-    try {
-      execFileSync("ip", ["link", "del", `${ns}h`], { stdio: "ignore" })
-    } catch {
-      // gone with the namespace
-    }
+    removeTestHost(ns)
   })
 
   it("the guest reaches a server on a test host, but not the host's loopback", async () => {

@@ -11,7 +11,7 @@ import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
-import { BUSYBOX, PYTHON, tempHome, uniqueSubnet } from "./helpers.js"
+import { addTestHost, BUSYBOX, PYTHON, removeTestHost, tempHome, uniqueSubnet } from "./helpers.js"
 
 const home = tempHome()
 const runtime = new Boxlite({ homeDir: home })
@@ -100,17 +100,7 @@ const TEST_HOST_SERVER = [
 ].join("\n")
 
 beforeAll(async () => {
-  execFileSync("ip", ["netns", "add", ns])
-  execFileSync("ip", ["link", "add", `${ns}h`, "type", "veth", "peer", "name", `${ns}n`])
-  execFileSync("ip", ["link", "set", `${ns}n`, "netns", ns])
-  execFileSync("ip", ["addr", "add", `${HOST_VETH}/24`, "dev", `${ns}h`])
-  execFileSync("ip", ["link", "set", `${ns}h`, "up"])
-  for (const address of [`${TEST_HOST}/24`, `${OTHER_HOST}/24`, `${PUBLIC_HOST}/24`, `${METADATA}/32`]) {
-    execFileSync("ip", ["-n", ns, "addr", "add", address, "dev", `${ns}n`])
-  }
-  execFileSync("ip", ["-n", ns, "link", "set", `${ns}n`, "up"])
-  execFileSync("ip", ["-n", ns, "link", "set", "lo", "up"])
-  execFileSync("ip", ["-n", ns, "route", "add", "default", "via", HOST_VETH])
+  addTestHost(ns, SUBNET, { extraAddresses: [`${OTHER_HOST}/24`, `${PUBLIC_HOST}/24`, `${METADATA}/32`], defaultRoute: true })
   // With this run's own metric: another run's routes to the same addresses may exist beside them.
   for (const route of ROUTES) execFileSync("ip", ["route", "add", route, "dev", `${ns}h`, "metric", METRIC])
   testHosts = spawn("ip", ["netns", "exec", ns, "python3", "-c", TEST_HOST_SERVER], { stdio: ["ignore", "pipe", "inherit"] })
@@ -129,8 +119,7 @@ afterAll(() => {
   for (const server of [hostAny, hostOwn, hostLoopback]) server?.close()
   for (const route of ROUTES) spawnSync("ip", ["route", "del", route, "dev", `${ns}h`, "metric", METRIC])
   for (const address of UNREACHABLE) spawnSync("ip", ["route", "del", "unreachable", address, "metric", METRIC])
-  spawnSync("ip", ["link", "del", `${ns}h`])
-  execFileSync("ip", ["netns", "del", ns])
+  removeTestHost(ns)
 })
 
 describe("egress policy (enforced on the host)", () => {
