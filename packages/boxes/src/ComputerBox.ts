@@ -12,10 +12,9 @@ import {
   type ExecOptions,
   InvalidOptions,
   type Runtime,
-  type StartError,
-  UnexpectedError
+  type StartError
 } from "@boxlite/core"
-import type { Box as PromiseBox, Boxlite } from "@boxlite/core/promise"
+import { asBoxliteError, type Box as PromiseBox, type Boxlite } from "@boxlite/core/promise"
 import { Effect, Exit, Scope } from "effect"
 import { fileURLToPath } from "node:url"
 import * as internal from "./internal/desktop.js"
@@ -71,8 +70,6 @@ export const scoped = (
     const desktop = yield* internal.make((command, args, execOptions) => run(box, command, args, execOptions), { width, height, viewerUrl: url })
     return { ...desktop, box }
   })
-
-const asBoxliteError = (e: unknown): BoxliteError => (e instanceof BoxliteError ? e : new UnexpectedError(e))
 
 /** Promise face: `await using desktop = new ComputerBox(); await desktop.waitUntilReady()`. */
 export class ComputerBox extends SimpleBox {

@@ -49,7 +49,8 @@ export const timed = (step: string, annotations: Record<string, unknown> = {}) =
     const started = performance.now()
     return Effect.onExit(self, (exit) => {
       const ms = Math.round(performance.now() - started)
-      const failed = Exit.isFailure(exit) ? { failed: Cause.squash(exit.cause) instanceof Error ? (Cause.squash(exit.cause) as Error).message : "interrupted" } : {}
+      const error = Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined
+      const failed = Exit.isFailure(exit) ? { failed: error instanceof Error ? error.message : "interrupted" } : {}
       return Effect.logDebug(step).pipe(Effect.annotateLogs({ ...annotations, ms, ...failed }))
     })
   })
