@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"syscall"
 )
 
 // Config is what the session needs from its environment; tests fill it without a VM.
@@ -19,6 +20,15 @@ type Config struct {
 	Logf     func(format string, a ...any) // console log, for rare events only
 	// Configure applies a CONFIGURE (network, mounts); nil answers configure_failed.
 	Configure func(*GuestConfig) error
+	// Thaw applies a THAW to the system (clock, RNG, identity); nil does nothing.
+	Thaw func(*ThawRequest) error
+}
+
+// ThawRequest is a THAW's payload (PROTOCOL.md, "Saving and restoring a VM").
+type ThawRequest struct {
+	TimeMs  int64  `json:"timeMs"`
+	Entropy []byte `json:"entropy"` // base64 in JSON
+	Fresh   bool   `json:"fresh"`
 }
 
 type outFrame struct {
@@ -26,6 +36,8 @@ type outFrame struct {
 	stream  uint32
 	payload []byte
 	buf     *[]byte // returned to bufPool once written
+	// hold: once this frame is written and flushed, nothing more is written until it closes (FROZEN).
+	hold chan struct{}
 }
 
 // bufPool recycles data chunk buffers between the pipe readers and the writer.
@@ -39,6 +51,10 @@ type session struct {
 	execs  map[uint32]*execution
 	copies map[uint32]*copyStream
 	ready  bool // only touched by the read loop
+	// thawed is open while the channel is frozen (read loop only).
+	thawed chan struct{}
+	// nextStream is above every stream id the host has used (under mu).
+	nextStream uint32
 }
 
 // Serve runs one session until the channel ends (io.EOF), a framing error or an I/O error,
@@ -86,7 +102,7 @@ func (s *session) writeLoop(w io.Writer) {
 			if err == nil {
 				bw.Write(AppendHeader(hdr[:0], f.typ, f.stream, len(f.payload)))
 				_, err = bw.Write(f.payload)
-				if err == nil && len(s.out) == 0 {
+				if err == nil && (len(s.out) == 0 || f.hold != nil) {
 					err = bw.Flush()
 				}
 				if err != nil {
@@ -95,6 +111,13 @@ func (s *session) writeLoop(w io.Writer) {
 			}
 			if f.buf != nil {
 				bufPool.Put(f.buf)
+			}
+			if f.hold != nil {
+				select {
+				case <-f.hold:
+				case <-s.done:
+					return
+				}
 			}
 		case <-s.done:
 			return
@@ -221,6 +244,10 @@ func (s *session) dispatch(f Frame) {
 		s.cfg.Shutdown()
 	case tConfigure:
 		s.configure(f)
+	case tFreeze:
+		s.freeze(f)
+	case tThaw:
+		s.thaw(f)
 	case tError:
 		s.cfg.Logf("host error on stream %d: %s", f.Stream, f.Payload)
 	default:
@@ -247,6 +274,59 @@ func (s *session) hello(f Frame) {
 	}{protocolVersion, s.cfg.Agent})
 }
 
+// freeze syncs, then makes FROZEN the last frame written until THAW: the host saves the VM
+// with no frame half sent.
+func (s *session) freeze(f Frame) {
+	if f.Stream != 0 || s.thawed != nil {
+		s.sendError(f.Stream, "bad_message", "FREEZE on stream 0, once until THAW")
+		return
+	}
+	syscall.Sync()
+	s.thawed = make(chan struct{})
+	s.send(outFrame{typ: tFrozen, hold: s.thawed})
+}
+
+// thaw lets the writer go on and, for a fresh host, detaches the streams of the old one.
+func (s *session) thaw(f Frame) {
+	var req ThawRequest
+	if f.Stream != 0 || json.Unmarshal(f.Payload, &req) != nil {
+		s.sendError(f.Stream, "bad_message", "bad THAW payload")
+		return
+	}
+	if s.thawed != nil {
+		close(s.thawed)
+		s.thawed = nil
+	}
+	if s.cfg.Thaw != nil {
+		if err := s.cfg.Thaw(&req); err != nil {
+			s.cfg.Logf("thaw: %v", err)
+		}
+	}
+	s.mu.Lock()
+	if req.Fresh {
+		for id, e := range s.execs {
+			e.detach()
+			delete(s.execs, id)
+		}
+		for id, c := range s.copies {
+			c.cancel()
+			delete(s.copies, id)
+		}
+	}
+	next := s.nextStream
+	s.mu.Unlock()
+	s.sendJSON(tThawed, 0, struct {
+		NextStream uint32 `json:"nextStream"`
+	}{next})
+}
+
+// claimStream records a new stream id (under s.mu): a host after THAW numbers above it.
+func (s *session) claimStream(id uint32) {
+	if id >= s.nextStream {
+		s.nextStream = id + 1
+	}
+}
+
 func (s *session) exec(f Frame) {
 	var req execRequest
 	if err := json.Unmarshal(f.Payload, &req); err != nil || f.Stream == 0 || req.validate() != nil {
@@ -259,6 +339,7 @@ func (s *session) exec(f Frame) {
 		s.sendError(f.Stream, "stream_in_use", "stream %d is in use", f.Stream)
 		return
 	}
+	s.claimStream(f.Stream)
 	e, err := startExec(s, f.Stream, &req)
 	if err != nil {
 		s.sendError(f.Stream, "spawn_failed", "%v", err)

@@ -31,9 +31,15 @@ func newHost(t *testing.T, handshake bool) *testHost {
 
 // newHostWith is newHost with a CONFIGURE handler.
 func newHostWith(t *testing.T, handshake bool, configure func(*GuestConfig) error) *testHost {
+	return newHostConfig(t, handshake, func(c *Config) { c.Configure = configure })
+}
+
+// newHostConfig is newHost with the session's Config adjusted by edit.
+func newHostConfig(t *testing.T, handshake bool, edit func(*Config)) *testHost {
 	hostSide, guestSide := net.Pipe()
 	h := &testHost{t: t, c: hostSide, in: make(chan Frame, 4096), served: make(chan error, 1), shutdown: make(chan struct{}, 1)}
-	cfg := Config{Agent: "test", Logf: t.Logf, Shutdown: func() { h.shutdown <- struct{}{} }, Configure: configure}
+	cfg := Config{Agent: "test", Logf: t.Logf, Shutdown: func() { h.shutdown <- struct{}{} }}
+	edit(&cfg)
 	go func() { h.served <- Serve(guestSide, cfg); guestSide.Close() }()
 	go func() {
 		d := NewDecoder(hostSide)

@@ -157,7 +157,9 @@ func minInt(a, b int) int {
 // finish unregisters the stream, then sends its last frame: EXIT 0, or ERROR.
 func (c *copyStream) finish(err error) {
 	c.s.mu.Lock()
-	delete(c.s.copies, c.id)
+	if c.s.copies[c.id] == c {
+		delete(c.s.copies, c.id)
+	}
 	c.s.mu.Unlock()
 	if err == nil {
 		c.s.sendJSON(tExit, c.id, struct {
@@ -186,6 +188,7 @@ func (s *session) startCopy(f Frame, copyIn bool) {
 		s.sendError(f.Stream, "stream_in_use", "stream %d is in use", f.Stream)
 		return
 	}
+	s.claimStream(f.Stream)
 	c := newCopyStream(s, f.Stream)
 	var run func() error
 	var err error

@@ -56,6 +56,7 @@ type execution struct {
 	mu       sync.Mutex
 	finished bool // EXIT is being sent: the pid no longer names our group
 	timedOut atomic.Bool
+	detached atomic.Bool // its host is gone (THAW fresh): output is read and dropped
 }
 
 func startExec(s *session, id uint32, req *execRequest) (*execution, error) {
@@ -255,6 +256,15 @@ func (e *execution) pump(f *os.File, typ uint8, w *window) {
 		if k < n {
 			w.giveBack(n - k)
 		}
+		if e.detached.Load() {
+			// Nobody reads it: keep the process from blocking on a full pipe.
+			bufPool.Put(bp)
+			w.giveBack(k)
+			if err != nil {
+				return
+			}
+			continue
+		}
 		if k > 0 {
 			if !e.s.send(outFrame{typ: typ, stream: e.id, payload: (*bp)[:k], buf: bp}) {
 				return
@@ -280,8 +290,13 @@ func (e *execution) wait(done <-chan syscall.WaitStatus, timer *time.Timer) {
 	e.mu.Unlock()
 	e.stdin.stop()
 	e.s.mu.Lock()
-	delete(e.s.execs, e.id)
+	if e.s.execs[e.id] == e {
+		delete(e.s.execs, e.id)
+	}
 	e.s.mu.Unlock()
+	if e.detached.Load() {
+		return
+	}
 
 	st := struct {
 		ExitCode int  `json:"exitCode"`
@@ -307,6 +322,16 @@ func (e *execution) signal(sig int, timeout bool) {
 		e.timedOut.Store(true)
 	}
 	syscall.Kill(-e.pid, syscall.Signal(sig))
+}
+
+// detach keeps the process running for a host that will not read it: its output is dropped
+// (the window refilled so a pump waiting for credit goes on), its stdin ends.
+func (e *execution) detach() {
+	e.detached.Store(true)
+	for i := range e.out {
+		e.out[i].credit(initialWindow)
+	}
+	e.stdin.closeInput()
 }
 
 // abort ends the exec when its session goes away: nobody is left to read its output.

@@ -411,7 +411,9 @@ func FuzzSessionFrame(f *testing.F) {
 		goroutines := runtime.NumGoroutine()
 		s := startFuzzSession(t)
 		s.write(AppendFrame(nil, Frame{typ, stream, payload}))
-		// A well-framed frame, whatever it holds, leaves the session usable.
+		// A well-framed frame, whatever it holds, leaves the session usable (after a THAW, which
+		// ends a FREEZE: until then the agent writes nothing, by design).
+		s.write(AppendFrame(nil, Frame{tThaw, 0, []byte(`{"timeMs":0}`)}))
 		s.write(AppendFrame(nil, Frame{tPing, 0, []byte("fuzz-end")}))
 		s.waitFor("PONG", func(f Frame) bool { return f.Type == tPong && string(f.Payload) == "fuzz-end" })
 		if err := s.end(creditsIn([]Frame{{typ, stream, payload}})); err != io.EOF {

@@ -11,8 +11,8 @@ import (
 	"time"
 )
 
-// 0.2.0: copies (COPY_IN, COPY_OUT). Hosts name it when an older agent refuses them.
-const agentName = "boxlite-agent 0.2.0"
+// 0.3.0: FREEZE/THAW (saved and restored VMs). 0.2.0: copies (COPY_IN, COPY_OUT).
+const agentName = "boxlite-agent 0.3.0"
 
 var console io.Writer = os.Stderr
 
@@ -97,7 +97,7 @@ func main() {
 // serve runs sessions on the port forever. The port is opened once per session: opening it
 // per message loses data. Only a session that ended in an error reopens it.
 func serve(portPath string, configure func(*GuestConfig) error) {
-	cfg := Config{Agent: agentName, Shutdown: shutdown, Logf: logf, Configure: configure}
+	cfg := Config{Agent: agentName, Shutdown: shutdown, Logf: logf, Configure: configure, Thaw: applyThaw}
 	logf("ready")
 	for {
 		port, err := os.OpenFile(portPath, os.O_RDWR, 0)

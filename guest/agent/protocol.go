@@ -39,6 +39,10 @@ const (
 	tResize        = 20
 	tCopyIn        = 21
 	tCopyOut       = 22
+	tFreeze        = 23
+	tFrozen        = 24
+	tThaw          = 25
+	tThawed        = 26
 )
 
 // Frame is one decoded frame. Payload is owned by the frame.

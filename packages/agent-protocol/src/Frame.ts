@@ -33,7 +33,13 @@ export const FrameType = {
   METRICS_REPORT: 19,
   RESIZE: 20,
   COPY_IN: 21,
-  COPY_OUT: 22
+  COPY_OUT: 22,
+  FREEZE: 23,
+  FROZEN: 24,
+  THAW: 25,
+  THAWED: 26,
+  CONTROL: 27,
+  CONTROL_DONE: 28
 } as const
 export type FrameType = (typeof FrameType)[keyof typeof FrameType]
 

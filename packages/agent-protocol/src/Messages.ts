@@ -89,6 +89,40 @@ export const CopyRequest = Schema.Struct({
 })
 export type CopyRequest = typeof CopyRequest.Type
 
+/**
+ * THAW: after a FREEZE, or after the VM was restored from saved state. The guest sets its clock
+ * to `timeMs`, mixes `entropy` (base64 host random bytes) into its RNG and reseeds it; `fresh`
+ * says the host that held the streams is gone (a clone, a resume from suspend): the guest detaches
+ * them and renews its per-boot identity (machine-id).
+ */
+export const ThawRequest = Schema.Struct({
+  timeMs: Schema.Number,
+  entropy: Schema.optionalKey(Schema.String),
+  fresh: Schema.optionalKey(Schema.Boolean)
+})
+export type ThawRequest = typeof ThawRequest.Type
+
+/** THAWED: the first stream id the host may use (above every stream the guest has seen). */
+export const Thawed = Schema.Struct({ nextStream: Schema.Number })
+export type Thawed = typeof Thawed.Type
+
+/** CONTROL (client -> supervisor): an operation on the box's VM, answered by CONTROL_DONE with the token. */
+export const ControlRequest = Schema.Struct({
+  token: Schema.String,
+  op: Schema.Literals(["pause", "resume", "snapshot", "suspend"]),
+  /** snapshot: the directory (created, empty) the state and disk go to. */
+  dir: Schema.optionalKey(Schema.String)
+})
+export type ControlRequest = typeof ControlRequest.Type
+
+export const ControlDone = Schema.Struct({
+  token: Schema.String,
+  error: Schema.optionalKey(Schema.Struct({ tag: Schema.String, message: Schema.String, reason: Schema.optionalKey(Schema.String) })),
+  /** snapshot: what was written. */
+  result: Schema.optionalKey(Schema.Struct({ stateBytes: Schema.Number, diskBytes: Schema.Number, stateSha256: Schema.String, signature: Schema.String }))
+})
+export type ControlDone = typeof ControlDone.Type
+
 export const ErrorMessage = Schema.Struct({ code: Schema.String, message: Schema.String })
 export type ErrorMessage = typeof ErrorMessage.Type
 
