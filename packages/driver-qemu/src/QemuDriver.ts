@@ -2,7 +2,10 @@
  * The QEMU driver: boots a box as a `microvm` (x86_64) or `virt` (aarch64) machine with direct
  * kernel boot, its disk on virtio-blk and the agent channel on a virtio-serial port.
  */
-import { BootError, CONSOLE_LOG_MAX_BYTES, Hypervisor, HypervisorUnavailable, type Vm, type VmExit, type VmmConfinement, type VmSpec } from "@boxlite/core"
+import {
+  BootError, CONSOLE_LOG_MAX_BYTES, Hypervisor, HypervisorUnavailable, type SavedState, SnapshotError, type Vm, type VmControl, type VmExit, type VmmConfinement,
+  type VmSpec
+} from "@boxlite/core"
 import { Effect, Layer } from "effect"
 import { spawn, type StdioOptions } from "node:child_process"
 import * as fs from "node:fs"
@@ -27,6 +30,8 @@ import {
 } from "./internal/helpers.js"
 import { BOX_UID_FIRST, boxUid, deviceGroups, hostRootLayout, jailArgv, type JailTools, type JailUser, probeJail } from "./internal/jail.js"
 import { findPasst, hasExplicitPolicy, type NetworkPlan, probeNamespace, startNetwork, type StartedNetwork } from "./internal/network.js"
+import { Qmp } from "./internal/qmp.js"
+import { restoreState, sha256Of, stateSignature, StateReceiver } from "./internal/state.js"
 import { virtiofsdFilter } from "./internal/seccomp.js"
 import { findOnPath } from "./internal/which.js"
 
@@ -61,6 +66,12 @@ export interface VmDescriptors {
   readonly base: number | undefined
   /** QEMU's end of passt's socketpair, when the VM has a network. */
   readonly network: number | undefined
+  /** An O_PATH descriptor of the driver's listening socket that saved state is sent to (`migrate unix:/proc/self/fd/N`). */
+  readonly stateSocket: number
+  /** The saved state to restore (spec.restore), open read-only. */
+  readonly incoming: number | undefined
+  /** spec.rootDiskLayers, open read-only, lowest first. */
+  readonly layers: ReadonlyArray<number>
   /** A connected socket to each volume's virtiofsd, in spec.volumes order. */
   readonly volumes: ReadonlyArray<number>
 }
@@ -85,6 +96,12 @@ export const qemuArgs = (spec: VmSpec, machine: string, accel: AcceleratorChoice
     ? []
     : ["-add-fd", `fd=${fds.base},set=1`, "-blockdev", "driver=file,node-name=base-file,filename=/dev/fdset/1,read-only=on",
       "-blockdev", "driver=raw,node-name=base,file=base-file,read-only=on"]
+  // A clone's chain: base <- the snapshot's disk (read-only) <- the box's overlay.
+  const layers = fds.layers.flatMap((fd, i) => [
+    "-add-fd", `fd=${fd},set=${10 + i}`, "-blockdev", `driver=file,node-name=layer${i}-file,filename=/dev/fdset/${10 + i},read-only=on`,
+    "-blockdev", `driver=qcow2,node-name=layer${i},file=layer${i}-file,backing=${i === 0 ? (fds.base === undefined ? "null" : "base") : `layer${i - 1}`},read-only=on`
+  ])
+  const backing = fds.layers.length > 0 ? `layer${fds.layers.length - 1}` : fds.base === undefined ? "null" : "base"
   return [
     "-M", shared ? `${machine},memory-backend=mem` : machine,
     "-accel", accel.accelerator === "tcg" ? `tcg,tb-size=${TCG_TB_MIB}` : accel.accelerator,
@@ -99,9 +116,10 @@ export const qemuArgs = (spec: VmSpec, machine: string, accel: AcceleratorChoice
     // /proc/self/fd/N reopens the file the descriptor is open on, whatever its directory's mode.
     "-kernel", `/proc/self/fd/${fds.kernel}`, "-initrd", `/proc/self/fd/${fds.initrd}`, "-append", cmdline,
     ...base,
+    ...layers,
     "-add-fd", `fd=${fds.disk},set=2`,
     "-blockdev", "driver=file,node-name=disk-file,filename=/dev/fdset/2,discard=unmap",
-    "-blockdev", `driver=qcow2,node-name=root,file=disk-file,backing=${fds.base === undefined ? "null" : "base"},discard=unmap`,
+    "-blockdev", `driver=qcow2,node-name=root,file=disk-file,backing=${backing},discard=unmap`,
     "-device", "virtio-blk-device,drive=root",
     "-device", "virtio-serial-device",
     "-chardev", `socket,id=agent,fd=${fds.agent}`,
@@ -112,19 +130,30 @@ export const qemuArgs = (spec: VmSpec, machine: string, accel: AcceleratorChoice
     ...spec.volumes.flatMap((volume, i) => [
       "-chardev", `socket,id=vfs${i},fd=${fds.volumes[i]}`,
       "-device", `vhost-user-fs-device,chardev=vfs${i},tag=${volume.tag}`
-    ])
+    ]),
+    // The state comes once the driver has checked it was saved by this QEMU for this machine.
+    ...(fds.incoming === undefined ? [] : ["-incoming", "defer"])
   ]
 }
 
-/** Where each descriptor sits in QEMU (spawn's stdio index is the child's descriptor number). */
-const FD = { agent: 3, console: 4, monitor: 5, jailInfo: 6, kernel: 7, initrd: 8, base: 9, disk: 10, network: 11, volumes: 12 } as const
+/** Device state and stream framing beyond the guest's RAM in a saved state (a few MB are seen). */
+const STATE_SLACK_BYTES = 64 * 1024 * 1024
 
-export const descriptorsFor = (spec: VmSpec): VmDescriptors => ({
-  agent: FD.agent, console: FD.console, monitor: FD.monitor, kernel: FD.kernel, initrd: FD.initrd, disk: FD.disk,
-  base: spec.rootDiskBase === undefined ? undefined : FD.base,
-  network: spec.network ? FD.network : undefined,
-  volumes: spec.volumes.map((_, i) => FD.volumes + i)
-})
+/** Where each descriptor sits in QEMU (spawn's stdio index is the child's descriptor number). */
+const FD = { agent: 3, console: 4, monitor: 5, jailInfo: 6, kernel: 7, initrd: 8, base: 9, disk: 10, network: 11, stateSocket: 12, incoming: 13, layers: 14 } as const
+
+export const descriptorsFor = (spec: VmSpec): VmDescriptors => {
+  const layers = (spec.rootDiskLayers ?? []).map((_, i) => FD.layers + i)
+  return {
+    agent: FD.agent, console: FD.console, monitor: FD.monitor, kernel: FD.kernel, initrd: FD.initrd, disk: FD.disk,
+    base: spec.rootDiskBase === undefined ? undefined : FD.base,
+    network: spec.network ? FD.network : undefined,
+    stateSocket: FD.stateSocket,
+    incoming: spec.restore ? FD.incoming : undefined,
+    layers,
+    volumes: spec.volumes.map((_, i) => FD.layers + layers.length + i)
+  }
+}
 
 /**
  * Per-VM limits. Memory: the guest's RAM, TCG's translation cache and VMM_OVERHEAD_MIB for
@@ -272,6 +301,10 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
       const helpers: Array<Helper> = []
       yield* Effect.addFinalizer(() => Effect.promise(() => Promise.all(helpers.map(stopHelper))))
       const files = yield* Effect.acquireRelease(Effect.try({ try: () => openFiles(spec), catch: cannotStart }), (f) => Effect.sync(f.close))
+      const receiver = yield* Effect.acquireRelease(
+        Effect.tryPromise({ try: () => StateReceiver.listen(runDir, user), catch: cannotStart }),
+        (r) => Effect.sync(() => r.close())
+      )
       const volumeSockets: Array<net.Socket> = []
       yield* Effect.addFinalizer(() => Effect.sync(() => volumeSockets.forEach((s) => s.destroy())))
       yield* Effect.tryPromise({
@@ -314,12 +347,17 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
       const vm = yield* Effect.acquireRelease(
         Effect.tryPromise({
           try: () => launch({
-            argv, jailed: confine.tools !== undefined, files, volumes: volumeSockets, network, helpers,
+            argv, jailed: confine.tools !== undefined, files, volumes: volumeSockets, network, helpers, receiver,
+            restore: spec.restore,
+            stateMaxBytes: spec.memoryMib * 1024 * 1024 + STATE_SLACK_BYTES,
+            // Hashed while QEMU starts and loads: it is checked before the guest runs.
+            restoreHash: spec.restore && silenced(sha256Of(spec.restore.file)),
+            signature: (qemuVersion) => stateSignature(spec, host!.machine, accel.accelerator, qemuVersion),
             consoleLog: path.join(spec.dir, "console.log"), consoleLogMaxBytes: spec.consoleLogMaxBytes ?? CONSOLE_LOG_MAX_BYTES,
             connectTimeoutMs: options.connectTimeoutMs ?? 10_000
           }),
-          // launch rejects with BootError; anything else (spawn throwing) becomes one.
-          catch: (e) => e instanceof BootError ? e : cannotStart(e)
+          // launch rejects with BootError or SnapshotError; anything else (spawn throwing) becomes a BootError.
+          catch: (e) => e instanceof BootError || e instanceof SnapshotError ? e : cannotStart(e)
         }),
         (vm) => Effect.promise(async () => {
           vm.kill()
@@ -350,6 +388,8 @@ interface OpenFiles {
   readonly initrd: number
   readonly base: number | undefined
   readonly disk: number
+  readonly layers: ReadonlyArray<number>
+  readonly incoming: number | undefined
   /** Closes this process's copies (QEMU keeps its own); idempotent. */
   readonly close: () => void
 }
@@ -370,12 +410,20 @@ const openFiles = (spec: VmSpec): OpenFiles => {
       base: spec.rootDiskBase === undefined ? undefined : open(spec.rootDiskBase, O_RDONLY),
       // The box's own disk is never a symlink.
       disk: open(spec.rootDisk, O_RDWR | O_NOFOLLOW),
+      layers: (spec.rootDiskLayers ?? []).map((layer) => open(layer, O_RDONLY | O_NOFOLLOW)),
+      incoming: spec.restore ? open(spec.restore.file, O_RDONLY | O_NOFOLLOW) : undefined,
       close: () => opened.splice(0).forEach((fd) => fs.closeSync(fd))
     }
   } catch (e) {
     opened.splice(0).forEach((fd) => fs.closeSync(fd))
     throw e
   }
+}
+
+/** A promise whose rejection is handled by whoever awaits it later, not reported as unhandled meanwhile. */
+const silenced = <A>(promise: Promise<A>): Promise<A> => {
+  promise.catch(() => undefined)
+  return promise
 }
 
 /** passt or pasta says why it stopped (e.g. a port it cannot bind) among notices that are no error. */
@@ -391,6 +439,15 @@ interface Launch {
   /** passt (and pasta), already running: QEMU gets `fdForQemu`. */
   readonly network: StartedNetwork | undefined
   readonly helpers: Array<Helper>
+  /** Where saved state arrives (VmControl.saveState). */
+  readonly receiver: StateReceiver
+  /** State to load before the guest runs (VmSpec.restore), and its sha256 being computed. */
+  readonly restore: SavedState | undefined
+  readonly restoreHash: Promise<string> | undefined
+  /** The most a saved state may take: the guest's RAM plus STATE_SLACK_BYTES of device state. */
+  readonly stateMaxBytes: number
+  /** The VM's state signature, once QEMU has said its version. */
+  readonly signature: (qemuVersion: string) => string
   readonly consoleLog: string
   readonly consoleLogMaxBytes: number
   readonly connectTimeoutMs: number
@@ -427,13 +484,19 @@ const launch = (plan: Launch): Promise<Vm> =>
       }
       child.kill("SIGKILL")
     }
-    const fail = (problem: string) => {
+    let qmp: Qmp | undefined
+    // While state loads, QEMU exiting is the restore's failure (a damaged file), said by restoreState.
+    let restoring = false
+    const fail = (problem: string | SnapshotError) => {
       if (settled) return
       settled = true
       clearTimeout(timer)
       kill()
+      qmp?.close()
       plan.files.close()
-      const failure = new BootError(`${problem}${stderr ? `: ${stderr.trim()}` : ""}`, tail?.tail(4096).toString("utf8") ?? "")
+      const failure = typeof problem === "string"
+        ? new BootError(`${problem}${stderr ? `: ${stderr.trim()}` : ""}`, tail?.tail(4096).toString("utf8") ?? "")
+        : problem
       // Once QEMU is gone (a process that never started may never report an exit), so that what
       // it held, its cgroup, can go with the scope.
       void Promise.race([exited, new Promise((r) => setTimeout(r, 5_000))]).then(() => reject(failure))
@@ -441,7 +504,8 @@ const launch = (plan: Launch): Promise<Vm> =>
     const tap = plan.network?.fdForQemu
     const stdio: StdioOptions = [
       "ignore", "ignore", "pipe", "pipe", "pipe", "pipe", plan.jailed ? "pipe" : "ignore",
-      plan.files.kernel, plan.files.initrd, plan.files.base ?? "ignore", plan.files.disk, tap ?? "ignore", ...plan.volumes
+      plan.files.kernel, plan.files.initrd, plan.files.base ?? "ignore", plan.files.disk, tap ?? "ignore",
+      plan.receiver.pathFd, plan.files.incoming ?? "ignore", ...plan.files.layers, ...plan.volumes
     ]
     // cwd /: the jail's user may not enter this process's working directory.
     const proc = spawn(plan.argv[0]!, plan.argv.slice(1), { cwd: "/", stdio })
@@ -452,6 +516,7 @@ const launch = (plan: Launch): Promise<Vm> =>
     tap?.destroy()
     plan.volumes.forEach((s) => s.destroy())
     plan.files.close()
+    plan.receiver.closePathFd()
     for (const helper of plan.network?.helpers ?? []) {
       helper.process.once("exit", () => fail(`the network (${helper.name}) stopped while the VM was booting: ${complaint(helper) || `code ${helper.process.exitCode}`}`))
     }
@@ -460,7 +525,10 @@ const launch = (plan: Launch): Promise<Vm> =>
     })
     const exited = new Promise<VmExit>((done) => proc.on("exit", (code, signal) => done(exitOf(code, signal, plan.jailed))))
     proc.on("error", (e) => fail(`cannot start ${plan.argv[0]}: ${e.message}`))
-    void exited.then((exit) => fail(`QEMU exited before the guest started (${exit.signal ?? `code ${exit.code}`})`))
+    void exited.then((exit) => {
+      qmp?.close()
+      if (!restoring) fail(`QEMU exited before the guest started (${exit.signal ?? `code ${exit.code}`})`)
+    })
     try {
       tail = readConsole(streams[FD.console]!, plan.consoleLog, plan.consoleLogMaxBytes)
     } catch (e) {
@@ -475,22 +543,44 @@ const launch = (plan: Launch): Promise<Vm> =>
     const monitor = streams[FD.monitor]!
     let greeting = ""
     monitor.on("error", () => undefined)
-    monitor.on("data", (d: Buffer) => {
+    const onGreeting = (d: Buffer) => {
       greeting += d.toString()
       if (settled || !greeting.includes("\n")) return
-      settled = true
+      monitor.off("data", onGreeting)
       clearTimeout(timer)
-      // Nothing more to ask QEMU: its monitor is closed, not left open to anyone.
-      monitor.destroy()
-      const console = tail!
-      resolve({
-        pid: qemuPid ?? proc.pid ?? -1,
-        agent: streams[FD.agent]!,
-        exited,
-        consoleTail: async (bytes = 4096) => console.tail(bytes).toString("utf8"),
-        kill
+      void Qmp.open(monitor, greeting).then(async (opened) => {
+        qmp = opened
+        const signature = plan.signature(opened.version)
+        if (plan.restore) {
+          restoring = true
+          await restoreState(opened, exited, FD.incoming, plan.restore, plan.restoreHash!, signature).catch((e: unknown) => {
+            const reason = stderr.trim()
+            throw e instanceof SnapshotError && reason ? new SnapshotError(e.reason, `${e.message} (QEMU: ${reason})`) : e
+          })
+          restoring = false
+        }
+        if (settled) return
+        settled = true
+        const console = tail!
+        const control: VmControl = {
+          pause: () => opened.execute("stop").then(() => undefined),
+          resume: () => opened.execute("cont").then(() => undefined),
+          saveState: (file) => plan.receiver.save(opened, exited, FD.stateSocket, file, signature, plan.stateMaxBytes)
+        }
+        resolve({
+          pid: qemuPid ?? proc.pid ?? -1,
+          agent: streams[FD.agent]!,
+          exited,
+          consoleTail: async (bytes = 4096) => console.tail(bytes).toString("utf8"),
+          kill,
+          control
+        })
+      }).catch((e: unknown) => {
+        restoring = false
+        fail(e instanceof SnapshotError ? e : `QEMU's monitor: ${(e as Error).message}`)
       })
-    })
+    }
+    monitor.on("data", onGreeting)
   })
 
 /** The QEMU Hypervisor, accelerator chosen by probing (BOXLITE_ACCEL=kvm|tcg overrides). */
