@@ -2,7 +2,10 @@
  * SimpleBox: run a command, get `{ exitCode, stdout, stderr }`. The box boots on first use and
  * is stopped (and removed) when the SimpleBox is disposed.
  */
-import { assertBoxOptionKeys, type Box, type BoxInfo, type BoxMetrics, type BoxOptions, BoxStateError, type CopyOutOptions, type ExecError, type ExecOptions, type Execution, type InvalidOptions, Runtime, type StartError, type TimeoutError, type CreateError, type WriteFileOptions } from "@boxlite/core"
+import {
+  assertBoxOptionKeys, type Box, type BoxInfo, type BoxMetrics, type BoxOptions, BoxStateError, type CopyOutOptions, type CreateError, type ExecError, type ExecOptions,
+  type Execution, type InvalidOptions, Runtime, type SnapshotInfo, type SnapshotOptions, type StartError, type TimeoutError, type WriteFileOptions
+} from "@boxlite/core"
 import type { Box as PromiseBox, Boxlite } from "@boxlite/core/promise"
 import { Effect, Scope, Stream } from "effect"
 
@@ -112,6 +115,26 @@ export class SimpleBox implements AsyncDisposable {
   /** Creates or replaces a guest file. */
   async writeFile(path: string, data: string | Uint8Array, options?: WriteFileOptions): Promise<void> {
     await (await this.start()).writeFile(path, data, options)
+  }
+
+  /** Stops the box's vCPUs; memory and processes stay, execs are refused until `resume()`. */
+  async pause(): Promise<void> {
+    await (await this.start()).pause()
+  }
+
+  /** Runs a paused box again; a suspended one resumes where it was saved. */
+  async resume(): Promise<void> {
+    await (await this.start()).resume()
+  }
+
+  /** Saves the box (memory, devices, disk) as a snapshot; it runs on. `new SimpleBox({ fromSnapshot })` starts from it. */
+  async snapshot(options?: SnapshotOptions): Promise<SnapshotInfo> {
+    return (await this.start()).snapshot(options)
+  }
+
+  /** Saves the box to disk and ends its VM; the next exec (or `resume()`) resumes it. */
+  async suspend(): Promise<void> {
+    await (await this.start()).suspend()
   }
 
   /** Stops and removes the box (if it was started). */

@@ -3,9 +3,10 @@
  * first `exec`; `stop` powers the guest off (and removes the box when `autoRemove` is set).
  */
 import type { Effect } from "effect"
-import type { BootError, BoxNotFound, BoxStateError, CopyError, ExecError, HypervisorUnavailable, InvalidOptions, PathNotFound, StorageError } from "./Errors.js"
+import type { BootError, BoxNotFound, BoxStateError, CopyError, ExecError, HypervisorUnavailable, InvalidOptions, PathNotFound, SnapshotError, StorageError } from "./Errors.js"
 import type { Execution } from "./Execution.js"
 import type { CopyOutOptions, ExecOptions, Port, WriteFileOptions } from "./Options.js"
+import type { SnapshotInfo } from "./Snapshots.js"
 import type { BoxStatus } from "./StateStore.js"
 
 export interface BoxInfo {
@@ -43,7 +44,12 @@ export interface BoxMetrics {
   readonly networkBytesReceived: number
 }
 
-export type StartError = BootError | HypervisorUnavailable | BoxStateError | StorageError
+export type StartError = BootError | HypervisorUnavailable | BoxStateError | StorageError | SnapshotError
+
+export interface SnapshotOptions {
+  /** Unique in the home; default none (the snapshot is known by its id). */
+  readonly name?: string
+}
 
 /** What a copy between the host and a box fails with. */
 export type CopyFailure = CopyError | PathNotFound | InvalidOptions | StartError
@@ -84,6 +90,20 @@ export interface Box {
   readonly writeFile: (path: string, data: string | Uint8Array, options?: WriteFileOptions) => Effect.Effect<void, CopyFailure>
   /** Needs a running box. */
   readonly metrics: Effect.Effect<BoxMetrics, BoxNotFound | BoxStateError>
+  /** Stops the box's vCPUs; memory, processes and connections stay. Execs and copies are refused until `resume`. */
+  readonly pause: Effect.Effect<void, BoxNotFound | BoxStateError | SnapshotError>
+  /** Runs a paused box again (its clock set to the host's); a no-op on a running box. */
+  readonly resume: Effect.Effect<void, BoxNotFound | BoxStateError | SnapshotError>
+  /**
+   * Saves the running box's memory, devices and disk as a snapshot, and lets it run on; boxes
+   * created `fromSnapshot` start from there. A box with volumes cannot be saved (SnapshotError `unsupported`).
+   */
+  readonly snapshot: (options?: SnapshotOptions) => Effect.Effect<SnapshotInfo, BoxNotFound | BoxStateError | SnapshotError | InvalidOptions>
+  /**
+   * Saves the running box to its directory and ends its VM: it holds no host memory until its
+   * next `start`, exec or copy, which resumes it where it was.
+   */
+  readonly suspend: Effect.Effect<void, BoxNotFound | BoxStateError | SnapshotError>
   /** Graceful: the guest syncs and powers off (forced after a timeout). Removes the box if `autoRemove`. */
   readonly stop: Effect.Effect<void>
   /** Stops the box if needed and deletes it with its disk. */

@@ -124,6 +124,19 @@ export class BoxStateError extends BoxliteError {
   }
 }
 
+/**
+ * A snapshot cannot be taken, found or restored: `reason` says which. `incompatible`: it was
+ * saved by another QEMU, guest kernel or agent, or for another machine shape (the message names
+ * what differs); `corrupt`: its files are damaged or missing; `unsupported`: this box or driver
+ * cannot be saved (e.g. a box with volumes); `in-use`: boxes were cloned from it.
+ */
+export class SnapshotError extends BoxliteError {
+  override readonly _tag = "SnapshotError" as const
+  constructor(readonly reason: "incompatible" | "corrupt" | "unsupported" | "in-use" | "not-found", message: string) {
+    super({ message })
+  }
+}
+
 /** The host<->guest channel broke the protocol. */
 export class AgentProtocolError extends BoxliteError {
   override readonly _tag = "AgentProtocolError" as const

@@ -5,7 +5,7 @@
  */
 import { Context, type Effect, type Scope } from "effect"
 import type { Duplex } from "node:stream"
-import type { BootError, HypervisorUnavailable } from "./Errors.js"
+import type { BootError, HypervisorUnavailable, SnapshotError } from "./Errors.js"
 import type { Egress } from "./Options.js"
 
 export interface PortForward {
@@ -64,6 +64,13 @@ export interface VmSpec {
    * planted there must not make the driver open a host file for the next boot.
    */
   readonly rootDiskBase?: string
+  /**
+   * Read-only qcow2 layers between rootDiskBase and rootDisk, lowest first: the disk of the
+   * snapshot a box was cloned from. Given by the caller for the same reason as rootDiskBase.
+   */
+  readonly rootDiskLayers?: ReadonlyArray<string>
+  /** Start from saved state (VmControl.saveState) instead of booting; the rest of the spec must match the saved VM's. */
+  readonly restore?: SavedState
   readonly cpus: number
   readonly memoryMib: number
   /** NAT networking with port forwards; undefined = no network device at all. */
@@ -79,6 +86,25 @@ export interface VmSpec {
 
 /** The default cap of a guest console log (VmSpec.consoleLogMaxBytes): 1 MiB. */
 export const CONSOLE_LOG_MAX_BYTES = 1024 * 1024
+
+/** A VM's memory and device state in a file, as VmControl.saveState wrote it. */
+export interface SavedState {
+  readonly file: string
+  readonly bytes: number
+  /** Of the file: a restore checks it, and a damaged file is a SnapshotError, not a corrupted guest. */
+  readonly sha256: string
+  /** What must be the same to restore it (VMM version, machine, devices, guest kernel and initramfs), as the driver wrote it. */
+  readonly signature: string
+}
+
+/** Pausing and saving a running VM, for drivers that can. */
+export interface VmControl {
+  /** Stops the vCPUs; memory and devices stay as they are. */
+  readonly pause: () => Promise<void>
+  readonly resume: () => Promise<void>
+  /** Writes the paused VM's memory (its non-zero pages) and device state to `file` (created 0600); the VM stays paused. */
+  readonly saveState: (file: string) => Promise<SavedState>
+}
 
 export interface VmExit {
   readonly code: number | null
@@ -96,6 +122,8 @@ export interface Vm {
   readonly consoleTail: (bytes?: number) => Promise<string>
   /** Ends the VMM at once. */
   readonly kill: () => void
+  /** Undefined when the driver cannot pause or save VMs. */
+  readonly control?: VmControl
 }
 
 export interface HypervisorInfo {
@@ -122,8 +150,11 @@ export interface VmmConfinement {
 
 export class Hypervisor extends Context.Service<Hypervisor, {
   readonly info: Effect.Effect<HypervisorInfo, HypervisorUnavailable>
-  /** Boots a VM; closing the scope kills it (if still running) and waits for its exit. */
-  readonly start: (spec: VmSpec) => Effect.Effect<Vm, HypervisorUnavailable | BootError, Scope.Scope>
+  /**
+   * Boots a VM, or restores it (spec.restore: a state this driver saved; one it cannot load is a
+   * SnapshotError); closing the scope kills it (if still running) and waits for its exit.
+   */
+  readonly start: (spec: VmSpec) => Effect.Effect<Vm, HypervisorUnavailable | BootError | SnapshotError, Scope.Scope>
 }>()("@boxlite/core/Hypervisor") {}
 
 export interface GuestFiles {

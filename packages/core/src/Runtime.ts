@@ -10,7 +10,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { ulid } from "ulid"
 import type { Box, BoxInfo } from "./Box.js"
-import { BoxNotFound, BoxStateError, type HypervisorUnavailable, InvalidOptions, StorageError } from "./Errors.js"
+import { BoxNotFound, BoxStateError, type HypervisorUnavailable, InvalidOptions, SnapshotError, StorageError } from "./Errors.js"
 import { Hypervisor, type HypervisorInfo } from "./Hypervisor.js"
 import { timed } from "./Logging.js"
 import { type ImagePullError, type Images, makeImages, type RegistryOptions, resolveImage } from "./Images.js"
@@ -21,7 +21,8 @@ import { restrictFiles, secureTree } from "./internal/PrivateHome.js"
 import { claimHostPorts } from "./internal/HostPorts.js"
 import { SupervisorPool } from "./internal/SupervisorPool.js"
 import { type BoxOptions, resolveBoxOptions } from "./Options.js"
-import { ACTIVE_STATUSES, type BoxRecord, layerSqlite, StateStore } from "./StateStore.js"
+import { findSnapshot, makeSnapshots, removeOrphanSnapshotDirs, type Snapshots } from "./Snapshots.js"
+import { ACTIVE_STATUSES, type BoxRecord, layerSqlite, type SnapshotRecord, StateStore } from "./StateStore.js"
 import { SupervisorEntry } from "./Supervisor.js"
 
 export interface RuntimeOptions extends RegistryOptions {
@@ -41,7 +42,7 @@ export interface RuntimeInfo {
   readonly hypervisor: HypervisorInfo
 }
 
-export type CreateError = InvalidOptions | ImagePullError | BoxStateError | StorageError
+export type CreateError = InvalidOptions | ImagePullError | BoxStateError | StorageError | SnapshotError
 
 /** Opening a runtime: a home of another user (InvalidOptions "homeDir"), an unusable state database. */
 export type OpenError = InvalidOptions | StorageError
@@ -55,6 +56,8 @@ export class Runtime extends Context.Service<Runtime, {
   readonly homeDir: string
   /** Pull, list, inspect, remove and prune images. */
   readonly images: Images
+  /** List, inspect, remove and prune snapshots (`box.snapshot()` takes them). */
+  readonly snapshots: Snapshots
   /** Validates, gets the image ready, records the box and makes its disk. Boots on first use. */
   readonly create: (options?: BoxOptions) => Effect.Effect<Box, CreateError>
   /** A box by id or name, from any process: running boxes are reattached, stopped ones start on use. */
@@ -109,6 +112,41 @@ const reconcileHome = (homeDir: string, store: StateStore["Service"]) =>
         yield* Effect.promise(() => fs.rm(dir, { recursive: true, force: true }).catch(() => undefined))
       }
     }
+    yield* removeOrphanSnapshotDirs(homeDir, store, ORPHAN_AGE_MS)
+  })
+
+/** The options a clone may not change: they make the VM the snapshot saved. */
+const CLONE_FIXED = ["image", "cpus", "memoryMib", "diskSizeGb", "volumes"] as const
+
+/**
+ * A clone's options: the snapshot box's machine (image, cpus, memory, network mode), its env,
+ * working dir and user unless given, and the rest the caller's own. Changing the machine is
+ * InvalidOptions naming the field.
+ */
+const cloneOptions = (snapshot: SnapshotRecord, input: BoxOptions) =>
+  Effect.gen(function*() {
+    const source = snapshot.options
+    const { fromSnapshot: _, ...own } = input
+    for (const field of CLONE_FIXED) {
+      const given = own[field]
+      if (given === undefined) continue
+      const same = field === "volumes" ? (given as ReadonlyArray<unknown>).length === 0 : given === source[field]
+      if (!same) return yield* new InvalidOptions(field, `a box from a snapshot has the snapshot's ${field} (${JSON.stringify(source[field])}): it cannot be changed`)
+    }
+    const mode = typeof own.network === "object" ? own.network.mode : own.network
+    if (mode !== undefined && mode !== source.network) {
+      return yield* new InvalidOptions("network", `a box from a snapshot has the snapshot's network mode ("${source.network}"): it cannot be changed`)
+    }
+    return yield* resolveBoxOptions({
+      env: source.env.map(([k, v]) => [k, v] as [string, string]),
+      ...(source.workingDir !== undefined ? { workingDir: source.workingDir } : {}),
+      ...(source.user !== undefined ? { user: source.user } : {}),
+      network: source.network,
+      ...own,
+      image: source.image,
+      cpus: source.cpus,
+      memoryMib: source.memoryMib
+    })
   })
 
 /** InvalidOptions unless the file system of the home has `sizeGb` GiB free for an unprivileged user. */
@@ -159,8 +197,53 @@ const make = (homeDir: string, registry: RegistryOptions) =>
         Effect.forEach([...handles.values()], (box) => (box.ownedHere ? box.stop : box.disconnect), { concurrency: "unbounded", discard: true })
       ))
 
+    /** A box that resumes from a snapshot: its disk an overlay of the snapshot's, its first start a restore. */
+    const createFromSnapshot = (input: BoxOptions & { fromSnapshot: string }) =>
+      Effect.gen(function*() {
+        const snapshot = yield* findSnapshot(store, input.fromSnapshot).pipe(
+          Effect.mapError((e) => new InvalidOptions("fromSnapshot", e.message))
+        )
+        const options = yield* cloneOptions(snapshot, input)
+        if (options.name !== undefined && (yield* store.find(options.name))) {
+          return yield* new BoxStateError(`a box named "${options.name}" already exists`)
+        }
+        const missing = yield* Effect.promise(async () => {
+          for (const file of [snapshot.state.file, ...snapshot.layers]) {
+            if (!(await fs.stat(file).catch(() => undefined))) return file
+          }
+          return undefined
+        })
+        if (missing) return yield* new SnapshotError("corrupt", `snapshot ${snapshot.name ?? snapshot.id} is damaged: ${missing} is missing`)
+        yield* Effect.tryPromise({
+          try: () => claimHostPorts(options.ports),
+          catch: (e) => new InvalidOptions("ports", (e as Error).message)
+        })
+        const id = ulid()
+        const dir = boxDirOf(homeDir, id)
+        const record: BoxRecord = {
+          id, name: options.name, status: "configured", image: snapshot.image, options, runConfig: snapshot.runConfig, base: snapshot.base,
+          createdAt: new Date(), pid: undefined, supervisor: undefined, ports: options.ports, booted: false, reason: undefined,
+          layers: snapshot.layers, snapshot: snapshot.id, restore: snapshot.state
+        }
+        yield* Effect.tryPromise({
+          try: () => fs.mkdir(dir, { recursive: true, mode: 0o700 }),
+          catch: (e) => new StorageError(`cannot create ${dir}: ${(e as Error).message}`)
+        })
+        yield* disks.createLayeredDisk(snapshot.layers.at(-1)!, path.join(dir, "disk.qcow2")).pipe(
+          Effect.mapError((e: DiskStorageError): StorageError | BoxStateError => new StorageError(e.message)),
+          Effect.andThen(restrictFiles(dir)),
+          Effect.andThen(store.insert(record)),
+          Effect.tapError(() => Effect.promise(() => fs.rm(dir, { recursive: true, force: true }).catch(() => undefined)))
+        )
+        yield* store.increment("boxesCreated")
+        supervisors.refill()
+        yield* Effect.logInfo("box created from a snapshot").pipe(Effect.annotateLogs({ box: id, snapshot: snapshot.id }))
+        return handleOf(record) as Box
+      }).pipe(timed("create from snapshot"))
+
     const create = (input?: BoxOptions) =>
       Effect.gen(function*() {
+        if (input?.fromSnapshot !== undefined) return yield* createFromSnapshot(input as BoxOptions & { fromSnapshot: string })
         const options = yield* resolveBoxOptions(input)
         if (options.diskSizeGb !== undefined) yield* checkFreeSpace(homeDir, options.diskSizeGb)
         if (options.name !== undefined && (yield* store.find(options.name))) {
@@ -190,7 +273,8 @@ const make = (homeDir: string, registry: RegistryOptions) =>
         const dir = boxDirOf(homeDir, id)
         const record: BoxRecord = {
           id, name: options.name, status: "configured", image: options.image, options, runConfig: image.config, base,
-          createdAt: new Date(), pid: undefined, supervisor: undefined, ports: options.ports, booted: false, reason: undefined
+          createdAt: new Date(), pid: undefined, supervisor: undefined, ports: options.ports, booted: false, reason: undefined,
+          layers: [], snapshot: undefined, restore: undefined
         }
         // Whatever fails from here on leaves neither a box directory nor a record behind.
         yield* Effect.tryPromise({
@@ -218,7 +302,13 @@ const make = (homeDir: string, registry: RegistryOptions) =>
 
     return Runtime.of({
       homeDir,
-      images: makeImages(contentStore, registry, rootfsDirOf(homeDir), Effect.map(store.list, (records) => records.map((r) => r.base))),
+      images: makeImages(
+        contentStore,
+        registry,
+        rootfsDirOf(homeDir),
+        Effect.map(Effect.zip(store.list, store.listSnapshots), ([boxes, snapshots]) => [...boxes, ...snapshots].map((r) => r.base))
+      ),
+      snapshots: makeSnapshots(homeDir, store),
       create,
       get: (idOrName) => Effect.map(find(idOrName), (record) => handleOf(record) as Box),
       list: Effect.zipWith(reconciledRecords, hypervisorInfo, (records, hv) => records.map((r) => infoOf(r, hv))),

@@ -10,12 +10,14 @@ import * as path from "node:path"
 import { BoxStateError, InvalidOptions, StorageError } from "./Errors.js"
 import { secureHome } from "./internal/PrivateHome.js"
 import type { ProcessRef } from "./internal/Proc.js"
+import type { SavedState } from "./Hypervisor.js"
 import type { Port, ResolvedBoxOptions } from "./Options.js"
 
-export type BoxStatus = "configured" | "starting" | "running" | "stopping" | "stopped" | "failed"
+/** `paused`: running with its vCPUs stopped; `suspended`: saved to disk with no VMM, resumed by the next start. */
+export type BoxStatus = "configured" | "starting" | "running" | "paused" | "stopping" | "stopped" | "suspended" | "failed"
 
 /** Statuses in which a supervisor process is (or should be) alive. */
-export const ACTIVE_STATUSES: ReadonlyArray<BoxStatus> = ["starting", "running", "stopping"]
+export const ACTIVE_STATUSES: ReadonlyArray<BoxStatus> = ["starting", "running", "paused", "stopping"]
 
 export interface BoxRecord {
   readonly id: string
@@ -38,14 +40,45 @@ export interface BoxRecord {
   readonly booted: boolean
   /** Why the box is "failed" (its boot failed, its VM or supervisor died); undefined otherwise. */
   readonly reason: string | undefined
+  /** Read-only qcow2 layers between `base` and the box's disk, lowest first (a clone's snapshot disk). */
+  readonly layers: ReadonlyArray<string>
+  /** The snapshot the box was cloned from. */
+  readonly snapshot: string | undefined
+  /** The state the next start resumes from instead of booting (a suspended box, a clone's first start). */
+  readonly restore: SavedState | undefined
 }
 
-export type BoxChange = Partial<Pick<BoxRecord, "status" | "pid" | "supervisor" | "ports" | "booted" | "reason">>
+export type BoxChange = Partial<Pick<BoxRecord, "status" | "pid" | "supervisor" | "ports" | "booted" | "reason" | "restore">>
+
+/** A saved box: its memory and device state and its disk, and what a clone of it starts with. */
+export interface SnapshotRecord {
+  /** ULID. */
+  readonly id: string
+  readonly name: string | undefined
+  /** The box it was taken of (which may be gone since). */
+  readonly boxId: string
+  readonly image: string
+  readonly createdAt: Date
+  /** The source box's options: a clone's defaults. */
+  readonly options: ResolvedBoxOptions
+  readonly runConfig: RunConfig
+  readonly base: string
+  /** The source's own layers, then the snapshot's disk: a clone's read-only layers. */
+  readonly layers: ReadonlyArray<string>
+  readonly state: SavedState
+  /** Bytes on disk: state file plus the snapshot's disk layer. */
+  readonly sizeBytes: number
+}
 
 export type Counter = "boxesCreated" | "boxesDestroyed" | "totalExecCalls"
 
 export class StateStore extends Context.Service<StateStore, {
   readonly insert: (record: BoxRecord) => Effect.Effect<void, BoxStateError>
+  readonly insertSnapshot: (record: SnapshotRecord) => Effect.Effect<void, BoxStateError>
+  readonly findSnapshot: (idOrName: string) => Effect.Effect<SnapshotRecord | undefined>
+  readonly listSnapshots: Effect.Effect<ReadonlyArray<SnapshotRecord>>
+  /** False when the record was already gone. */
+  readonly deleteSnapshot: (id: string) => Effect.Effect<boolean>
   readonly update: (id: string, change: BoxChange) => Effect.Effect<void>
   /**
    * Atomically marks a box that is not active as "starting" by `launcher`; false when another
@@ -77,6 +110,9 @@ interface Row {
   ports: string
   booted: number
   reason: string | null
+  layers: string
+  snapshot: string | null
+  restore: string | null
 }
 
 const toRecord = (row: Row): BoxRecord => ({
@@ -92,7 +128,10 @@ const toRecord = (row: Row): BoxRecord => ({
   supervisor: row.supervisor_pid !== null && row.supervisor_start !== null ? { pid: row.supervisor_pid, startTime: row.supervisor_start } : undefined,
   ports: JSON.parse(row.ports) as Array<Port>,
   booted: row.booted === 1,
-  reason: row.reason ?? undefined
+  reason: row.reason ?? undefined,
+  layers: JSON.parse(row.layers) as Array<string>,
+  snapshot: row.snapshot ?? undefined,
+  restore: row.restore === null ? undefined : JSON.parse(row.restore) as SavedState
 })
 
 /** The columns of a change, in SQL: `supervisor` is two columns, arrays are JSON. */
@@ -107,6 +146,7 @@ const columnsOf = (change: BoxChange): Record<string, unknown> => {
   if ("ports" in change) columns["ports"] = JSON.stringify(change.ports)
   if ("booted" in change) columns["booted"] = change.booted ? 1 : 0
   if ("reason" in change) columns["reason"] = change.reason ?? null
+  if ("restore" in change) columns["restore"] = change.restore ? JSON.stringify(change.restore) : null
   return columns
 }
 
@@ -116,7 +156,8 @@ const SCHEMA = `
     options TEXT NOT NULL, run_config TEXT NOT NULL DEFAULT '{}', base TEXT NOT NULL,
     created_at INTEGER NOT NULL, pid INTEGER, supervisor_pid INTEGER, supervisor_start TEXT,
     ports TEXT NOT NULL DEFAULT '[]', booted INTEGER NOT NULL DEFAULT 0, reason TEXT);
-  CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);`
+  CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+  CREATE TABLE IF NOT EXISTS snapshots (id TEXT PRIMARY KEY, name TEXT UNIQUE, created_at INTEGER NOT NULL, data TEXT NOT NULL);`
 
 /** Columns added since the first release, for homes created by it. */
 const ADDED_COLUMNS: ReadonlyArray<readonly [string, string]> = [
@@ -126,7 +167,10 @@ const ADDED_COLUMNS: ReadonlyArray<readonly [string, string]> = [
   ["supervisor_start", "TEXT"],
   ["ports", "TEXT NOT NULL DEFAULT '[]'"],
   ["booted", "INTEGER NOT NULL DEFAULT 0"],
-  ["reason", "TEXT"]
+  ["reason", "TEXT"],
+  ["layers", "TEXT NOT NULL DEFAULT '[]'"],
+  ["snapshot", "TEXT"],
+  ["restore", "TEXT"]
 ]
 
 export interface SqliteOptions {
@@ -170,11 +214,19 @@ export const layerSqlite = (homeDir: string, options: SqliteOptions = { create: 
     ).pipe(
       Effect.map((db) => {
         const insert = db.prepare(
-          "INSERT INTO boxes (id, name, status, image, options, run_config, base, created_at, pid, supervisor_pid, supervisor_start, ports, booted, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+          "INSERT INTO boxes (id, name, status, image, options, run_config, base, created_at, pid, supervisor_pid, supervisor_start, ports, booted, reason, layers, snapshot, restore) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
         const claim = db.prepare(
-          "UPDATE boxes SET status = 'starting', pid = NULL, reason = NULL, supervisor_pid = ?, supervisor_start = ? WHERE id = ? AND status IN ('configured', 'stopped', 'failed')"
+          "UPDATE boxes SET status = 'starting', pid = NULL, reason = NULL, supervisor_pid = ?, supervisor_start = ? WHERE id = ? AND status IN ('configured', 'stopped', 'suspended', 'failed')"
         )
+        const insertSnapshot = db.prepare("INSERT INTO snapshots (id, name, created_at, data) VALUES (?, ?, ?, ?)")
+        const snapshotByIdOrName = db.prepare("SELECT data FROM snapshots WHERE id = ? OR name = ?")
+        const allSnapshots = db.prepare("SELECT data FROM snapshots ORDER BY created_at DESC, id DESC")
+        const removeSnapshot = db.prepare("DELETE FROM snapshots WHERE id = ?")
+        const toSnapshot = (row: { data: string }): SnapshotRecord => {
+          const data = JSON.parse(row.data) as SnapshotRecord & { createdAt: string }
+          return { ...data, createdAt: new Date(data.createdAt) }
+        }
         const byIdOrName = db.prepare("SELECT * FROM boxes WHERE id = ? OR name = ?")
         const all = db.prepare("SELECT * FROM boxes ORDER BY created_at DESC, id DESC")
         const remove = db.prepare("DELETE FROM boxes WHERE id = ?")
@@ -200,11 +252,25 @@ export const layerSqlite = (homeDir: string, options: SqliteOptions = { create: 
                 void insert.run(
                   r.id, r.name ?? null, r.status, r.image, JSON.stringify(r.options), JSON.stringify(r.runConfig), r.base,
                   r.createdAt.getTime(), r.pid ?? null, r.supervisor?.pid ?? null, r.supervisor?.startTime ?? null,
-                  JSON.stringify(r.ports), r.booted ? 1 : 0, r.reason ?? null
+                  JSON.stringify(r.ports), r.booted ? 1 : 0, r.reason ?? null, JSON.stringify(r.layers ?? []), r.snapshot ?? null,
+                  r.restore ? JSON.stringify(r.restore) : null
                 ),
               catch: (e) =>
                 new BoxStateError(String(e).includes("UNIQUE") && r.name !== undefined ? `a box named "${r.name}" already exists` : `could not record box ${r.id}: ${String(e)}`)
             }),
+          insertSnapshot: (r) =>
+            Effect.try({
+              try: () => void insertSnapshot.run(r.id, r.name ?? null, r.createdAt.getTime(), JSON.stringify(r)),
+              catch: (e) =>
+                new BoxStateError(String(e).includes("UNIQUE") && r.name !== undefined ? `a snapshot named "${r.name}" already exists` : `could not record snapshot ${r.id}: ${String(e)}`)
+            }),
+          findSnapshot: (idOrName) =>
+            Effect.sync(() => {
+              const row = snapshotByIdOrName.get(idOrName, idOrName) as { data: string } | undefined
+              return row ? toSnapshot(row) : undefined
+            }),
+          listSnapshots: Effect.sync(() => (allSnapshots.all() as Array<{ data: string }>).map(toSnapshot)),
+          deleteSnapshot: (id) => Effect.sync(() => removeSnapshot.run(id).changes === 1),
           update: (id, change) => Effect.sync(() => void patch(id, change)),
           claimStart: (id, launcher) => Effect.sync(() => claim.run(launcher.pid, launcher.startTime, id).changes === 1),
           updateIfSupervisor: (id, supervisor, change) => Effect.sync(() => patch(id, change, supervisor ?? null)),

@@ -20,10 +20,12 @@ import { Context, Deferred, Effect, Exit, Layer, Scope } from "effect"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
-import { BoxliteError, BootError, BoxNotFound, BoxStateError, HypervisorUnavailable, InvalidOptions, StorageError } from "./Errors.js"
+import type { ControlDone, ControlRequest } from "@boxlite/agent-protocol"
+import { randomBytes } from "node:crypto"
+import { BoxliteError, BootError, BoxNotFound, BoxStateError, HypervisorUnavailable, InvalidOptions, SnapshotError, StorageError } from "./Errors.js"
 import { GUEST_NETWORK, GuestArtifacts, Hypervisor, type Vm, type VmExit, type VmVolume } from "./Hypervisor.js"
 import { AgentMux } from "./internal/AgentMux.js"
-import { boxDirOf, removeRunDirs, rootfsDirOf, supervisorLogOf, supervisorSocketOf } from "./internal/BoxFiles.js"
+import { boxDirOf, removeRunDirs, rootfsDirOf, supervisorLogOf, supervisorSocketOf, suspendStateOf } from "./internal/BoxFiles.js"
 import { claimHostPorts } from "./internal/HostPorts.js"
 import { restrictFiles } from "./internal/PrivateHome.js"
 import { type ProcessRef, selfRef } from "./internal/Proc.js"
@@ -31,7 +33,7 @@ import { openVolumeSource } from "./internal/VolumeSource.js"
 import * as Logging from "./Logging.js"
 import * as RotatingLog from "./RotatingLog.js"
 import { LOG_MAX_BYTES, type Volume } from "./Options.js"
-import { type BoxRecord, layerSqlite, StateStore } from "./StateStore.js"
+import { type BoxChange, type BoxRecord, layerSqlite, StateStore } from "./StateStore.js"
 
 /** How this platform runs a supervisor: a Node module that calls `runSupervisorMain` with the same layers. */
 export class SupervisorEntry extends Context.Service<SupervisorEntry, {
@@ -83,7 +85,7 @@ const readCommand = (): Promise<{ command: SupervisorCommand; launcherGone: Prom
 /** The launch report on fd 3: the error crosses the process boundary as its tag and fields. */
 export type LaunchReport =
   | { readonly ok: true }
-  | { readonly ok: false; readonly error: { readonly _tag: string; readonly message: string; readonly consoleTail?: string } }
+  | { readonly ok: false; readonly error: { readonly _tag: string; readonly message: string; readonly consoleTail?: string; readonly reason?: string } }
 
 const READY_FD = 3
 const STOP_GRACE_MS = 10_000
@@ -113,6 +115,8 @@ export const errorFromReport = (error: Extract<LaunchReport, { ok: false }>["err
       return new StorageError(error.message)
     case "BoxNotFound":
       return new BoxNotFound(boxId)
+    case "SnapshotError":
+      return new SnapshotError(error.reason as SnapshotError["reason"] ?? "corrupt", error.message)
     case "InvalidOptions":
     case "BoxStateError":
     default:
@@ -146,7 +150,7 @@ const shareOf = (volume: Volume, index: number) => {
   })
 }
 
-type StopReason = "requested" | "launcher exited" | "signal" | "vm exited"
+type StopReason = "requested" | "launcher exited" | "signal" | "vm exited" | "suspended"
 
 interface Running {
   readonly vm: Vm
@@ -175,9 +179,12 @@ const boot = (record: BoxRecord, args: SupervisorArgs, scope: Scope.Scope, stop:
     const options = record.options
     const dir = boxDirOf(args.homeDir, record.id)
     const diskPath = path.join(dir, "disk.qcow2")
-    if (record.booted && options.diskSizeGb === undefined) {
+    // Saved state goes with the disk it was saved with: that disk is kept.
+    const restore = record.restore
+    if (record.booted && options.diskSizeGb === undefined && !restore) {
       yield* Effect.logDebug("recreating the ephemeral disk")
-      yield* disks.createBoxDisk(record.base, diskPath).pipe(Effect.mapError((e) => new StorageError(e.message)))
+      const layer = record.layers.at(-1)
+      yield* (layer ? disks.createLayeredDisk(layer, diskPath) : disks.createBoxDisk(record.base, diskPath)).pipe(Effect.mapError((e) => new StorageError(e.message)))
     }
     const files = yield* guest.files
     const ports = yield* Effect.tryPromise({
@@ -193,13 +200,15 @@ const boot = (record: BoxRecord, args: SupervisorArgs, scope: Scope.Scope, stop:
       cmdline: files.cmdline,
       rootDisk: diskPath,
       ...(record.base ? { rootDiskBase: record.base } : {}),
+      rootDiskLayers: record.layers,
+      ...(restore ? { restore } : {}),
       cpus: options.cpus,
       memoryMib: options.memoryMib,
       network: options.network === "none" ? undefined : { allowHostLoopback: options.allowHostLoopback, ports, ...(options.egress ? { egress: options.egress } : {}) },
       volumes: shares.map((s) => s.volume),
       // Boxes recorded before the option existed get the default.
       consoleLogMaxBytes: options.logMaxBytes ?? LOG_MAX_BYTES
-    }).pipe(Scope.provide(scope))
+    }).pipe(Scope.provide(scope), Logging.timed(restore ? "VMM started, state restored" : "VMM started"))
     yield* Effect.logDebug("VMM started").pipe(Effect.annotateLogs({ pid: vm.pid }))
     // The box directory's files (a recreated ephemeral disk among them): the owner's only, like all of the home.
     yield* restrictFiles(dir)
@@ -207,9 +216,11 @@ const boot = (record: BoxRecord, args: SupervisorArgs, scope: Scope.Scope, stop:
     const abandon = (problem: string) =>
       Effect.flatMap(Effect.promise(() => vm.consoleTail(4096)), (tail) => Effect.fail(new BootError(`box ${record.id} ${problem}`, tail)))
     const onShutdown = () => Deferred.doneUnsafe(stop, Exit.succeed("requested"))
+    // A restored guest has a new host: its old streams are detached, its clock and RNG renewed.
+    const thaw = restore ? { timeMs: Date.now(), entropy: randomBytes(64).toString("base64"), fresh: true } : undefined
     const mux = yield* Effect.tryPromise({
       try: () => Promise.race([
-        AgentMux.open(vm.agent, onShutdown),
+        AgentMux.open(vm.agent, onShutdown, thaw),
         vm.exited.then((exit) => Promise.reject(new Error(`the VM exited during boot (${exit.signal ?? `code ${exit.code}`})`)))
       ]),
       catch: (e) => (e as Error).message
@@ -218,20 +229,24 @@ const boot = (record: BoxRecord, args: SupervisorArgs, scope: Scope.Scope, stop:
         duration: options.readyTimeoutMs,
         orElse: () => Effect.fail(`the guest agent did not answer within ${options.readyTimeoutMs} ms (option readyTimeoutMs)`)
       }),
-      Effect.catch((problem: string) => abandon(`failed to boot: ${problem}`))
+      Effect.catch((problem: string) => abandon(`failed to boot: ${problem}`)),
+      Logging.timed(restore ? "agent thawed and greeted" : "agent greeted")
     )
     const guestConfig: GuestConfig = {
       ...(options.network === "none" ? {} : { network: { ...GUEST_NETWORK, dns: [GUEST_NETWORK.dns] } }),
       mounts: shares.map((s) => s.mount)
     }
     // A guest that answered HELLO but never answers CONFIGURE must not leave the box "starting".
-    yield* Effect.tryPromise({ try: () => mux.configure(guestConfig), catch: (e) => (e as Error).message }).pipe(
-      Effect.timeoutOrElse({
-        duration: options.readyTimeoutMs,
-        orElse: () => Effect.fail(`the guest agent did not answer CONFIGURE within ${options.readyTimeoutMs} ms (option readyTimeoutMs)`)
-      }),
-      Effect.catch((problem: string) => abandon(`could not be configured: ${problem}`))
-    )
+    // A restored one was configured before it was saved.
+    if (!restore) {
+      yield* Effect.tryPromise({ try: () => mux.configure(guestConfig), catch: (e) => (e as Error).message }).pipe(
+        Effect.timeoutOrElse({
+          duration: options.readyTimeoutMs,
+          orElse: () => Effect.fail(`the guest agent did not answer CONFIGURE within ${options.readyTimeoutMs} ms (option readyTimeoutMs)`)
+        }),
+        Effect.catch((problem: string) => abandon(`could not be configured: ${problem}`))
+      )
+    }
     const socketPath = supervisorSocketOf(args.homeDir, record.id)
     const server = net.createServer((socket) => mux.serve(socket))
     yield* Effect.tryPromise({
@@ -239,14 +254,106 @@ const boot = (record: BoxRecord, args: SupervisorArgs, scope: Scope.Scope, stop:
       catch: (e) => new BootError(`box ${record.id}: cannot listen on ${socketPath}: ${(e as Error).message}`, "")
     })
     void vm.exited.then(() => Deferred.doneUnsafe(stop, Exit.succeed("vm exited")))
-    yield* store.update(record.id, { status: "running", pid: vm.pid, ports, booted: true })
-    return { vm, mux, server, socketPath } satisfies Running
+    yield* store.update(record.id, { status: "running", pid: vm.pid, ports, booted: true, restore: undefined })
+    // A suspended box's state is used up: the disk moves on from here. (A clone's is its snapshot's.)
+    if (restore?.file === suspendStateOf(args.homeDir, record.id)) fs.rmSync(restore.file, { force: true })
+    const running: Running = { vm, mux, server, socketPath }
+    mux.onControl = (request) => controlBox(running, record, store, args, stop, diskPath, request)
+    return running
   })
 
-/** Graceful: the guest syncs and powers off; forced after STOP_GRACE_MS. */
+/** A fresh clock for a guest that was paused or saved: its clock stood still meanwhile. */
+const thawNow = () => ({ timeMs: Date.now() })
+
+/**
+ * Saves the running VM at a frame boundary: the agent is frozen, the vCPUs stopped, memory and
+ * devices written to `stateFile`; then `whileStopped` (the disk is flushed and quiet). The VM is
+ * left stopped and frozen: the caller resumes it or ends it.
+ */
+const saveVm = async (running: Running, stateFile: string, whileStopped: () => Promise<void> = async () => undefined) => {
+  const control = running.vm.control!
+  if (running.mux.paused) await control.resume()
+  await running.mux.freeze()
+  try {
+    await control.pause()
+    const state = await control.saveState(stateFile)
+    await whileStopped()
+    return state
+  } catch (e) {
+    await control.resume()
+    await running.mux.thaw(thawNow())
+    if (running.mux.paused) await control.pause()
+    throw e
+  }
+}
+
+/** A client's CONTROL: pause, resume, snapshot into a directory, suspend into the box directory. */
+const controlBox = async (
+  running: Running,
+  record: BoxRecord,
+  store: StateStore["Service"],
+  args: SupervisorArgs,
+  stop: Deferred.Deferred<StopReason>,
+  diskPath: string,
+  request: ControlRequest
+): Promise<ControlDone["result"]> => {
+  const control = running.vm.control
+  if (!control) throw new SnapshotError("unsupported", "this hypervisor driver cannot pause or save VMs")
+  const update = (change: BoxChange) => Effect.runPromise(store.update(record.id, change))
+  const savable = () => {
+    if (record.options.volumes.length > 0) {
+      throw new SnapshotError("unsupported", `box ${record.id} has volumes, and a virtiofs share's state lives outside the VM: it cannot be saved`)
+    }
+  }
+  switch (request.op) {
+    case "pause":
+      if (running.mux.paused) return undefined
+      await control.pause()
+      running.mux.paused = true
+      await update({ status: "paused" })
+      return undefined
+    case "resume":
+      if (!running.mux.paused) return undefined
+      await control.resume()
+      running.mux.paused = false
+      await running.mux.thaw(thawNow())
+      await update({ status: "running" })
+      return undefined
+    case "snapshot": {
+      savable()
+      if (!request.dir) throw new BoxStateError("snapshot needs a directory")
+      const snapshotDisk = path.join(request.dir, "disk.qcow2")
+      const state = await saveVm(running, path.join(request.dir, "memory.state"), () =>
+        // The VM is stopped and its disk flushed: the copy is the disk as the memory knows it.
+        fs.promises.copyFile(diskPath, snapshotDisk, fs.constants.COPYFILE_FICLONE))
+      await control.resume()
+      await running.mux.thaw(thawNow())
+      if (running.mux.paused) await control.pause()
+      const diskBytes = fs.statSync(snapshotDisk).blocks * 512
+      return { stateBytes: state.bytes, diskBytes, stateSha256: state.sha256, signature: state.signature }
+    }
+    case "suspend": {
+      savable()
+      const file = suspendStateOf(args.homeDir, record.id)
+      fs.rmSync(file, { force: true })
+      const state = await saveVm(running, file)
+      // Recorded before the answer: a client that sees the connection close first finds it.
+      await update({ status: "suspended", restore: state })
+      setImmediate(() => Deferred.doneUnsafe(stop, Exit.succeed("suspended")))
+      return undefined
+    }
+  }
+}
+
+/** Graceful: the guest syncs and powers off; forced after STOP_GRACE_MS. A suspended VM is saved: it just ends. */
 const halt = (running: Running, reason: StopReason) =>
   Effect.gen(function*() {
-    if (reason !== "vm exited") {
+    if (reason === "suspended") {
+      running.vm.kill()
+      yield* Effect.promise(() => running.vm.exited)
+    } else if (reason !== "vm exited") {
+      // A paused guest cannot power off.
+      if (running.mux.paused) yield* Effect.promise(() => running.vm.control!.resume().catch(() => undefined))
       running.mux.shutdown()
       const exited = yield* Effect.promise(() => running.vm.exited).pipe(
         Effect.timeoutOrElse({ duration: STOP_GRACE_MS, orElse: () => Effect.succeed(undefined) })
@@ -290,7 +397,12 @@ export const runSupervisor = (args: SupervisorArgs, launcherGone?: Promise<void>
       yield* Scope.close(scope, Exit.void)
       const error = started.cause.reasons.map((r) => ("error" in r ? r.error : undefined)).find((e) => e !== undefined)
       const tagged = error instanceof BoxliteError
-        ? { _tag: (error as { _tag?: string })._tag ?? "BoxStateError", message: error.message, ...(error instanceof BootError ? { consoleTail: error.consoleTail } : {}) }
+        ? {
+          _tag: (error as { _tag?: string })._tag ?? "BoxStateError",
+          message: error.message,
+          ...(error instanceof BootError ? { consoleTail: error.consoleTail } : {}),
+          ...(error instanceof SnapshotError ? { reason: error.reason } : {})
+        }
         : { _tag: "BootError", message: `box ${record.id} failed to start: ${String(error ?? started.cause)}` }
       yield* Effect.logError("boot failed").pipe(Effect.annotateLogs({ error: tagged.message }))
       removeRunDirs(record.id)
@@ -308,12 +420,15 @@ export const runSupervisor = (args: SupervisorArgs, launcherGone?: Promise<void>
     // can say so; its next use is an explicit start, and autoRemove does not erase the news.
     const failure = reason === "vm exited" ? unexpectedExit(yield* Effect.promise(() => running.vm.exited)) : undefined
     yield* Effect.logInfo("stopping").pipe(Effect.annotateLogs({ reason, ...(failure ? { failure } : {}) }))
-    yield* store.update(record.id, { status: "stopping", ...(failure ? { reason: failure } : {}) })
+    // A suspended box says so already (with its state): it is not stopping.
+    if (reason !== "suspended") yield* store.update(record.id, { status: "stopping", ...(failure ? { reason: failure } : {}) })
     yield* halt(running, reason)
     yield* Scope.close(scope, Exit.void)
     removeRunDirs(record.id)
-    yield* store.update(record.id, { status: failure ? "failed" : "stopped", pid: undefined, supervisor: undefined })
-    if (failure) {
+    yield* store.update(record.id, { status: reason === "suspended" ? "suspended" : failure ? "failed" : "stopped", pid: undefined, supervisor: undefined })
+    if (reason === "suspended") {
+      yield* Effect.logInfo("suspended")
+    } else if (failure) {
       yield* Effect.logError("box failed").pipe(Effect.annotateLogs({ reason: failure }))
     } else if (record.options.autoRemove) {
       fs.rmSync(boxDirOf(args.homeDir, record.id), { recursive: true, force: true })

@@ -2,8 +2,10 @@
 export * from "./Runtime.js"
 /** Images: pull, list, inspect, remove, prune; registry options. */
 export * from "./Images.js"
+/** Snapshots: list, inspect, remove, prune (taken with box.snapshot(), started with create({ fromSnapshot })). */
+export type { SnapshotInfo, SnapshotPruneReport, Snapshots } from "./Snapshots.js"
 /** A box: start, exec, copy files in and out, stop, remove. */
-export type { Box, BoxInfo, BoxMetrics, CopyFailure, StartError } from "./Box.js"
+export type { Box, BoxInfo, BoxMetrics, CopyFailure, SnapshotOptions, StartError } from "./Box.js"
 /** A running command: streams, stdin, kill, wait. */
 export type { ExecResult, Execution } from "./Execution.js"
 /** Box and exec options, their validation and defaults. */
@@ -13,7 +15,7 @@ export * from "./Errors.js"
 /** The driver seam: the Hypervisor service and the guest artifacts it boots. */
 export * from "./Hypervisor.js"
 /** Durable box records and counters (SQLite). */
-export { type BoxRecord, type BoxStatus, layerSqlite, StateStore } from "./StateStore.js"
+export { type BoxRecord, type BoxStatus, layerSqlite, type SnapshotRecord, StateStore } from "./StateStore.js"
 /** The per-box supervisor process and how a platform runs it. */
 export { type LaunchReport, runSupervisorMain, SupervisorEntry } from "./Supervisor.js"
 /** A log file with a size cap and one rotated file (the guest console, the supervisor log). */

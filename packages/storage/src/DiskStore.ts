@@ -46,6 +46,8 @@ export class DiskStore extends Context.Service<DiskStore, {
    * the guest grows its filesystem to the disk at boot.
    */
   readonly createBoxDisk: (base: string, diskPath: string, sizeBytes?: number) => Effect.Effect<void, StorageError>
+  /** Creates (or recreates, empty) a qcow2 disk at `diskPath` over the read-only qcow2 `layer` (a snapshot's disk), of its size. */
+  readonly createLayeredDisk: (layer: string, diskPath: string) => Effect.Effect<void, StorageError>
 }>()("@boxlite/storage/DiskStore") {}
 
 /** The file name of the base built for an image config digest, inside `rootfsDir`. */
@@ -129,6 +131,16 @@ export const make = (options: DiskStoreOptions): Context.Service.Shape<typeof Di
             Effect.mapError(failure(`creating the box disk ${diskPath}`))
           )
         )
+      ),
+
+    createLayeredDisk: (layer, diskPath) =>
+      Effect.tryPromise({
+        try: () => fs.rm(diskPath, { force: true }),
+        catch: (e) => new StorageError({ message: `creating the box disk ${diskPath}: ${(e as Error).message}` })
+      }).pipe(
+        Effect.andThen(runCommand("qemu-img", ["create", "-q", "-f", "qcow2", "-b", layer, "-F", "qcow2", diskPath])),
+        Effect.asVoid,
+        Effect.mapError((e) => (e instanceof StorageError ? e : failure(`creating the box disk ${diskPath}`)(e)))
       )
   }
 }

@@ -4,7 +4,7 @@
  * Promise-based on purpose: it is driven by socket events; the Effect API wraps it.
  */
 import {
-  Channel, type CopyRequest, decodeCredit, decodeJson, encodeCredit, encodeFrame, encodeJson, ErrorMessage, type ExecRequest,
+  Channel, ControlDone, type ControlRequest, type CopyRequest, decodeCredit, decodeJson, encodeCredit, encodeFrame, encodeJson, ErrorMessage, type ExecRequest,
   ExitStatus, type Frame, FrameDecoder, FrameType, HelloAck, INITIAL_WINDOW, MAX_DATA_CHUNK, MetricsReport, PROTOCOL_VERSION, Started
 } from "@boxlite/agent-protocol"
 import type { Duplex } from "node:stream"
@@ -16,7 +16,12 @@ import { OutputQueue } from "./OutputQueue.js"
  */
 export class ChannelClosed extends Error {}
 
-export class SpawnFailed extends Error {}
+/** The guest (or the supervisor) refused an EXEC: `code` is spawn_failed, paused, ... */
+export class SpawnFailed extends Error {
+  constructor(readonly code: string, message: string) {
+    super(message)
+  }
+}
 
 /** A write to the stdin of a command that ended, or whose stdin was closed. */
 export class StdinClosed extends Error {}
@@ -233,7 +238,7 @@ export class ExecChannel {
       }
       case FrameType.ERROR: {
         const error = decodeJson(ErrorMessage, frame.payload)
-        const failure = new SpawnFailed(error ? error.message : "the guest refused the command")
+        const failure = new SpawnFailed(error?.code ?? "spawn_failed", error ? error.message : "the guest refused the command")
         this.fail(failure)
         return undefined
       }
@@ -266,6 +271,7 @@ export class AgentConnection {
   private readonly streams = new Map<number, ExecChannel | CopyChannel>()
   private readonly pings = new Map<string, () => void>()
   private readonly metricsWaiters = new Map<string, (report: MetricsReport | undefined) => void>()
+  private readonly controlWaiters = new Map<string, (done: ControlDone | undefined) => void>()
   private nextStream = 1
   private closedWith: Error | undefined
   private helloWaiter: { resolve: (agent: string) => void; reject: (e: Error) => void } | undefined
@@ -336,6 +342,22 @@ export class AgentConnection {
     return report
   }
 
+  /**
+   * A CONTROL operation of the supervisor (pause, resume, snapshot, suspend). Resolves with its
+   * CONTROL_DONE (which may carry an error); rejects if the channel closes first (a suspend
+   * closes it after answering).
+   */
+  async control(op: ControlRequest["op"], dir?: string): Promise<ControlDone> {
+    if (this.closedWith) throw this.closedWith
+    const token = `${process.hrtime.bigint()}`
+    const done = await new Promise<ControlDone | undefined>((resolve) => {
+      this.controlWaiters.set(token, resolve)
+      this.send(FrameType.CONTROL, 0, encodeJson({ token, op, ...(dir !== undefined ? { dir } : {}) }))
+    })
+    if (!done) throw this.closedWith ?? new ChannelClosed("the agent channel closed")
+    return done
+  }
+
   /** Asks the guest to sync and power off; the channel closes when the VM is gone. */
   shutdown(): void {
     if (!this.closedWith) this.send(FrameType.SHUTDOWN, 0)
@@ -363,6 +385,7 @@ export class AgentConnection {
     for (const stream of [...this.streams.values()]) stream.fail(reason)
     for (const resolve of this.pings.values()) resolve()
     for (const resolve of this.metricsWaiters.values()) resolve(undefined)
+    for (const resolve of this.controlWaiters.values()) resolve(undefined)
     this.socket.destroy()
     this.markClosed(reason)
   }
@@ -410,6 +433,13 @@ export class AgentConnection {
         if (!report) return "bad METRICS_REPORT"
         this.metricsWaiters.get(report.token)?.(report)
         this.metricsWaiters.delete(report.token)
+        return undefined
+      }
+      case FrameType.CONTROL_DONE: {
+        const done = decodeJson(ControlDone, frame.payload)
+        if (!done) return "bad CONTROL_DONE"
+        this.controlWaiters.get(done.token)?.(done)
+        this.controlWaiters.delete(done.token)
         return undefined
       }
       case FrameType.ERROR: {

@@ -5,9 +5,10 @@
  * for one, so the guest's credit-based flow control reaches every client unchanged.
  */
 import {
-  decodeJson, encodeFrame, encodeJson, ErrorMessage, type Frame, FrameDecoder, FrameType, type GuestConfig, HelloAck,
-  MetricsReport, PROTOCOL_VERSION
+  ControlRequest, decodeJson, encodeFrame, encodeJson, ErrorMessage, type Frame, FrameDecoder, FrameType, type GuestConfig, HelloAck,
+  MetricsReport, PROTOCOL_VERSION, Thawed, type ThawRequest
 } from "@boxlite/agent-protocol"
+import type { ControlDone } from "@boxlite/agent-protocol"
 import type { Duplex } from "node:stream"
 
 const SIGKILL = 9
@@ -38,8 +39,15 @@ export class AgentMux {
   private readonly pending = new Map<string, Pending>()
   private nextStream = 1
   private nextToken = 1
-  private waiter: { readonly type: number; resolve: (frame: Frame) => void; reject: (e: Error) => void } | undefined
+  /** The supervisor's own requests to the guest, answered in order. */
+  private readonly waiters: Array<{ readonly type: number; resolve: (frame: Frame) => void; reject: (e: Error) => void }> = []
   private closedWith: Error | undefined
+  /** Between FREEZE and THAW: what clients send the guest waits here (nothing may follow FREEZE). */
+  private held: Array<Buffer> | undefined
+  /** vCPUs stopped: new commands are refused rather than left hanging. */
+  paused = false
+  /** Runs a client's CONTROL request; set by the supervisor. */
+  onControl: (request: ControlRequest) => Promise<ControlDone["result"]> = () => Promise.reject(new Error("not supported"))
   agentVersion = ""
 
   private constructor(private readonly agent: Duplex, private readonly onShutdown: () => void) {
@@ -49,9 +57,15 @@ export class AgentMux {
   }
 
   /** Handshakes with the guest agent; `onShutdown` runs when a client sends SHUTDOWN. */
-  static async open(agent: Duplex, onShutdown: () => void): Promise<AgentMux> {
+  static async open(agent: Duplex, onShutdown: () => void, restored?: ThawRequest): Promise<AgentMux> {
     const mux = new AgentMux(agent, onShutdown)
-    const ack = await mux.request(FrameType.HELLO, encodeJson({ version: PROTOCOL_VERSION }), FrameType.HELLO_ACK)
+    // A restored guest is frozen where it was saved: it speaks again after THAW (HELLO follows
+    // at once: the guest reads it after THAW, and a round trip less is a warm start faster).
+    const thawed = restored ? mux.thaw(restored) : undefined
+    const greeted = mux.request(FrameType.HELLO, encodeJson({ version: PROTOCOL_VERSION }), FrameType.HELLO_ACK)
+    greeted.catch(() => undefined)
+    await thawed
+    const ack = await greeted
     const hello = decodeJson(HelloAck, ack.payload)
     if (!hello || hello.version !== PROTOCOL_VERSION) throw new Error(`the guest agent speaks another protocol: ${Buffer.from(ack.payload).toString()}`)
     mux.agentVersion = hello.agent
@@ -61,6 +75,30 @@ export class AgentMux {
   /** Network and mounts in the guest; before any client is served. */
   async configure(config: GuestConfig): Promise<void> {
     await this.request(FrameType.CONFIGURE, encodeJson(config), FrameType.CONFIGURED)
+  }
+
+  /** Until thaw(), the guest writes nothing more and is sent nothing more: a VM saved now holds no half frame. */
+  async freeze(): Promise<void> {
+    this.held = []
+    try {
+      await this.request(FrameType.FREEZE, new Uint8Array(0), FrameType.FROZEN)
+    } catch (e) {
+      const held = this.held
+      this.held = undefined
+      for (const frame of held) this.agent.write(frame)
+      throw e
+    }
+  }
+
+  /** Lets the guest go on (and fixes its clock and RNG); a fresh thaw numbers new streams above the guest's old ones. */
+  async thaw(request: ThawRequest): Promise<void> {
+    const held = this.held
+    this.held = undefined
+    const answer = await this.request(FrameType.THAW, encodeJson(request), FrameType.THAWED)
+    const thawed = decodeJson(Thawed, answer.payload)
+    if (!thawed) throw new Error("the guest agent sent a bad THAWED")
+    this.nextStream = Math.max(this.nextStream, thawed.nextStream)
+    for (const frame of held ?? []) this.agent.write(frame)
   }
 
   /** Asks the guest to sync and power off. */
@@ -96,8 +134,7 @@ export class AgentMux {
   close(reason: Error): void {
     if (this.closedWith) return
     this.closedWith = reason
-    this.waiter?.reject(reason)
-    this.waiter = undefined
+    for (const waiter of this.waiters.splice(0)) waiter.reject(reason)
     for (const client of this.clients) client.socket.destroy()
     this.agent.destroy()
   }
@@ -105,13 +142,16 @@ export class AgentMux {
   private request(type: number, payload: Uint8Array, answer: number): Promise<Frame> {
     if (this.closedWith) return Promise.reject(this.closedWith)
     return new Promise((resolve, reject) => {
-      this.waiter = { type: answer, resolve, reject }
-      this.sendAgent(type, 0, payload)
+      this.waiters.push({ type: answer, resolve, reject })
+      this.agent.write(encodeFrame(type, 0, payload))
     })
   }
 
   private sendAgent(type: number, stream: number, payload?: Uint8Array): void {
-    if (!this.closedWith) this.agent.write(encodeFrame(type, stream, payload))
+    if (this.closedWith) return
+    const frame = encodeFrame(type, stream, payload)
+    if (this.held) this.held.push(frame)
+    else this.agent.write(frame)
   }
 
   private sendClient(client: Client, type: number, stream: number, payload?: Uint8Array): void {
@@ -132,6 +172,7 @@ export class AgentMux {
         if (frame.stream === 0 || client.streams.has(frame.stream)) {
           return this.refuse(client, frame.stream, "stream_in_use", `stream ${frame.stream} is in use`)
         }
+        if (this.paused) return this.refuse(client, frame.stream, "paused", "the box is paused: resume it first")
         const guestStream = this.nextStream++
         client.streams.set(frame.stream, guestStream)
         this.routes.set(guestStream, { client, clientStream: frame.stream })
@@ -156,6 +197,19 @@ export class AgentMux {
         return this.onShutdown()
       case FrameType.CONFIGURE:
         return this.refuse(client, 0, "bad_message", "the supervisor configured the guest at boot")
+      case FrameType.CONTROL: {
+        const request = decodeJson(ControlRequest, frame.payload)
+        if (!request) return this.refuse(client, 0, "bad_message", "bad CONTROL payload")
+        this.onControl(request).then(
+          (result) => this.sendClient(client, FrameType.CONTROL_DONE, 0, encodeJson({ token: request.token, ...(result ? { result } : {}) })),
+          (e: Error & { _tag?: string; reason?: unknown }) =>
+            this.sendClient(client, FrameType.CONTROL_DONE, 0, encodeJson({
+              token: request.token,
+              error: { tag: e._tag ?? "BoxStateError", message: e.message, ...(typeof e.reason === "string" ? { reason: e.reason } : {}) }
+            }))
+        )
+        return
+      }
       default:
         return this.refuse(client, frame.stream, "bad_message", `unexpected frame type ${frame.type}`)
     }
@@ -197,9 +251,9 @@ export class AgentMux {
       if (route.client) this.sendClient(route.client, frame.type, route.clientStream, frame.payload)
       return
     }
-    if (this.waiter && (frame.type === this.waiter.type || frame.type === FrameType.ERROR)) {
-      const waiter = this.waiter
-      this.waiter = undefined
+    const waiter = this.waiters[0]
+    if (waiter && (frame.type === waiter.type || frame.type === FrameType.ERROR)) {
+      this.waiters.shift()
       if (frame.type === FrameType.ERROR) {
         const error = decodeJson(ErrorMessage, frame.payload)
         waiter.reject(new Error(error ? error.message : "the guest refused the request"))

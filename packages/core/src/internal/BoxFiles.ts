@@ -14,6 +14,14 @@ export const boxesDirOf = (homeDir: string): string => path.join(homeDir, "boxes
 
 export const boxDirOf = (homeDir: string, id: string): string => path.join(boxesDirOf(homeDir), id)
 
+/** A suspended box's memory and device state, in its directory. */
+export const suspendStateOf = (homeDir: string, id: string): string => path.join(boxDirOf(homeDir, id), "suspended.state")
+
+export const snapshotsDirOf = (homeDir: string): string => path.join(homeDir, "snapshots")
+
+/** A snapshot's directory: `memory.state` and `disk.qcow2`. */
+export const snapshotDirOf = (homeDir: string, id: string): string => path.join(snapshotsDirOf(homeDir), id)
+
 /** sun_path holds 108 bytes on Linux (104 on macOS); a longer path cannot be bound. */
 const MAX_SOCKET_PATH = 100
 

@@ -9,8 +9,10 @@ import type { ChildProcess } from "node:child_process"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
-import type { Box, BoxInfo, BoxMetrics, CopyFailure, StartError } from "../Box.js"
-import { BootError, type BoxliteError, BoxNotFound, BoxStateError, CopyError, ExecError, InvalidOptions, PathNotFound } from "../Errors.js"
+import type { ControlRequest } from "@boxlite/agent-protocol"
+import { ulid } from "ulid"
+import type { Box, BoxInfo, BoxMetrics, CopyFailure, SnapshotOptions, StartError } from "../Box.js"
+import { BootError, type BoxliteError, BoxNotFound, BoxStateError, CopyError, ExecError, InvalidOptions, PathNotFound, SnapshotError } from "../Errors.js"
 import { ExecutionImpl } from "../Execution.js"
 import type { HypervisorInfo } from "../Hypervisor.js"
 import { timed } from "../Logging.js"
@@ -21,7 +23,8 @@ import {
 import { ACTIVE_STATUSES, type BoxRecord, StateStore } from "../StateStore.js"
 import { errorFromReport, type LaunchReport, type SupervisorCommand } from "../Supervisor.js"
 import { AgentConnection, type CopyChannel, CopyRefused, SpawnFailed } from "./AgentConnection.js"
-import { boxDirOf, removeRunDirs, supervisorLogOf, supervisorSocketOf } from "./BoxFiles.js"
+import { type SnapshotInfo, snapshotInfoOf } from "../Snapshots.js"
+import { boxDirOf, removeRunDirs, snapshotDirOf, supervisorLogOf, supervisorSocketOf, suspendStateOf } from "./BoxFiles.js"
 import { destinationOf, extractFrom, packInto, readSingleFile, singleFileArchive } from "./FileTransfer.js"
 import { cpuTimeMs, isAlive, selfRef } from "./Proc.js"
 import { type SupervisorPool, type SupervisorProcess } from "./SupervisorPool.js"
@@ -101,6 +104,7 @@ const hostPathOf = (field: string, hostPath: string): Effect.Effect<string, Inva
 const copyFailure = (e: unknown, guestPath: string, missing: string, agentVersion: string): BoxliteError => {
   if (e instanceof CopyError || e instanceof PathNotFound) return e
   if (e instanceof CopyRefused) {
+    if (e.code === "paused") return new BoxStateError(`the box is paused: resume() it first`)
     if (e.code === "not_found") return new PathNotFound(missing, "guest", `guest path ${e.message}`)
     if (e.code === "bad_message") return new CopyError(guestPath, `the box's guest agent (${agentVersion || "unknown version"}) does not support copying files (${e.message}); rebuild the guest (npm run build:guest)`)
     return new CopyError(guestPath, `${guestPath}: ${e.message}`)
@@ -118,7 +122,7 @@ export const infoOf = (record: BoxRecord, hypervisor: HypervisorInfo | undefined
   memoryMib: record.options.memoryMib,
   createdAt: record.createdAt,
   pid: record.pid,
-  ports: record.status === "running" ? record.ports : record.options.ports,
+  ports: record.status === "running" || record.status === "paused" ? record.ports : record.options.ports,
   reason: record.status === "failed" ? record.reason : undefined,
   accelerator: hypervisor?.accelerator,
   transport: hypervisor?.transport
@@ -198,7 +202,10 @@ export class BoxHandle implements Box {
         const open = this.openConnection
         if (open) return open
         const record = yield* this.current.pipe(Effect.mapError((e) => new BoxStateError(e.message)))
-        if (record.status === "running") {
+        if (record.status === "paused" && !explicit) {
+          return yield* new BoxStateError(`box ${record.id} is paused: resume() it first`)
+        }
+        if (record.status === "running" || record.status === "paused") {
           const connection = yield* this.connect
           if (connection) return connection
         } else if (record.status === "failed" && !explicit) {
@@ -313,8 +320,10 @@ export class BoxHandle implements Box {
       yield* this.deps.store.increment("totalExecCalls")
       const pid = yield* Effect.tryPromise({
         try: () => channel.started,
-        catch: (e) =>
-          e instanceof SpawnFailed
+        catch: (e): ExecError | BoxStateError =>
+          e instanceof SpawnFailed && e.code === "paused"
+            ? new BoxStateError(`box ${this.record.id} is paused: resume() it first`)
+            : e instanceof SpawnFailed
             ? new ExecError(`cannot run ${command}: ${e.message}`, argv, NOT_FOUND.test(e.message) ? 127 : 126, `${e.message}\n`)
             : new ExecError(`${command}: ${(e as Error).message}`, argv)
       })
@@ -414,6 +423,103 @@ export class BoxHandle implements Box {
     })
   }
 
+  /** A CONTROL on the box's supervisor; the box must be running (or paused). */
+  private control(op: ControlRequest["op"], dir?: string) {
+    return Effect.gen({ self: this }, function*() {
+      const record = yield* this.current
+      if (record.status !== "running" && record.status !== "paused") {
+        return yield* new BoxStateError(`box ${record.id} is ${record.status}: ${op} needs a running box`)
+      }
+      const connection = this.openConnection ?? (yield* this.connect)
+      if (!connection) return yield* new BoxStateError(`box ${record.id}: its supervisor does not answer`)
+      const done = yield* Effect.tryPromise({
+        try: () => connection.control(op, dir),
+        catch: (e) => new BoxStateError(`box ${record.id}: ${op} failed: ${(e as Error).message}`)
+      })
+      if (done.error) {
+        return yield* (done.error.tag === "SnapshotError"
+          ? new SnapshotError((done.error.reason ?? "corrupt") as SnapshotError["reason"], done.error.message)
+          : new BoxStateError(done.error.message))
+      }
+      return done
+    })
+  }
+
+  get pause(): Effect.Effect<void, BoxNotFound | BoxStateError | SnapshotError> {
+    return this.lifecycle.withPermit(Effect.asVoid(this.control("pause"))).pipe(timed("pause", { box: this.record.id }))
+  }
+
+  /** Runs a paused box again; a suspended one is started (it resumes where it was saved). */
+  get resume(): Effect.Effect<void, BoxNotFound | BoxStateError | SnapshotError> {
+    return this.lifecycle.withPermit(Effect.gen({ self: this }, function*() {
+      const record = yield* this.current
+      if (record.status === "suspended") {
+        yield* this.connectStarting(true).pipe(
+          Effect.catch((e) => (e._tag === "SnapshotError" || e._tag === "BoxStateError" ? Effect.fail(e) : Effect.fail(new BoxStateError(e.message))))
+        )
+        return
+      }
+      if (record.status === "running") return
+      yield* this.control("resume")
+    })).pipe(timed("resume", { box: this.record.id }))
+  }
+
+  snapshot(options?: SnapshotOptions): Effect.Effect<SnapshotInfo, BoxNotFound | BoxStateError | SnapshotError | InvalidOptions> {
+    return this.lifecycle.withPermit(Effect.gen({ self: this }, function*() {
+      const name = options?.name
+      if (options !== undefined && (typeof options !== "object" || Object.keys(options).some((k) => k !== "name"))) {
+        return yield* new InvalidOptions("snapshot", "takes { name? }")
+      }
+      if (name !== undefined && (typeof name !== "string" || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(name))) {
+        return yield* new InvalidOptions("name", "must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit")
+      }
+      if (name !== undefined && (yield* this.deps.store.findSnapshot(name))) return yield* new BoxStateError(`a snapshot named "${name}" already exists`)
+      const record = yield* this.current
+      if (record.options.volumes.length > 0) {
+        return yield* new SnapshotError("unsupported", `box ${record.id} has volumes, and a virtiofs share's state lives outside the VM: it cannot be saved`)
+      }
+      const id = ulid()
+      const dir = snapshotDirOf(this.deps.homeDir, id)
+      const removeDir = Effect.promise(() => fs.promises.rm(dir, { recursive: true, force: true }).catch(() => undefined))
+      yield* Effect.tryPromise({
+        try: () => fs.promises.mkdir(dir, { recursive: true, mode: 0o700 }),
+        catch: (e) => new BoxStateError(`cannot create ${dir}: ${(e as Error).message}`)
+      })
+      const done = yield* this.control("snapshot", dir).pipe(Effect.tapError(() => removeDir))
+      const saved = done.result!
+      const snapshot = {
+        id, name, boxId: record.id, image: record.image, createdAt: new Date(), options: record.options, runConfig: record.runConfig,
+        base: record.base, layers: [...record.layers, path.join(dir, "disk.qcow2")],
+        state: { file: path.join(dir, "memory.state"), bytes: saved.stateBytes, sha256: saved.stateSha256, signature: saved.signature },
+        sizeBytes: saved.stateBytes + saved.diskBytes
+      }
+      yield* this.deps.store.insertSnapshot(snapshot).pipe(Effect.tapError(() => removeDir))
+      yield* Effect.logInfo("snapshot taken").pipe(Effect.annotateLogs({ box: record.id, snapshot: id, stateBytes: saved.stateBytes }))
+      return snapshotInfoOf(snapshot)
+    })).pipe(timed("snapshot", { box: this.record.id }))
+  }
+
+  /** Saves the box and ends its VM; resolves once the VMM and the supervisor are gone. */
+  get suspend(): Effect.Effect<void, BoxNotFound | BoxStateError | SnapshotError> {
+    return this.lifecycle.withPermit(Effect.gen({ self: this }, function*() {
+      if ((yield* this.current).status === "suspended") return
+      // The supervisor answers and then closes every connection: a close first is no failure if the record says suspended.
+      yield* this.control("suspend").pipe(
+        Effect.catchTag("BoxStateError", (e) => Effect.flatMap(this.current, (r) => (r.status === "suspended" ? Effect.void : Effect.fail(e))))
+      )
+      const deadline = Date.now() + STOP_WAIT_MS
+      while (true) {
+        const record = yield* this.current
+        if (record.status === "suspended" && !isAlive(record.supervisor)) break
+        if (record.status !== "suspended" && record.status !== "running") return yield* new BoxStateError(`box ${record.id} became ${record.status} while suspending`)
+        if (Date.now() > deadline) return yield* new BoxStateError(`box ${record.id}: its supervisor did not end after suspending`)
+        yield* sleep(POLL_MS)
+      }
+      yield* this.disconnect
+      this.launched = undefined
+    })).pipe(timed("suspend", { box: this.record.id }))
+  }
+
   /** Powers the guest off; the box stays (stopped) unless `autoRemove`. */
   get stop(): Effect.Effect<void> {
     return this.lifecycle.withPermit(Effect.gen({ self: this }, function*() {
@@ -470,7 +576,13 @@ export class BoxHandle implements Box {
       yield* this.disconnect
       this.launched?.stdin?.destroy()
       this.launched = undefined
-      return yield* this.deps.store.find(this.record.id).pipe(Effect.map((r) => r !== undefined))
+      const after = yield* this.deps.store.find(this.record.id)
+      // A stopped box boots afresh: saved state of a suspend (or a clone's unused one) is dropped.
+      if (after && after.restore && (after.status === "suspended" || after.status === "failed")) {
+        yield* this.deps.store.update(after.id, { status: "stopped", restore: undefined })
+        yield* Effect.promise(() => fs.promises.rm(suspendStateOf(this.deps.homeDir, after.id), { force: true }))
+      }
+      return after !== undefined
     })
   }
 

@@ -1,5 +1,5 @@
 import { Effect, Layer, ManagedRuntime } from "effect"
-import type { Box as EffectBox, BoxInfo, BoxMetrics } from "../Box.js"
+import type { Box as EffectBox, BoxInfo, BoxMetrics, SnapshotOptions } from "../Box.js"
 import { BoxStateError } from "../Errors.js"
 import type { ExecutionImpl } from "../Execution.js"
 import type { ImageDetails, ImageInfo, PruneResult, PullProgress } from "../Images.js"
@@ -7,6 +7,7 @@ import type { GuestArtifacts, Hypervisor } from "../Hypervisor.js"
 import * as Logging from "../Logging.js"
 import { type BoxOptions, type CopyOutOptions, type ExecOptions, unknownOption, type WriteFileOptions } from "../Options.js"
 import { layer as runtimeLayer, type OpenError, type RemoveOptions, Runtime, type RuntimeInfo, type RuntimeMetrics, type RuntimeOptions } from "../Runtime.js"
+import type { SnapshotInfo, SnapshotPruneReport } from "../Snapshots.js"
 import type { SupervisorEntry } from "../Supervisor.js"
 import { Execution } from "./Execution.js"
 import { asBoxliteError } from "./run.js"
@@ -63,6 +64,22 @@ export class Box implements AsyncDisposable {
   metrics(): Promise<BoxMetrics> {
     return this.run(this.box.metrics)
   }
+  /** Stops the box's vCPUs (memory and processes stay); execs are refused until `resume()`. */
+  pause(): Promise<void> {
+    return this.run(this.box.pause)
+  }
+  /** Runs a paused box again; starts a suspended one where it was saved. */
+  resume(): Promise<void> {
+    return this.run(this.box.resume)
+  }
+  /** Saves memory, devices and disk as a snapshot; the box runs on. `runtime.create({ fromSnapshot })` starts from it. */
+  snapshot(options?: SnapshotOptions): Promise<SnapshotInfo> {
+    return this.run(this.box.snapshot(options))
+  }
+  /** Saves the box to disk and ends its VM (no host memory held); the next start, exec or copy resumes it. */
+  suspend(): Promise<void> {
+    return this.run(this.box.suspend)
+  }
   stop(): Promise<void> {
     return this.run(this.box.stop)
   }
@@ -96,6 +113,26 @@ export class Images {
   }
 }
 
+/** The snapshots of a runtime (Promise face of the Effect `Snapshots`). */
+export class Snapshots {
+  constructor(private readonly run: <A, E>(effect: Effect.Effect<A, E, Runtime>) => Promise<A>) {}
+
+  list(): Promise<ReadonlyArray<SnapshotInfo>> {
+    return this.run(Runtime.use((r) => r.snapshots.list))
+  }
+  get(idOrName: string): Promise<SnapshotInfo> {
+    return this.run(Runtime.use((r) => r.snapshots.get(idOrName)))
+  }
+  /** Deletes it and its files; one that boxes were created from is a SnapshotError (`in-use`). */
+  remove(idOrName: string): Promise<void> {
+    return this.run(Runtime.use((r) => r.snapshots.remove(idOrName)))
+  }
+  /** Removes every snapshot that no box or snapshot was made from. */
+  prune(): Promise<SnapshotPruneReport> {
+    return this.run(Runtime.use((r) => r.snapshots.prune))
+  }
+}
+
 /**
  * The BoxLite runtime of one home directory (Promise face of the Effect `Runtime`).
  * `close()` (or `await using`) stops the boxes it started that are not detached.
@@ -121,6 +158,8 @@ export class Boxlite implements AsyncDisposable {
 
   /** Pull, list, inspect, remove and prune images. */
   readonly images: Images = new Images(this.run)
+  /** List, inspect, remove and prune snapshots. */
+  readonly snapshots: Snapshots = new Snapshots(this.run)
 
   async create(options?: BoxOptions): Promise<Box> {
     const box = await this.run(Runtime.use((r) => r.create(options)))
