@@ -4,13 +4,12 @@
 //   reattach: another process opens the home, gets the running box by id and runs `true`
 //   (timed inside that process, without Node's own start), vs the exec round trip
 import { Boxlite } from "boxlite"
-import { guestArtifacts } from "@boxlite/guest"
-import { descriptorsFor, make as qemuDriver, qemuArgs } from "@boxlite/driver-qemu"
-import { execFileSync, spawn } from "node:child_process"
+import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import { bareBoot } from "./floor.js"
 
 const image = `oci:${fileURLToPath(new URL("../images/out/busybox", import.meta.url))}:latest`
 const rounds = Number(process.env.BENCH_ROUNDS ?? 7)
@@ -22,35 +21,6 @@ const quantile = (xs, q) => {
 }
 const median = (xs) => quantile(xs, 0.5)
 const fmt = (ms) => `${ms.toFixed(ms < 10 ? 2 : 0)} ms`
-
-/** QEMU started with the box's own arguments, the agent told to power off as soon as it runs. */
-const bareBoot = async (dir) => {
-  const guest = guestArtifacts()
-  const { Effect } = await import("effect")
-  const info = await Effect.runPromise(qemuDriver().info)
-  const spec = { boxId: "bench", dir, kernel: guest.kernel, initrd: guest.initrd, cmdline: `${guest.cmdline} boxlite.probe=1`, rootDisk: "", cpus: 1, memoryMib: 512, network: undefined, volumes: [] }
-  const fds = descriptorsFor(spec)
-  const args = qemuArgs(spec, "microvm,x-option-roms=off", { accelerator: info.accelerator, reason: "" }, fds)
-  // Only what the kernel needs to reach /init: no disk, no agent channel.
-  const cut = args.indexOf("-add-fd")
-  const bare = args.slice(0, cut)
-  const stdio = Array(Math.max(fds.console, fds.monitor, fds.kernel, fds.initrd) + 1).fill("ignore")
-  stdio[fds.console] = "pipe"
-  stdio[fds.monitor] = "pipe"
-  stdio[fds.kernel] = fs.openSync(guest.kernel, "r")
-  stdio[fds.initrd] = fs.openSync(guest.initrd, "r")
-  let output = ""
-  const start = performance.now()
-  await new Promise((resolve, reject) => {
-    const qemu = spawn("qemu-system-x86_64", bare, { stdio })
-    qemu.stdio[fds.console].on("data", (d) => (output += d))
-    qemu.on("close", (code) => (code === 0 ? resolve() : reject(new Error(`bare boot exited ${code}`))))
-  })
-  fs.closeSync(stdio[fds.kernel])
-  fs.closeSync(stdio[fds.initrd])
-  if (!output.includes("boxlite-agent: init")) throw new Error("bare boot did not reach /init")
-  return performance.now() - start
-}
 
 const main = async () => {
   const home = fs.mkdtempSync(path.join(os.tmpdir(), "bl-bench-"))

@@ -262,6 +262,8 @@ const boot = (record: BoxRecord, args: SupervisorArgs, scope: Scope.Scope, stop:
     return running
   })
 
+const FREEZE_TIMEOUT_MS = 30_000
+
 /** A fresh clock for a guest that was paused or saved: its clock stood still meanwhile. */
 const thawNow = () => ({ timeMs: Date.now() })
 
@@ -273,7 +275,18 @@ const thawNow = () => ({ timeMs: Date.now() })
 const saveVm = async (running: Running, stateFile: string, whileStopped: () => Promise<void> = async () => undefined) => {
   const control = running.vm.control!
   if (running.mux.paused) await control.resume()
-  await running.mux.freeze()
+  // A guest that never answers FREEZE (a hostile one, a wedged agent) must not hold the caller.
+  let timer: NodeJS.Timeout | undefined
+  await Promise.race([
+    running.mux.freeze(),
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new BoxStateError(`the guest agent did not answer FREEZE within ${FREEZE_TIMEOUT_MS} ms: the box was not saved`)), FREEZE_TIMEOUT_MS)
+    })
+  ]).catch((e: unknown) => {
+    // Ends the FREEZE if the agent answers after all; frames held for it go after the THAW.
+    void running.mux.thaw(thawNow()).catch(() => undefined)
+    throw e
+  }).finally(() => clearTimeout(timer))
   try {
     await control.pause()
     const state = await control.saveState(stateFile)

@@ -46,7 +46,11 @@ export class DiskStore extends Context.Service<DiskStore, {
    * the guest grows its filesystem to the disk at boot.
    */
   readonly createBoxDisk: (base: string, diskPath: string, sizeBytes?: number) => Effect.Effect<void, StorageError>
-  /** Creates (or recreates, empty) a qcow2 disk at `diskPath` over the read-only qcow2 `layer` (a snapshot's disk), of its size. */
+  /**
+   * Creates (or recreates, empty) a qcow2 disk at `diskPath` over the read-only qcow2 `layer` (a
+   * snapshot's disk), of its size. The layer was written by a VMM: its header is read for the
+   * size only, and no backing file it names is opened.
+   */
   readonly createLayeredDisk: (layer: string, diskPath: string) => Effect.Effect<void, StorageError>
 }>()("@boxlite/storage/DiskStore") {}
 
@@ -135,13 +139,35 @@ export const make = (options: DiskStoreOptions): Context.Service.Shape<typeof Di
 
     createLayeredDisk: (layer, diskPath) =>
       Effect.tryPromise({
-        try: () => fs.rm(diskPath, { force: true }),
+        try: async () => {
+          await fs.rm(diskPath, { force: true })
+          return await qcow2VirtualSize(layer)
+        },
         catch: (e) => new StorageError({ message: `creating the box disk ${diskPath}: ${(e as Error).message}` })
       }).pipe(
-        Effect.andThen(runCommand("qemu-img", ["create", "-q", "-f", "qcow2", "-b", layer, "-F", "qcow2", diskPath])),
+        // -u: qemu-img would otherwise open the layer's backing chain, as its header names it.
+        Effect.flatMap((size) => runCommand("qemu-img", ["create", "-q", "-f", "qcow2", "-u", "-b", layer, "-F", "qcow2", diskPath, String(size)])),
         Effect.asVoid,
         Effect.mapError((e) => (e instanceof StorageError ? e : failure(`creating the box disk ${diskPath}`)(e)))
       )
+  }
+}
+
+/** Past this a qcow2 header is lying (the largest box disk is 16 TiB, diskSizeGb's bound). */
+const MAX_VIRTUAL_SIZE = 16 * 1024 ** 4
+
+/** The virtual size in a qcow2 header (magic "QFI\xfb", size a big-endian u64 at byte 24). */
+const qcow2VirtualSize = async (file: string): Promise<number> => {
+  const handle = await fs.open(file, "r")
+  try {
+    const header = Buffer.alloc(32)
+    await handle.read(header, 0, 32, 0)
+    if (header.readUInt32BE(0) !== 0x514649fb) throw new Error(`${file} is not a qcow2 image`)
+    const size = Number(header.readBigUInt64BE(24))
+    if (size <= 0 || size > MAX_VIRTUAL_SIZE) throw new Error(`${file} has an impossible virtual size (${size})`)
+    return size
+  } finally {
+    await handle.close()
   }
 }
 

@@ -12,7 +12,7 @@ import * as path from "node:path"
 import { createInterface } from "node:readline"
 import { PassThrough } from "node:stream"
 import { type Box, Boxlite, BoxNotFound, BoxStateError, InvalidOptions, type RegistryConfig, version as packageVersion } from "../index.js"
-import { boxTable, imageTable, progressBar, progressLines, size } from "./format.js"
+import { boxTable, imageTable, progressBar, progressLines, size, snapshotTable } from "./format.js"
 import { printLogs } from "./logs.js"
 
 /** A command that ran and ended with this exit code (not 0): the process exits with it. */
@@ -250,6 +250,61 @@ const restart = onBoxes("restart", "Stop and start boxes (created with --keep: s
   await box.start()
 })
 
+const pause = onBoxes("pause", "Stop the vCPUs of running boxes: memory and processes stay, execs wait for resume", async (runtime, box) => (await runtime.get(box)).pause())
+const resume = onBoxes("resume", "Run paused boxes again; start suspended ones where they were saved", async (runtime, box) => (await runtime.get(box)).resume()).pipe(
+  Command.withAlias("unpause")
+)
+const suspend = onBoxes("suspend", "Save running boxes to disk and end their VMs (no memory held); the next start, exec or resume goes on", async (runtime, box) =>
+  (await runtime.get(box)).suspend())
+
+const snapshotArgument = Argument.String("snapshot").pipe(Argument.withDescription("A snapshot id or name"))
+
+const snapshotCreate = Command.make("create", {
+  name: Flag.String("name").pipe(Flag.optional, Flag.withDescription("Name the snapshot (unique in the home directory)")),
+  box: boxArgument
+}, act(({ box, name }) =>
+  withRuntime({}, async (runtime) => {
+    const snapshot = await (await runtime.get(box)).snapshot({ ...(Option.isSome(name) ? { name: name.value } : {}) })
+    out(`${snapshot.id}
+`)
+  }))).pipe(Command.withDescription("Save a running box's memory, devices and disk; the box runs on. Prints the snapshot id"))
+
+const snapshotLs = Command.make("ls", {}, act(() => withRuntime({}, async (runtime) => out(snapshotTable(await runtime.snapshots.list()))))).pipe(
+  Command.withDescription("List snapshots with their size")
+)
+
+const snapshotRm = Command.make("rm", { snapshots: snapshotArgument.pipe(Argument.atLeast(1)) }, act(({ snapshots }) =>
+  withRuntime({}, async (runtime) => {
+    for (const snapshot of snapshots) {
+      await runtime.snapshots.remove(snapshot)
+      out(`${snapshot}
+`)
+    }
+  }))).pipe(Command.withDescription("Remove snapshots and their files (not while boxes made from them exist)"))
+
+const snapshotPrune = Command.make("prune", {}, act(() =>
+  withRuntime({}, async (runtime) => {
+    const pruned = await runtime.snapshots.prune()
+    for (const id of pruned.removed) out(`Deleted snapshot ${id}\n`)
+    out(`Total reclaimed space: ${size(pruned.reclaimedBytes)}\n`)
+  }))).pipe(Command.withDescription("Remove every snapshot no box or snapshot was made from"))
+
+const snapshotClone = Command.make("clone", {
+  name: boxFlags.name,
+  keep: Flag.Boolean("keep").pipe(Flag.withDefault(false), Flag.withDescription("Keep the box when it stops (default: stop removes it)")),
+  snapshot: snapshotArgument
+}, act((flags) =>
+  withRuntime({}, async (runtime) => {
+    const box = await runtime.create({ fromSnapshot: flags.snapshot, detach: true, autoRemove: !flags.keep, ...(Option.isSome(flags.name) ? { name: flags.name.value } : {}) })
+    await box.start()
+    out(`${box.id}\n`)
+  }))).pipe(Command.withDescription("Start a detached box from a snapshot, where its box was (memory, processes, disk); prints its id"))
+
+const snapshot = Command.make("snapshot").pipe(
+  Command.withDescription("Save running boxes and start new ones from them"),
+  Command.withSubcommands([snapshotCreate, snapshotLs, snapshotRm, snapshotPrune, snapshotClone])
+)
+
 const rm = Command.make("rm", {
   force: Flag.Boolean("force").pipe(Flag.withDefault(false), Flag.withAlias("f"), Flag.withDescription("Stop running boxes first")),
   boxes: boxesArgument
@@ -349,5 +404,5 @@ export const boxlite = Command.make("boxlite").pipe(
     "BoxLite: run OCI images as micro-VMs. BOX is a box id or name; IMAGE a registry image or an OCI layout (oci:/path[:tag]). " +
       "Boxes, images and state live in $BOXLITE_HOME (default ~/.boxlite); BOXLITE_LOG=debug logs each step."
   ),
-  Command.withSubcommands([run, create, exec, cp, start, stop, restart, rm, ls, inspect, logs, metrics, pull, images, prune, info, version])
+  Command.withSubcommands([run, create, exec, cp, start, stop, restart, pause, resume, suspend, snapshot, rm, ls, inspect, logs, metrics, pull, images, prune, info, version])
 )

@@ -1,5 +1,5 @@
 /** Docker-like text output: aligned tables, "5 minutes ago", sizes, the pull progress bar. */
-import type { BoxInfo, ImageInfo, PullProgress } from "@boxlite/core"
+import type { BoxInfo, ImageInfo, PullProgress, SnapshotInfo } from "@boxlite/core"
 
 /** Columns padded to their widest cell, three spaces apart, as `docker ps` prints them. */
 export const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>): string => {
@@ -31,6 +31,13 @@ export const boxTable = (boxes: ReadonlyArray<BoxInfo>, now = Date.now()): strin
       b.ports.map((p) => `${p.hostIp}:${p.hostPort}->${p.guestPort}/${p.protocol}`).join(", "),
       b.name ?? ""
     ])
+  )
+
+/** `snapshot ls`: like `images`, with the box each was taken of. */
+export const snapshotTable = (snapshots: ReadonlyArray<SnapshotInfo>, now = Date.now()): string =>
+  table(
+    ["SNAPSHOT ID", "NAME", "BOX", "IMAGE", "CREATED", "MEMORY", "SIZE"],
+    snapshots.map((s) => [s.id, s.name ?? "", s.boxId, s.image, ago(s.createdAt, now), size(s.stateBytes), size(s.sizeBytes)])
   )
 
 /** `images`: pulled images and the OCI layouts (`oci:`) boxes were made from, like `docker images`. */

@@ -56,7 +56,7 @@ describe("usage, without a box", () => {
   it("npx boxlite --help and SUBCOMMAND --help exit 0; an unknown flag is named and exits 125; version", () => {
     const help = boxlite(["--help"])
     expect(help.code).toBe(0)
-    for (const command of ["run", "create", "exec", "cp", "start", "restart", "stop", "rm", "ls", "inspect", "logs", "pull", "images", "prune", "version"]) {
+    for (const command of ["run", "create", "exec", "cp", "start", "restart", "stop", "pause", "resume", "suspend", "snapshot", "rm", "ls", "inspect", "logs", "pull", "images", "prune", "version"]) {
       expect(help.out).toMatch(new RegExp(`^  ${command}\\b`, "m"))
     }
     const runHelp = boxlite(["run", "--help"])
@@ -220,6 +220,40 @@ describe("a detached box, command by command", () => {
     expect(boxlite(["inspect", id])).toMatchObject({ code: 125, err: expect.stringContaining("BoxNotFound") })
     nothingLeft()
   }, 180_000)
+})
+
+describe("pause, suspend and snapshots", () => {
+  it("pause refuses execs until resume; snapshot create, ls, clone; rm of a used snapshot refused; suspend and exec resumes; prune", () => {
+    const id = boxlite(["create", "--name", "snapsrc", "-m", "256", BUSYBOX]).out.trim()
+    expect(boxlite(["exec", "snapsrc", "sh", "-c", "echo saved > /root/x"]).code).toBe(0)
+    expect(boxlite(["pause", "snapsrc"])).toMatchObject({ code: 0, out: "snapsrc\n" })
+    expect(boxlite(["ls"]).out).toMatch(/ paused /)
+    const refused = boxlite(["exec", "snapsrc", "true"])
+    expect(refused.code).toBe(125)
+    expect(refused.err).toContain("paused: resume it first")
+    expect(boxlite(["unpause", "snapsrc"]).code).toBe(0)
+    const snapshot = boxlite(["snapshot", "create", "--name", "cli-snap", "snapsrc"])
+    expect(snapshot.code).toBe(0)
+    const snapshotId = snapshot.out.trim()
+    expect(snapshotId).toMatch(/^[0-9A-Z]{26}$/)
+    const listed = boxlite(["snapshot", "ls"]).out
+    expect(listed).toMatch(/^SNAPSHOT ID +NAME +BOX +IMAGE +CREATED +MEMORY +SIZE$/m)
+    expect(listed).toContain(`${snapshotId}   cli-snap   ${id}`)
+    const clone = boxlite(["snapshot", "clone", "--name", "snapclone", "cli-snap"])
+    expect(clone.code).toBe(0)
+    expect(boxlite(["exec", "snapclone", "cat", "/root/x"])).toMatchObject({ code: 0, out: "saved\n" })
+    const inUse = boxlite(["snapshot", "rm", "cli-snap"])
+    expect(inUse.code).toBe(125)
+    expect(inUse.err).toContain("in use by box snapclone")
+    expect(boxlite(["suspend", "snapsrc"]).code).toBe(0)
+    expect(JSON.parse(boxlite(["inspect", "snapsrc"]).out)[0]).toMatchObject({ status: "suspended" })
+    expect(qemuProcessesUnder(path.join(home, "boxes", id))).toEqual([])
+    expect(boxlite(["exec", "snapsrc", "cat", "/root/x"])).toMatchObject({ code: 0, out: "saved\n" })
+    expect(boxlite(["rm", "-f", "snapsrc", "snapclone"]).code).toBe(0)
+    expect(boxlite(["snapshot", "prune"]).out).toContain(`Deleted snapshot ${snapshotId}`)
+    expect(boxlite(["snapshot", "ls"]).out.trim().split("\n")).toHaveLength(1)
+    nothingLeft()
+  }, 240_000)
 })
 
 describe("pull", () => {

@@ -104,7 +104,7 @@ const hostPathOf = (field: string, hostPath: string): Effect.Effect<string, Inva
 const copyFailure = (e: unknown, guestPath: string, missing: string, agentVersion: string): BoxliteError => {
   if (e instanceof CopyError || e instanceof PathNotFound) return e
   if (e instanceof CopyRefused) {
-    if (e.code === "paused") return new BoxStateError(`the box is paused: resume() it first`)
+    if (e.code === "paused") return new BoxStateError(`the box is paused: resume it first`)
     if (e.code === "not_found") return new PathNotFound(missing, "guest", `guest path ${e.message}`)
     if (e.code === "bad_message") return new CopyError(guestPath, `the box's guest agent (${agentVersion || "unknown version"}) does not support copying files (${e.message}); rebuild the guest (npm run build:guest)`)
     return new CopyError(guestPath, `${guestPath}: ${e.message}`)
@@ -203,7 +203,7 @@ export class BoxHandle implements Box {
         if (open) return open
         const record = yield* this.current.pipe(Effect.mapError((e) => new BoxStateError(e.message)))
         if (record.status === "paused" && !explicit) {
-          return yield* new BoxStateError(`box ${record.id} is paused: resume() it first`)
+          return yield* new BoxStateError(`box ${record.id} is paused: resume it first`)
         }
         if (record.status === "running" || record.status === "paused") {
           const connection = yield* this.connect
@@ -322,7 +322,7 @@ export class BoxHandle implements Box {
         try: () => channel.started,
         catch: (e): ExecError | BoxStateError =>
           e instanceof SpawnFailed && e.code === "paused"
-            ? new BoxStateError(`box ${this.record.id} is paused: resume() it first`)
+            ? new BoxStateError(`box ${this.record.id} is paused: resume it first`)
             : e instanceof SpawnFailed
             ? new ExecError(`cannot run ${command}: ${e.message}`, argv, NOT_FOUND.test(e.message) ? 127 : 126, `${e.message}\n`)
             : new ExecError(`${command}: ${(e as Error).message}`, argv)
