@@ -12,5 +12,7 @@ export { probeVirtiofsdUser, virtiofsdArgv, type VirtiofsdUser } from "./interna
 export { egressRuleset, hostAddresses, innerPorts, passtArgs, pastaArgs, resolveEntries } from "./internal/network.js"
 /** The seccomp program virtiofsd runs under (no setuid/setgid bits, no device nodes), for tests. */
 export { virtiofsdFilter } from "./internal/seccomp.js"
+/** Saving and restoring VM state (QEMU's migration stream), for tests. */
+export { signatureDifference, StateReceiver, stateSignature } from "./internal/state.js"
 /** Accelerator probing: KVM only where it can really run a guest, else TCG (or HVF on macOS). */
 export * from "./Accelerator.js"

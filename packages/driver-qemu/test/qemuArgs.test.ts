@@ -42,9 +42,23 @@ describe("qemuArgs", () => {
     expect(args(alone)).not.toContain("set=1")
   })
 
+  it("chains a clone's read-only layers between the base and the box disk, each from a descriptor; a restore waits for its state", () => {
+    const clone: VmSpec = { ...spec, rootDiskLayers: ["/snap/a.qcow2", "/snap/b.qcow2"], restore: { file: "/snap/memory.state", bytes: 1, sha256: "x", signature: "{}" } }
+    const line = args(clone)
+    expect(line).toMatch(/-add-fd fd=\d+,set=10 -blockdev driver=file,node-name=layer0-file,filename=\/dev\/fdset\/10,read-only=on -blockdev driver=qcow2,node-name=layer0,file=layer0-file,backing=base,read-only=on/)
+    expect(line).toMatch(/node-name=layer1,file=layer1-file,backing=layer0,read-only=on/)
+    expect(line).toContain("node-name=root,file=disk-file,backing=layer1,discard=unmap")
+    expect(line).toMatch(/-incoming defer$/)
+    expect(line).not.toContain("/snap")
+    expect(args(spec)).not.toContain("-incoming")
+  })
+
   it("gives every descriptor its own number", () => {
-    const fds = descriptorsFor({ ...spec, network: { allowHostLoopback: false, ports: [] }, volumes: [{ tag: "v0", hostPath: "/d", fd: 20, readOnly: true }, { tag: "v1", hostPath: "/e", fd: 21, readOnly: false }] })
-    const numbers = [fds.agent, fds.console, fds.monitor, fds.kernel, fds.initrd, fds.disk, fds.base, fds.network, ...fds.volumes]
+    const fds = descriptorsFor({
+      ...spec, network: { allowHostLoopback: false, ports: [] }, rootDiskLayers: ["/l0", "/l1"], restore: { file: "/s", bytes: 1, sha256: "x", signature: "{}" },
+      volumes: [{ tag: "v0", hostPath: "/d", fd: 20, readOnly: true }, { tag: "v1", hostPath: "/e", fd: 21, readOnly: false }]
+    })
+    const numbers = [fds.agent, fds.console, fds.monitor, fds.kernel, fds.initrd, fds.disk, fds.base, fds.network, fds.stateSocket, fds.incoming, ...fds.layers, ...fds.volumes]
     expect(new Set(numbers).size).toBe(numbers.length)
     expect(Math.min(...numbers.map(Number))).toBeGreaterThanOrEqual(3)
   })

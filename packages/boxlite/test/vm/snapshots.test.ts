@@ -180,6 +180,21 @@ describe("snapshots and clones", () => {
     expect(await caught(runtime.snapshots.get("disposable"))).toBeInstanceOf(SnapshotError)
   }, 120_000)
 
+  it("a guest that fills its memory makes a snapshot no larger than its RAM, and a clone gets every byte back", async () => {
+    const big = await runtime.create({ image: BUSYBOX, memoryMib: 256 })
+    // 160 MiB of random bytes in a tmpfs: memory the guest holds, none of it zero.
+    const filled = await sh(big, "mkdir -p /fill && mount -t tmpfs -o size=200m tmpfs /fill && head -c 167772160 /dev/urandom > /fill/r && sha256sum /fill/r | cut -d' ' -f1")
+    expect(filled.out).toMatch(/^[0-9a-f]{64}$/)
+    const snap = await big.snapshot()
+    expect(snap.stateBytes).toBeGreaterThan(160 * 2 ** 20)
+    expect(snap.stateBytes).toBeLessThanOrEqual((256 + 64) * 2 ** 20)
+    await big.remove()
+    const clone = await runtime.create({ fromSnapshot: snap.id })
+    expect((await sh(clone, "sha256sum /fill/r | cut -d' ' -f1")).out).toBe(filled.out)
+    await clone.remove()
+    await runtime.snapshots.remove(snap.id)
+  }, 180_000)
+
   it("a box with volumes cannot be saved", async () => {
     const shared = fs.mkdtempSync(path.join(os.tmpdir(), "bl-snapvol-"))
     const withVolume = await runtime.create({ image: BUSYBOX, volumes: [{ hostPath: shared, guestPath: "/mnt/shared" }] })
