@@ -14,6 +14,7 @@ describe("examples gallery", () => {
     ["effect.mjs", /42/],
     ["images.mjs", /python:slim/],
     ["reattach.mjs", /after restart, the disk still has: written-before-the-restart/],
+    ["snapshots.mjs", /snapshot prepared: \d+ MiB[\s\S]*clone 1 answered in \d+ ms: prepared once, its counter at [1-9]\d*\nclone 2 [\s\S]*paused: paused\nsuspended: suspended\nafter resume: prepared once/],
     ["files.mjs", /sorted on the host: apple, banana, cherry\nread back: \{"retries":3\}\nPathNotFound \(guest\): \/root\/no-such-file/],
     ["codebox.mjs", /run: Untrusted code belongs in a box\.\nExecError: exit code 1, ZeroDivisionError[\s\S]*runCode: 42\n[\s\S]*timeout: TimeoutError \| still there: 41/],
     ["browserbox.mjs", /title after the click: Hello, BoxLite[\s\S]*screenshot: \d+ bytes of PNG/],
