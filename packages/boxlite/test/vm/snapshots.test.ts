@@ -131,6 +131,42 @@ describe("snapshots and clones", () => {
     expect([sha(disk), sha(state)]).toEqual(before)
   }, 180_000)
 
+  it("a command streaming output while the box is saved goes on, nothing lost or repeated; stdin still flows", async () => {
+    const echo = await box.exec("sh", ["-c", "i=0; while read line; do echo \"$i $line\"; i=$((i+1)); done"])
+    const lines: Array<string> = []
+    const reading = (async () => {
+      for await (const line of echo.stdout()) lines.push(line)
+    })()
+    const stdin = echo.stdin()
+    const feeding = (async () => {
+      for (let i = 0; i < 60; i++) {
+        await stdin.write(`line-${i}\n`)
+        await new Promise((r) => setTimeout(r, 20))
+      }
+      await stdin.close()
+    })()
+    await new Promise((r) => setTimeout(r, 300))
+    const snap = await box.snapshot()
+    await feeding
+    expect((await echo.wait()).exitCode).toBe(0)
+    await reading
+    expect(lines).toEqual(Array.from({ length: 60 }, (_, i) => `${i} line-${i}`))
+    await runtime.snapshots.remove(snap.id)
+  }, 120_000)
+
+  it("a snapshot of a clone stacks on its snapshot, which stays in use until the newer one goes", async () => {
+    const clone = await runtime.create({ fromSnapshot: snapshotId })
+    await sh(clone, "echo second > /root/second")
+    const second = await clone.snapshot({ name: "second" })
+    await clone.remove()
+    const grandchild = await runtime.create({ fromSnapshot: "second" })
+    expect((await sh(grandchild, "cat /root/state /root/second")).out).toBe("original\nsecond")
+    await grandchild.remove()
+    const inUse = await caught(runtime.snapshots.remove(snapshotId))
+    expect((inUse as SnapshotError).message).toContain("snapshot second")
+    await runtime.snapshots.remove(second.id)
+  }, 120_000)
+
   it("each clone has its own network and port forwards", async () => {
     const source = await runtime.create({ image: BUSYBOX, memoryMib: 256 })
     await sh(source, "mkdir -p /www && echo source > /www/index.html && (httpd -p 8080 -h /www &)")

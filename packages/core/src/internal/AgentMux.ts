@@ -92,13 +92,14 @@ export class AgentMux {
 
   /** Lets the guest go on (and fixes its clock and RNG); a fresh thaw numbers new streams above the guest's old ones. */
   async thaw(request: ThawRequest): Promise<void> {
+    const answer = this.request(FrameType.THAW, encodeJson(request), FrameType.THAWED)
+    // In the same tick as THAW, before anything a client sends next: their order is kept.
     const held = this.held
     this.held = undefined
-    const answer = await this.request(FrameType.THAW, encodeJson(request), FrameType.THAWED)
-    const thawed = decodeJson(Thawed, answer.payload)
+    for (const frame of held ?? []) this.agent.write(frame)
+    const thawed = decodeJson(Thawed, (await answer).payload)
     if (!thawed) throw new Error("the guest agent sent a bad THAWED")
     this.nextStream = Math.max(this.nextStream, thawed.nextStream)
-    for (const frame of held ?? []) this.agent.write(frame)
   }
 
   /** Asks the guest to sync and power off. */
