@@ -323,7 +323,7 @@ const make = (homeDir: string, registry: RegistryOptions) =>
       metrics: Effect.gen(function*() {
         const counters = yield* store.counters
         const records = yield* reconciledRecords
-        return { ...counters, activeBoxes: records.filter((r) => r.status === "running").length }
+        return { ...counters, activeBoxes: records.filter((r) => r.status === "running" || r.status === "paused").length }
       }),
       info: Effect.map(hypervisor.info, (h) => ({ homeDir, hypervisor: h }))
     })

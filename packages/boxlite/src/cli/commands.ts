@@ -339,7 +339,7 @@ const logs = Command.make("logs", {
   withRuntime({}, async (runtime) => {
     const handle = await runtime.get(box)
     const dir = path.join(await runtime.homeDir, "boxes", handle.id)
-    const running = () => handle.info().then((i) => i.status === "running" || i.status === "starting", () => false)
+    const running = () => handle.info().then((i) => i.status === "running" || i.status === "paused" || i.status === "starting", () => false)
     await printLogs(dir, follow, running)
   }))).pipe(Command.withDescription("The box's guest console (on stdout) and supervisor log (on stderr)"))
 

@@ -29,7 +29,7 @@ afterAll(async () => {
   await runtime.close()
   expect(qemuProcessesUnder(home)).toEqual([])
   expect(boxDirs(home)).toEqual([])
-  expect(fs.readdirSync(path.join(home, "snapshots"))).toEqual([])
+  expect(fs.existsSync(path.join(home, "snapshots")) ? fs.readdirSync(path.join(home, "snapshots")) : []).toEqual([])
   fs.rmSync(home, { recursive: true, force: true })
 }, 120_000)
 
@@ -73,10 +73,16 @@ describe("pause and resume", () => {
     await box.pause()
     await box.resume()
     expect((await sh(box, "echo ok")).out).toBe("ok")
-    const stopped = await runtime.create({ image: BUSYBOX })
+    const stopped = await runtime.create({ image: BUSYBOX, memoryMib: 256, autoRemove: false })
     expect(await caught(stopped.pause())).toBeInstanceOf(BoxStateError)
+    // A paused box stops gracefully: it is resumed to power off, not killed after the grace period.
+    await stopped.start()
+    await stopped.pause()
+    await stopped.stop()
+    expect((await stopped.info()).status).toBe("stopped")
+    expect(fs.readFileSync(path.join(home, "boxes", stopped.id, "supervisor.log"), "utf8")).not.toContain("killing the VMM")
     await stopped.remove()
-  }, 60_000)
+  }, 90_000)
 })
 
 describe("snapshots and clones", () => {

@@ -258,7 +258,7 @@ export class BoxHandle implements Box {
       return "the connection to the box's supervisor closed"
     }
     if (!record) return "the box was removed"
-    if (record.status === "running" || record.status === "starting") {
+    if (record.status === "running" || record.status === "paused" || record.status === "starting") {
       return `the box's supervisor${record.supervisor ? ` (pid ${record.supervisor.pid})` : ""} died: the box is failed, start() restarts it`
     }
     // A reason is only written for a failure (and cleared by the next start).
@@ -553,7 +553,7 @@ export class BoxHandle implements Box {
       while (true) {
         const record = yield* this.current
         if (!ACTIVE_STATUSES.includes(record.status)) break
-        if (record.status === "running") {
+        if (record.status === "running" || record.status === "paused") {
           const connection = this.openConnection ?? (yield* this.connect.pipe(Effect.orElseSucceed(() => undefined)))
           connection?.shutdown()
         }
