@@ -31,6 +31,8 @@ export interface BoxInfo {
   /** The runtime's accelerator (`kvm`, `hvf`, `tcg`) and agent transport (`virtio-serial`, `vsock`); undefined if no VMM can run. */
   readonly accelerator: string | undefined
   readonly transport: string | undefined
+  /** The snapshot the box was created from (`fromSnapshot`, `warm`), if any. */
+  readonly snapshot: string | undefined
 }
 
 /** Resource use of a running box, from real sources: the VMM process and the guest kernel. */

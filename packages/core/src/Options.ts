@@ -174,6 +174,12 @@ export interface BoxOptions {
    * are its own.
    */
   readonly fromSnapshot?: string
+  /**
+   * Start from a template of this image and shape (image, cpus, memory, network mode) kept as a
+   * snapshot named `warm-<key>`: the first such create boots a box and saves it, later ones
+   * resume it (Box.snapshot). Not with volumes, diskSizeGb or fromSnapshot.
+   */
+  readonly warm?: boolean
 }
 
 export interface ExecOptions {
@@ -211,6 +217,8 @@ export interface ResolvedBoxOptions {
   readonly detach: boolean
   readonly readyTimeoutMs: number
   readonly logMaxBytes: number
+  /** Created `warm` (absent in records from before the option). */
+  readonly warm?: boolean
 }
 
 export interface ResolvedExecOptions {
@@ -278,7 +286,8 @@ const boxFields = {
   detach: Schema.Boolean,
   readyTimeoutMs: PositiveInt,
   logMaxBytes: Schema.Int.check(Schema.isBetween({ minimum: 4096, maximum: 1024 ** 3 })),
-  fromSnapshot: Schema.String.check(check((s: string) => s.length > 0, "must be a snapshot id or name"))
+  fromSnapshot: Schema.String.check(check((s: string) => s.length > 0, "must be a snapshot id or name")),
+  warm: Schema.Boolean
 } satisfies Record<keyof BoxOptions, Schema.Top>
 
 const TerminalCells = Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 65535 }))
@@ -430,7 +439,8 @@ export const resolveBoxOptions = (input: BoxOptions | undefined): Effect.Effect<
       autoRemove: input?.autoRemove ?? true,
       detach: input?.detach ?? false,
       readyTimeoutMs: input?.readyTimeoutMs ?? 60_000,
-      logMaxBytes: input?.logMaxBytes ?? LOG_MAX_BYTES
+      logMaxBytes: input?.logMaxBytes ?? LOG_MAX_BYTES,
+      warm: input?.warm ?? false
     }),
     Effect.flatMap(checkHost)
   )

@@ -9,8 +9,9 @@ import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
 import { ulid } from "ulid"
+import { createHash } from "node:crypto"
 import type { Box, BoxInfo } from "./Box.js"
-import { BoxNotFound, BoxStateError, type HypervisorUnavailable, InvalidOptions, SnapshotError, StorageError } from "./Errors.js"
+import { type BootError, BoxNotFound, BoxStateError, type HypervisorUnavailable, InvalidOptions, SnapshotError, StorageError } from "./Errors.js"
 import { Hypervisor, type HypervisorInfo } from "./Hypervisor.js"
 import { timed } from "./Logging.js"
 import { type ImagePullError, type Images, makeImages, type RegistryOptions, resolveImage } from "./Images.js"
@@ -42,7 +43,8 @@ export interface RuntimeInfo {
   readonly hypervisor: HypervisorInfo
 }
 
-export type CreateError = InvalidOptions | ImagePullError | BoxStateError | StorageError | SnapshotError
+/** `warm` boots a template box the first time: that boot's errors too. */
+export type CreateError = InvalidOptions | ImagePullError | BoxStateError | StorageError | SnapshotError | BootError | HypervisorUnavailable
 
 /** Opening a runtime: a home of another user (InvalidOptions "homeDir"), an unusable state database. */
 export type OpenError = InvalidOptions | StorageError
@@ -241,8 +243,36 @@ const make = (homeDir: string, registry: RegistryOptions) =>
         return handleOf(record) as Box
       }).pipe(timed("create from snapshot"))
 
-    const create = (input?: BoxOptions) =>
+    /**
+     * A box from the template of its image and shape, made first if there is none: a box booted
+     * and saved as the snapshot `warm-<key>`, then removed. Two processes making one template at
+     * once: the second finds the first's.
+     */
+    const createWarm = (input: BoxOptions): Effect.Effect<Box, CreateError> =>
       Effect.gen(function*() {
+        const { warm: _, ...rest } = input
+        if (rest.fromSnapshot !== undefined) return yield* new InvalidOptions("warm", "cannot be combined with fromSnapshot: a snapshot starts warm already")
+        if ((rest.volumes ?? []).length > 0) return yield* new InvalidOptions("warm", "a box with volumes cannot start warm: a virtiofs share's state cannot be saved")
+        if (rest.diskSizeGb !== undefined) return yield* new InvalidOptions("warm", "a box with diskSizeGb has a disk of its own: it cannot start from a shared template")
+        const options = yield* resolveBoxOptions(rest)
+        const name = `warm-${createHash("sha256").update(JSON.stringify([options.image, options.cpus, options.memoryMib, options.network])).digest("hex").slice(0, 16)}`
+        const found = yield* store.findSnapshot(name)
+        if (!found) {
+          yield* Effect.logInfo("making a warm template").pipe(Effect.annotateLogs({ image: options.image, snapshot: name }))
+          const template = yield* create({ image: options.image, cpus: options.cpus, memoryMib: options.memoryMib, network: options.network })
+          yield* template.start.pipe(
+            Effect.andThen(template.snapshot({ name })),
+            Effect.catchIf((e) => e._tag === "BoxStateError" && /already exists/.test(e.message), () => Effect.void),
+            Effect.ensuring(template.remove),
+            Effect.mapError((e) => (e._tag === "BoxNotFound" ? new BoxStateError(e.message) : e))
+          )
+        }
+        return yield* createFromSnapshot({ ...rest, warm: true, fromSnapshot: name })
+      }).pipe(timed("create warm"))
+
+    const create = (input?: BoxOptions): Effect.Effect<Box, CreateError> =>
+      Effect.gen(function*() {
+        if (input?.warm === true) return yield* createWarm(input)
         if (input?.fromSnapshot !== undefined) return yield* createFromSnapshot(input as BoxOptions & { fromSnapshot: string })
         const options = yield* resolveBoxOptions(input)
         if (options.diskSizeGb !== undefined) yield* checkFreeSpace(homeDir, options.diskSizeGb)

@@ -79,6 +79,8 @@ export class StateStore extends Context.Service<StateStore, {
   readonly listSnapshots: Effect.Effect<ReadonlyArray<SnapshotRecord>>
   /** False when the record was already gone. */
   readonly deleteSnapshot: (id: string) => Effect.Effect<boolean>
+  /** Gives a snapshot another name, or none (a warm template set aside). */
+  readonly renameSnapshot: (id: string, name: string | undefined) => Effect.Effect<void>
   readonly update: (id: string, change: BoxChange) => Effect.Effect<void>
   /**
    * Atomically marks a box that is not active as "starting" by `launcher`; false when another
@@ -223,6 +225,8 @@ export const layerSqlite = (homeDir: string, options: SqliteOptions = { create: 
         const snapshotByIdOrName = db.prepare("SELECT data FROM snapshots WHERE id = ? OR name = ?")
         const allSnapshots = db.prepare("SELECT data FROM snapshots ORDER BY created_at DESC, id DESC")
         const removeSnapshot = db.prepare("DELETE FROM snapshots WHERE id = ?")
+        const snapshotById = db.prepare("SELECT data FROM snapshots WHERE id = ?")
+        const renameStatement = db.prepare("UPDATE snapshots SET name = ?, data = ? WHERE id = ?")
         const toSnapshot = (row: { data: string }): SnapshotRecord => {
           const data = JSON.parse(row.data) as SnapshotRecord & { createdAt: string }
           return { ...data, createdAt: new Date(data.createdAt) }
@@ -271,6 +275,15 @@ export const layerSqlite = (homeDir: string, options: SqliteOptions = { create: 
             }),
           listSnapshots: Effect.sync(() => (allSnapshots.all() as Array<{ data: string }>).map(toSnapshot)),
           deleteSnapshot: (id) => Effect.sync(() => removeSnapshot.run(id).changes === 1),
+          renameSnapshot: (id, name) =>
+            Effect.sync(() =>
+              db.transaction(() => {
+                const row = snapshotById.get(id) as { data: string } | undefined
+                if (!row) return
+                const data = { ...(JSON.parse(row.data) as Record<string, unknown>), name }
+                renameStatement.run(name ?? null, JSON.stringify(data), id)
+              }).immediate()
+            ),
           update: (id, change) => Effect.sync(() => void patch(id, change)),
           claimStart: (id, launcher) => Effect.sync(() => claim.run(launcher.pid, launcher.startTime, id).changes === 1),
           updateIfSupervisor: (id, supervisor, change) => Effect.sync(() => patch(id, change, supervisor ?? null)),

@@ -23,7 +23,7 @@ import * as path from "node:path"
 import type { ControlDone, ControlRequest } from "@boxlite/agent-protocol"
 import { randomBytes } from "node:crypto"
 import { BoxliteError, BootError, BoxNotFound, BoxStateError, HypervisorUnavailable, InvalidOptions, SnapshotError, StorageError } from "./Errors.js"
-import { GUEST_NETWORK, GuestArtifacts, Hypervisor, type Vm, type VmExit, type VmVolume } from "./Hypervisor.js"
+import { GUEST_NETWORK, GuestArtifacts, Hypervisor, type SavedState, type Vm, type VmExit, type VmVolume } from "./Hypervisor.js"
 import { AgentMux } from "./internal/AgentMux.js"
 import { boxDirOf, removeRunDirs, rootfsDirOf, supervisorLogOf, supervisorSocketOf, suspendStateOf } from "./internal/BoxFiles.js"
 import { claimHostPorts } from "./internal/HostPorts.js"
@@ -180,7 +180,7 @@ const boot = (record: BoxRecord, args: SupervisorArgs, scope: Scope.Scope, stop:
     const dir = boxDirOf(args.homeDir, record.id)
     const diskPath = path.join(dir, "disk.qcow2")
     // Saved state goes with the disk it was saved with: that disk is kept.
-    const restore = record.restore
+    let restore = record.restore
     if (record.booted && options.diskSizeGb === undefined && !restore) {
       yield* Effect.logDebug("recreating the ephemeral disk")
       const layer = record.layers.at(-1)
@@ -192,7 +192,7 @@ const boot = (record: BoxRecord, args: SupervisorArgs, scope: Scope.Scope, stop:
       catch: (e) => new InvalidOptions("ports", (e as Error).message)
     })
     const shares = yield* Effect.forEach(options.volumes, shareOf).pipe(Scope.provide(scope))
-    const vm = yield* hypervisor.start({
+    const spec = {
       boxId: record.id,
       dir,
       kernel: files.kernel,
@@ -201,14 +201,35 @@ const boot = (record: BoxRecord, args: SupervisorArgs, scope: Scope.Scope, stop:
       rootDisk: diskPath,
       ...(record.base ? { rootDiskBase: record.base } : {}),
       rootDiskLayers: record.layers,
-      ...(restore ? { restore } : {}),
       cpus: options.cpus,
       memoryMib: options.memoryMib,
       network: options.network === "none" ? undefined : { allowHostLoopback: options.allowHostLoopback, ports, ...(options.egress ? { egress: options.egress } : {}) },
       volumes: shares.map((s) => s.volume),
       // Boxes recorded before the option existed get the default.
       consoleLogMaxBytes: options.logMaxBytes ?? LOG_MAX_BYTES
-    }).pipe(Scope.provide(scope), Logging.timed(restore ? "VMM started, state restored" : "VMM started"))
+    }
+    const startVm = (state: SavedState | undefined, within: Scope.Scope) =>
+      hypervisor.start({ ...spec, ...(state ? { restore: state } : {}) }).pipe(
+        Scope.provide(within),
+        Logging.timed(state ? "VMM started, state restored" : "VMM started")
+      )
+    const vm = restore && options.warm
+      ? yield* Effect.gen(function*() {
+        // A warm template that no longer restores (QEMU or the guest changed since it was saved) is
+        // set aside, so that the next warm create makes a new one; this box boots from its disk.
+        const attempt = yield* Scope.fork(scope)
+        return yield* startVm(restore, attempt).pipe(
+          Effect.tapError(() => Scope.close(attempt, Exit.void)),
+          Effect.catchTag("SnapshotError", (e) =>
+            Effect.gen(function*() {
+              yield* Effect.logWarning("the warm template cannot be restored: booting instead").pipe(Effect.annotateLogs({ reason: e.message }))
+              if (record.snapshot) yield* store.renameSnapshot(record.snapshot, undefined)
+              restore = undefined
+              return yield* startVm(undefined, scope)
+            }))
+        )
+      })
+      : yield* startVm(restore, scope)
     yield* Effect.logDebug("VMM started").pipe(Effect.annotateLogs({ pid: vm.pid }))
     // The box directory's files (a recreated ephemeral disk among them): the owner's only, like all of the home.
     yield* restrictFiles(dir)

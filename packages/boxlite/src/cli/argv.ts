@@ -7,7 +7,7 @@
 
 /** Per command: the flags that take no value (the others consume the next word). */
 const BOOLEAN_FLAGS: Readonly<Record<string, ReadonlySet<string>>> = {
-  run: new Set(["--rm", "--interactive", "-i", "--tty", "-t", "--help", "-h"]),
+  run: new Set(["--rm", "--warm", "--interactive", "-i", "--tty", "-t", "--help", "-h"]),
   exec: new Set(["--interactive", "-i", "--tty", "-t", "--help", "-h"])
 }
 

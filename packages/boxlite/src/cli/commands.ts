@@ -49,7 +49,8 @@ const registryFlags = {
 const boxFlags = {
   name: Flag.String("name").pipe(Flag.optional, Flag.withDescription("Name the box (unique in the home directory)")),
   cpus: Flag.Int("cpus").pipe(Flag.optional, Flag.withDescription("vCPUs (default 1)")),
-  memory: Flag.Int("memory").pipe(Flag.withAlias("m"), Flag.withMetavar("MIB"), Flag.optional, Flag.withDescription("Guest memory in MiB (default 512)"))
+  memory: Flag.Int("memory").pipe(Flag.withAlias("m"), Flag.withMetavar("MIB"), Flag.optional, Flag.withDescription("Guest memory in MiB (default 512)")),
+  warm: Flag.Boolean("warm").pipe(Flag.withDefault(false), Flag.withDescription("Start from a saved template of this image and shape (made by the first --warm box)"))
 }
 
 const execFlags = {
@@ -87,11 +88,16 @@ const registriesFrom = (flags: { mirror: ReadonlyArray<string>; insecureRegistry
   return registries
 }
 
-const boxOptionsOf = (flags: { name: Option.Option<string>; cpus: Option.Option<number>; memory: Option.Option<number> }) => {
+const boxOptionsOf = (flags: { name: Option.Option<string>; cpus: Option.Option<number>; memory: Option.Option<number>; warm: boolean }) => {
   const name = undefinedIfNone(flags.name)
   const cpus = undefinedIfNone(flags.cpus)
   const memoryMib = undefinedIfNone(flags.memory)
-  return { ...(name !== undefined ? { name } : {}), ...(cpus !== undefined ? { cpus } : {}), ...(memoryMib !== undefined ? { memoryMib } : {}) }
+  return {
+    ...(name !== undefined ? { name } : {}),
+    ...(cpus !== undefined ? { cpus } : {}),
+    ...(memoryMib !== undefined ? { memoryMib } : {}),
+    ...(flags.warm ? { warm: true } : {})
+  }
 }
 
 type ExecFlags = {

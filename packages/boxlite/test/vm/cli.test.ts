@@ -252,6 +252,11 @@ describe("pause, suspend and snapshots", () => {
     expect(boxlite(["rm", "-f", "snapsrc", "snapclone"]).code).toBe(0)
     expect(boxlite(["snapshot", "prune"]).out).toContain(`Deleted snapshot ${snapshotId}`)
     expect(boxlite(["snapshot", "ls"]).out.trim().split("\n")).toHaveLength(1)
+    // run --warm: the first makes the template, the second starts from it.
+    expect(boxlite(["run", "--warm", "-m", "160", BUSYBOX, "echo", "one"])).toMatchObject({ code: 0, out: "one\n" })
+    expect(boxlite(["run", "--warm", "-m", "160", BUSYBOX, "echo", "two"])).toMatchObject({ code: 0, out: "two\n" })
+    expect(boxlite(["snapshot", "ls"]).out).toMatch(/^\S+ +warm-[0-9a-f]{16} /m)
+    expect(boxlite(["snapshot", "prune"]).code).toBe(0)
     nothingLeft()
   }, 240_000)
 })

@@ -305,6 +305,58 @@ describe("damaged and foreign snapshots", () => {
   }, 60_000)
 })
 
+describe("warm", () => {
+  const warmTemplates = async () => (await runtime.snapshots.list()).filter((s) => s.name?.startsWith("warm-"))
+
+  it("the first warm create makes a template of the image and shape, later ones start from it", async () => {
+    const first = await runtime.create({ image: BUSYBOX, memoryMib: 192, warm: true, env: { WHO: "first" } })
+    const [template] = await warmTemplates()
+    expect(template).toMatchObject({ image: BUSYBOX, memoryMib: 192, cpus: 1 })
+    expect((await first.info()).snapshot).toBe(template!.id)
+    expect((await sh(first, "echo $WHO; ls /root")).out).toBe("first")
+    const second = await runtime.create({ image: BUSYBOX, memoryMib: 192, warm: true, name: "warm-second" })
+    expect((await second.info()).snapshot).toBe(template!.id)
+    expect((await sh(second, "echo ok")).out).toBe("ok")
+    expect((await warmTemplates()).length).toBe(1)
+    // Another shape, another template; the template's own box is gone.
+    const other = await runtime.create({ image: BUSYBOX, memoryMib: 160, warm: true })
+    expect((await warmTemplates()).length).toBe(2)
+    await Promise.all([first, second, other].map((b) => b.remove()))
+    expect(boxDirs(home)).toEqual([box.id])
+    expect((await runtime.snapshots.prune()).removed.length).toBeGreaterThanOrEqual(2)
+    expect(await warmTemplates()).toEqual([])
+  }, 240_000)
+
+  it("a template that no longer restores is set aside and the box boots; the next warm create makes a new one", async () => {
+    const first = await runtime.create({ image: BUSYBOX, memoryMib: 192, warm: true })
+    await first.remove()
+    const [stale] = await warmTemplates()
+    const db = new Database(path.join(home, "boxlite.db"))
+    const row = db.prepare("SELECT data FROM snapshots WHERE id = ?").get(stale!.id) as { data: string }
+    const data = JSON.parse(row.data)
+    data.state.signature = JSON.stringify({ ...JSON.parse(data.state.signature), qemu: "0.0.1" })
+    db.prepare("UPDATE snapshots SET data = ? WHERE id = ?").run(JSON.stringify(data), stale!.id)
+    db.close()
+    const booted = await runtime.create({ image: BUSYBOX, memoryMib: 192, warm: true })
+    expect((await sh(booted, "echo booted")).out).toBe("booted")
+    expect((await runtime.snapshots.get(stale!.id)).name).toBeUndefined()
+    const fresh = await runtime.create({ image: BUSYBOX, memoryMib: 192, warm: true })
+    const [template] = await warmTemplates()
+    expect(template!.id).not.toBe(stale!.id)
+    expect((await fresh.info()).snapshot).toBe(template!.id)
+    await Promise.all([booted.remove(), fresh.remove()])
+    await runtime.snapshots.prune()
+  }, 240_000)
+
+  it("warm is refused with volumes, diskSizeGb or fromSnapshot, naming warm", async () => {
+    for (const options of [{ volumes: [{ hostPath: os.tmpdir(), guestPath: "/mnt" }] }, { diskSizeGb: 2 }, { fromSnapshot: "x" }]) {
+      const error = await caught(runtime.create({ image: BUSYBOX, warm: true, ...options }))
+      expect(error).toBeInstanceOf(InvalidOptions)
+      expect((error as InvalidOptions).field).toBe("warm")
+    }
+  }, 30_000)
+})
+
 describe("suspend", () => {
   it("frees the VMM, and the next exec resumes with memory and disk as they were", async () => {
     const target = await runtime.create({ image: BUSYBOX, memoryMib: 256 })

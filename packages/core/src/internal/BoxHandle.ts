@@ -125,7 +125,8 @@ export const infoOf = (record: BoxRecord, hypervisor: HypervisorInfo | undefined
   ports: record.status === "running" || record.status === "paused" ? record.ports : record.options.ports,
   reason: record.status === "failed" ? record.reason : undefined,
   accelerator: hypervisor?.accelerator,
-  transport: hypervisor?.transport
+  transport: hypervisor?.transport,
+  snapshot: record.snapshot
 })
 
 /** Reads the supervisor's one-line launch report on fd 3; its exit before that is a failure. */
