@@ -1,5 +1,5 @@
 import type { VmSpec } from "@boxlite/core"
-import { descriptorsFor, qemuArgs, SANDBOX, TCG_TB_MIB, vmLimits, VMM_OVERHEAD_MIB } from "@boxlite/driver-qemu"
+import { descriptorsFor, qemuArgs, SANDBOX, tcgCacheMib, vmLimits, VMM_OVERHEAD_MIB } from "@boxlite/driver-qemu"
 import { describe, expect, it } from "vitest"
 
 const spec: VmSpec = {
@@ -19,12 +19,22 @@ describe("qemuArgs", () => {
     const line = args(spec)
     expect(SANDBOX).toBe("on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny")
     expect(line).toContain(`-sandbox ${SANDBOX}`)
-    expect(line).toContain(`-accel tcg,tb-size=${TCG_TB_MIB} `)
+    expect(line).toContain("-accel tcg,tb-size=64 ")
+    expect(args({ ...spec, memoryMib: 128 })).toContain("-accel tcg,tb-size=64 ")
+    expect(args({ ...spec, memoryMib: 1024 })).toContain("-accel tcg,tb-size=128 ")
+    expect(args({ ...spec, memoryMib: 700 })).toContain("-accel tcg,tb-size=87 ")
+    expect(args({ ...spec, memoryMib: 8192 })).toContain("-accel tcg,tb-size=256 ")
     expect(line).not.toContain("-cpu host")
     const onKvm = args(spec, kvm)
     expect(onKvm).toContain(`-sandbox ${SANDBOX}`)
     expect(onKvm).toContain("-accel kvm -cpu host")
     expect(onKvm).not.toContain("tb-size")
+  })
+
+  it("lets an idle guest stop its tick (ARAT under TCG) and hand back the pages it frees", () => {
+    expect(args(spec)).toContain("-cpu qemu64,+arat ")
+    expect(args(spec, kvm)).not.toContain("arat")
+    expect(args(spec)).toContain("-device virtio-balloon-device,free-page-reporting=on")
   })
 
   it("names no file of the box: kernel, initrd, disk, base, console and agent are descriptors", () => {
@@ -68,7 +78,7 @@ describe("qemuArgs", () => {
 
 describe("vmLimits", () => {
   it("allows guest RAM plus the translation cache (TCG only) plus a fixed overhead, tasks and CPU weight per vCPU", () => {
-    expect(vmLimits(spec, tcg)).toEqual({ memoryBytes: (512 + TCG_TB_MIB + VMM_OVERHEAD_MIB) * 1024 * 1024, pids: 130, cpuWeight: 200 })
+    expect(vmLimits(spec, tcg)).toEqual({ memoryBytes: (512 + tcgCacheMib(512) + VMM_OVERHEAD_MIB) * 1024 * 1024, pids: 130, cpuWeight: 200 })
     expect(vmLimits(spec, kvm).memoryBytes).toBe((512 + VMM_OVERHEAD_MIB) * 1024 * 1024)
     expect(vmLimits({ ...spec, cpus: 200 }, kvm).cpuWeight).toBe(10_000)
   })
