@@ -34,6 +34,9 @@ describe("qemuArgs", () => {
   it("lets an idle guest stop its tick (ARAT under TCG) and hand back the pages it frees", () => {
     expect(args(spec)).toContain("-cpu qemu64,+arat ")
     expect(args(spec, kvm)).not.toContain("arat")
+    // The PIT goes where the guest gets the TSC's rate (TCG on microvm, a host that tells it).
+    expect(args(spec)).toMatch(/^-M microvm,pit=off .* tsc_early_khz=\d+ tsc=reliable /)
+    expect(args(spec, kvm)).toMatch(/^-M microvm -accel kvm/)
     expect(args(spec)).toContain("-device virtio-balloon-device,free-page-reporting=on")
   })
 
@@ -68,7 +71,7 @@ describe("qemuArgs", () => {
     const withVolumes = { ...spec, volumes: [{ tag: "v0", hostPath: "/d", fd: 20, readOnly: true }, { tag: "v1", hostPath: "/e", fd: 21, readOnly: false }] }
     const line = args(withVolumes)
     const [fd0, fd1] = descriptorsFor(withVolumes).volumes
-    expect(line).toContain("-M microvm,memory-backend=mem")
+    expect(line).toMatch(/-M microvm(,pit=off)?,memory-backend=mem /)
     expect(line).toContain("-object memory-backend-memfd,id=mem,size=512M,share=on -global virtio-mmio.force-legacy=false")
     expect(line).toContain(`-chardev socket,id=vfs0,fd=${fd0} -device vhost-user-fs-device,chardev=vfs0,tag=v0`)
     expect(line).toContain(`-chardev socket,id=vfs1,fd=${fd1} -device vhost-user-fs-device,chardev=vfs1,tag=v1`)
