@@ -1,6 +1,6 @@
 /** The QEMU Hypervisor driver and its layer. */
 export {
-  descriptorsFor, layer, make, qemuArgs, type QemuDriverOptions, SANDBOX, TASKS_PER_VM, TCG_TB_MIB, type VmDescriptors, vmLimits, VMM_OVERHEAD_MIB
+  descriptorsFor, layer, make, qemuArgs, type QemuDriverOptions, SANDBOX, TASKS_PER_VM, tcgCacheMib, type VmDescriptors, vmLimits, VMM_OVERHEAD_MIB
 } from "./QemuDriver.js"
 /** The VMM jail (bubblewrap, setpriv, prlimit) and per-VM cgroups, for tests and diagnosis. */
 export { boxUid, deviceGroups, jailArgv, type JailSpec, type JailTools, type JailUser } from "./internal/jail.js"

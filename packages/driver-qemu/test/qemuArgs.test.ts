@@ -1,5 +1,5 @@
 import type { VmSpec } from "@boxlite/core"
-import { descriptorsFor, qemuArgs, SANDBOX, TCG_TB_MIB, vmLimits, VMM_OVERHEAD_MIB } from "@boxlite/driver-qemu"
+import { descriptorsFor, qemuArgs, SANDBOX, tcgCacheMib, vmLimits, VMM_OVERHEAD_MIB } from "@boxlite/driver-qemu"
 import { describe, expect, it } from "vitest"
 
 const spec: VmSpec = {
@@ -19,12 +19,25 @@ describe("qemuArgs", () => {
     const line = args(spec)
     expect(SANDBOX).toBe("on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny")
     expect(line).toContain(`-sandbox ${SANDBOX}`)
-    expect(line).toContain(`-accel tcg,tb-size=${TCG_TB_MIB} `)
+    expect(line).toContain("-accel tcg,tb-size=64 ")
+    expect(args({ ...spec, memoryMib: 128 })).toContain("-accel tcg,tb-size=64 ")
+    expect(args({ ...spec, memoryMib: 1024 })).toContain("-accel tcg,tb-size=128 ")
+    expect(args({ ...spec, memoryMib: 700 })).toContain("-accel tcg,tb-size=87 ")
+    expect(args({ ...spec, memoryMib: 8192 })).toContain("-accel tcg,tb-size=256 ")
     expect(line).not.toContain("-cpu host")
     const onKvm = args(spec, kvm)
     expect(onKvm).toContain(`-sandbox ${SANDBOX}`)
     expect(onKvm).toContain("-accel kvm -cpu host")
     expect(onKvm).not.toContain("tb-size")
+  })
+
+  it("lets an idle guest stop its tick (ARAT under TCG) and hand back the pages it frees", () => {
+    expect(args(spec)).toContain("-cpu qemu64,+arat ")
+    expect(args(spec, kvm)).not.toContain("arat")
+    // The PIT goes where the guest gets the TSC's rate (TCG on microvm, a host that tells it).
+    expect(args(spec)).toMatch(/^-M microvm,pit=off .* tsc_early_khz=\d+ tsc=reliable /)
+    expect(args(spec, kvm)).toMatch(/^-M microvm -accel kvm/)
+    expect(args(spec)).toContain("-device virtio-balloon-device,free-page-reporting=on")
   })
 
   it("names no file of the box: kernel, initrd, disk, base, console and agent are descriptors", () => {
@@ -72,7 +85,7 @@ describe("qemuArgs", () => {
     const withVolumes = { ...spec, volumes: [{ tag: "v0", hostPath: "/d", fd: 20, readOnly: true }, { tag: "v1", hostPath: "/e", fd: 21, readOnly: false }] }
     const line = args(withVolumes)
     const [fd0, fd1] = descriptorsFor(withVolumes).volumes
-    expect(line).toContain("-M microvm,memory-backend=mem")
+    expect(line).toMatch(/-M microvm(,pit=off)?,memory-backend=mem /)
     expect(line).toContain("-object memory-backend-memfd,id=mem,size=512M,share=on -global virtio-mmio.force-legacy=false")
     expect(line).toContain(`-chardev socket,id=vfs0,fd=${fd0} -device vhost-user-fs-device,chardev=vfs0,tag=v0`)
     expect(line).toContain(`-chardev socket,id=vfs1,fd=${fd1} -device vhost-user-fs-device,chardev=vfs1,tag=v1`)
@@ -82,7 +95,7 @@ describe("qemuArgs", () => {
 
 describe("vmLimits", () => {
   it("allows guest RAM plus the translation cache (TCG only) plus a fixed overhead, tasks and CPU weight per vCPU", () => {
-    expect(vmLimits(spec, tcg)).toEqual({ memoryBytes: (512 + TCG_TB_MIB + VMM_OVERHEAD_MIB) * 1024 * 1024, pids: 130, cpuWeight: 200 })
+    expect(vmLimits(spec, tcg)).toEqual({ memoryBytes: (512 + tcgCacheMib(512) + VMM_OVERHEAD_MIB) * 1024 * 1024, pids: 130, cpuWeight: 200 })
     expect(vmLimits(spec, kvm).memoryBytes).toBe((512 + VMM_OVERHEAD_MIB) * 1024 * 1024)
     expect(vmLimits({ ...spec, cpus: 200 }, kvm).cpuWeight).toBe(10_000)
   })

@@ -5,7 +5,7 @@
  * (/proc/<pid>/...) or floods from inside the guest (root there).
  */
 import type { VmSpec } from "@boxlite/core"
-import { make, TCG_TB_MIB, vmLimits, VMM_OVERHEAD_MIB } from "@boxlite/driver-qemu"
+import { make, tcgCacheMib, vmLimits, VMM_OVERHEAD_MIB } from "@boxlite/driver-qemu"
 import { Effect, Exit, Scope } from "effect"
 import { spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
@@ -114,13 +114,13 @@ describe("the VMM jail", () => {
     try {
       const pid = box.vm.pid
       const max = cgroupFile(pid, "memory", "memory.max", "memory.limit_in_bytes")
-      const expected = (256 + TCG_TB_MIB + VMM_OVERHEAD_MIB) * 1024 * 1024
+      const expected = (256 + tcgCacheMib(256) + VMM_OVERHEAD_MIB) * 1024 * 1024
       expect(readNumber(max)).toBe(expected)
       // The guest touches (almost) all its RAM: a tmpfs filled with random data.
       const fill = await box.agent.sh("mkdir -p /fill && mount -t tmpfs -o size=90% tmpfs /fill && head -c 160000000 /dev/urandom > /fill/x; echo exit=$?; free -m")
       expect(fill.output).toContain("exit=0")
       const peak = readNumber(cgroupFile(pid, "memory", "memory.peak", "memory.max_usage_in_bytes"))
-      console.log(`VMM peak ${Math.round(peak / 1048576)} MiB, limit ${expected / 1048576} MiB (guest 256 + TCG cache ${TCG_TB_MIB} + overhead ${VMM_OVERHEAD_MIB})`)
+      console.log(`VMM peak ${Math.round(peak / 1048576)} MiB, limit ${expected / 1048576} MiB (guest 256 + TCG cache ${tcgCacheMib(256)} + overhead ${VMM_OVERHEAD_MIB})`)
       // The guest's RAM is counted there (QEMU is in the cgroup), and the VMM lives within the limit.
       expect(peak).toBeGreaterThan(160_000_000)
       expect(peak).toBeLessThanOrEqual(expected)
