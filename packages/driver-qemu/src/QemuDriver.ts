@@ -31,7 +31,7 @@ import {
 import { BOX_UID_FIRST, boxUid, deviceGroups, hostRootLayout, jailArgv, type JailTools, type JailUser, probeJail } from "./internal/jail.js"
 import { findPasst, hasExplicitPolicy, type NetworkPlan, probeNamespace, startNetwork, type StartedNetwork } from "./internal/network.js"
 import { Qmp } from "./internal/qmp.js"
-import { restoreState, sha256Of, stateSignature, StateReceiver } from "./internal/state.js"
+import { deviceModel, restoreState, sha256Of, stateSignature, StateReceiver } from "./internal/state.js"
 import { virtiofsdFilter } from "./internal/seccomp.js"
 import { findOnPath } from "./internal/which.js"
 
@@ -363,7 +363,7 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
             stateMaxBytes: spec.memoryMib * 1024 * 1024 + STATE_SLACK_BYTES,
             // Hashed while QEMU starts and loads: it is checked before the guest runs.
             restoreHash: spec.restore && silenced(sha256Of(spec.restore.file)),
-            signature: (qemuVersion) => stateSignature(spec, host!.machine, accel.accelerator, qemuVersion),
+            signature: (qemuVersion) => stateSignature(spec, deviceModel(args), accel.accelerator, qemuVersion),
             consoleLog: path.join(spec.dir, "console.log"), consoleLogMaxBytes: spec.consoleLogMaxBytes ?? CONSOLE_LOG_MAX_BYTES,
             connectTimeoutMs: options.connectTimeoutMs ?? 10_000
           }),

@@ -13,6 +13,6 @@ export { egressRuleset, hostAddresses, innerPorts, passtArgs, pastaArgs, resolve
 /** The seccomp program virtiofsd runs under (no setuid/setgid bits, no device nodes), for tests. */
 export { virtiofsdFilter } from "./internal/seccomp.js"
 /** Saving and restoring VM state (QEMU's migration stream), for tests. */
-export { signatureDifference, StateReceiver, stateSignature } from "./internal/state.js"
+export { deviceModel, signatureDifference, StateReceiver, stateSignature } from "./internal/state.js"
 /** Accelerator probing: KVM only where it can really run a guest, else TCG (or HVF on macOS). */
 export * from "./Accelerator.js"

@@ -4,7 +4,8 @@ import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
-import { signatureDifference, StateReceiver } from "@boxlite/driver-qemu"
+import { descriptorsFor, deviceModel, qemuArgs, signatureDifference, StateReceiver } from "@boxlite/driver-qemu"
+import type { VmSpec } from "@boxlite/core"
 
 type Qmp = Parameters<StateReceiver["save"]>[0]
 
@@ -76,5 +77,20 @@ describe("signatureDifference", () => {
     const now = JSON.stringify({ qemu: "8.0.0", memoryMib: "512", cpus: "2" })
     expect(signatureDifference(saved, now)).toBe(`cpus: saved "1", now "2"; qemu: saved "7.2.0", now "8.0.0"`)
     expect(signatureDifference("not json", now)).toMatch(/unreadable/)
+  })
+})
+
+describe("deviceModel", () => {
+  it("is the machine, CPU, memory and devices of the command line, without descriptors or paths", () => {
+    const spec: VmSpec = {
+      boxId: "b", dir: "/box", kernel: "/k", initrd: "/i", cmdline: "", rootDisk: "/d", cpus: 1, memoryMib: 512,
+      network: { allowHostLoopback: false, ports: [] }, volumes: []
+    }
+    const model = deviceModel(qemuArgs(spec, "microvm", { accelerator: "kvm", reason: "" }, descriptorsFor(spec)))
+    expect(model).toBe("-M microvm -cpu host -m 512M -smp 1 -device virtio-blk-device,drive=root -device virtio-serial-device " +
+      "-device virtserialport,chardev=agent,name=boxlite.agent -device virtio-balloon-device,free-page-reporting=on -device virtio-net-device,netdev=n0")
+    const offline: VmSpec = { ...spec, network: undefined }
+    const other = deviceModel(qemuArgs(offline, "microvm", { accelerator: "kvm", reason: "" }, descriptorsFor(offline)))
+    expect(other).not.toBe(model)
   })
 })

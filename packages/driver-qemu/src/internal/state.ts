@@ -22,8 +22,15 @@ const O_PATH = 0o10000000
 const MAX_BANDWIDTH = 64 * 1024 ** 3
 const POLL_MS = 5
 
-/** What must match for a saved state to load into a new VM, as a JSON object (keys sorted). */
-export const stateSignature = (spec: VmSpec, machine: string, accelerator: string, qemuVersion: string): string => {
+/** The machine, CPU model and devices of a QEMU command line: what its saved state describes. */
+export const deviceModel = (args: ReadonlyArray<string>): string =>
+  args.flatMap((arg, i) => (["-M", "-cpu", "-device", "-m", "-smp"].includes(args[i - 1] ?? "") ? [`${args[i - 1]} ${arg}`] : [])).join(" ")
+
+/**
+ * What must match for a saved state to load into a new VM, as a JSON object (keys sorted):
+ * `devices` is deviceModel of the VM's command line.
+ */
+export const stateSignature = (spec: VmSpec, devices: string, accelerator: string, qemuVersion: string): string => {
   const identity = (file: string) => {
     const stat = fs.statSync(file)
     return `${path.basename(file)} ${stat.size} ${Math.round(stat.mtimeMs)}`
@@ -31,10 +38,10 @@ export const stateSignature = (spec: VmSpec, machine: string, accelerator: strin
   const fields: Record<string, string> = {
     accelerator,
     cpus: String(spec.cpus),
+    devices,
     // The guest agent lives in the initramfs: a rebuilt guest is another guest.
     initrd: identity(spec.initrd),
     kernel: identity(spec.kernel),
-    machine,
     memoryMib: String(spec.memoryMib),
     network: spec.network ? "virtio-net" : "none",
     qemu: qemuVersion,
