@@ -9,6 +9,7 @@ import { make, tcgCacheMib, vmLimits, VMM_OVERHEAD_MIB } from "@boxlite/driver-q
 import { Effect, Exit, Scope } from "effect"
 import { spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
+import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -84,10 +85,13 @@ describe("the VMM jail", () => {
       // Its /proc is its pid namespace's: QEMU is process 1 there, alone.
       expect(fs.readdirSync(`/proc/${pid}/root/proc`).filter((e) => /^\d+$/.test(e))).toEqual(["1"])
 
-      // What it holds open is what the driver gave it: the box's disk and base, the kernel and initrd.
+      // What it holds open is what the driver gave it: the box's disk and base, the kernel and
+      // initrd, and (O_PATH) the driver's socket that saved state goes to, in the VM's run folder.
       const files = fs.readdirSync(`/proc/${pid}/fd`).map((fd) => fs.readlinkSync(`/proc/${pid}/fd/${fd}`)).filter((t) => t.startsWith("/"))
       const given = [spec.rootDisk, spec.rootDiskBase!, spec.kernel, spec.initrd].map((f) => fs.realpathSync(f))
-      expect(files.filter((f) => !given.includes(f) && !/^\/dev\/(null|urandom|pts\/|ptmx)|^\/memfd:|^\/proc\//.test(f))).toEqual([])
+      const stateSocket = new RegExp(`^${os.tmpdir()}/boxlite-${spec.boxId.slice(-8)}-[^/]+/state\\.sock$`)
+      expect(files.filter((f) => !given.includes(f) && !stateSocket.test(f) && !/^\/dev\/(null|urandom|pts\/|ptmx)|^\/memfd:|^\/proc\//.test(f))).toEqual([])
+      expect(files.filter((f) => stateSocket.test(f))).toHaveLength(1)
 
       const limits = fs.readFileSync(`/proc/${pid}/limits`, "utf8")
       expect(limits).toMatch(/^Max core file size\s+0\s+0\s/m)
