@@ -6,6 +6,7 @@
 //   default 30 s); host MemAvailable before / with the boxes / after, and loadavg. Then `true`
 //   in every box (all must answer) and every box removed. Target: <= 80 MiB PSS per idle box.
 //   BENCH_DETAIL=1 also prints one QEMU's largest mappings and one guest's /proc/meminfo.
+//   BENCH_WARM=1 creates the boxes `warm`: resumed from one template snapshot instead of booted.
 import { Boxlite } from "boxlite"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -18,6 +19,7 @@ const settleMs = Number(process.env.BENCH_SETTLE_S ?? 60) * 1000
 const idleMs = Number(process.env.BENCH_IDLE_S ?? 30) * 1000
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 2)
 const detail = process.env.BENCH_DETAIL === "1"
+const warm = process.env.BENCH_WARM === "1"
 const TARGET_MIB = 80
 const CLK_TCK = 100 // USER_HZ on Linux x86_64 and arm64
 
@@ -113,7 +115,7 @@ const round = async (runtime, n) => {
   const loadBefore = loadavg()
   const startedAt = performance.now()
   const boxes = await inBatches(Array.from({ length: n }, (_, i) => i), concurrency, async () => {
-    const box = await runtime.create({ image })
+    const box = await runtime.create({ image, warm })
     await box.start()
     return box
   })
@@ -159,7 +161,7 @@ const round = async (runtime, n) => {
 
   const total = pss.map((p) => KINDS.reduce((s, k) => s + p[k], 0))
   const mib = (x) => `${x.toFixed(1)} MiB`
-  console.log(`\n${n} idle boxes (started in ${(startMs / 1000).toFixed(1)} s, settled ${settleMs / 1000} s, idle window ${idleMs / 1000} s; KSM ${ksmState})`)
+  console.log(`\n${n} ${warm ? "warm " : ""}idle boxes (started in ${(startMs / 1000).toFixed(1)} s, settled ${settleMs / 1000} s, idle window ${idleMs / 1000} s; KSM ${ksmState})`)
   console.log(`  PSS per box: median ${mib(median(total))} (${KINDS.filter((k) => pss.some((p) => p[k] > 0)).map((k) => `${k} ${median(pss.map((p) => p[k])).toFixed(1)}`).join(", ")}) | target ${TARGET_MIB} MiB | ratio ${(median(total) / TARGET_MIB).toFixed(2)}x`)
   console.log(`  CPU per idle box: median ${median(cpu).toFixed(2)} % of a core (${KINDS.filter((k) => pss.some((p) => p[k] > 0)).map((k) => `${k} ${median(cpuByKind.map((c) => c[k])).toFixed(2)}`).join(", ")}), max ${Math.max(...cpu).toFixed(2)} %, all ${n}: ${cpu.reduce((a, b) => a + b, 0).toFixed(1)} %`)
   if (ksmState !== "off") console.log(`  ksmd: ${ksmdCpu.toFixed(1)} % of a core`)
@@ -177,8 +179,9 @@ const main = async () => {
     const info = await runtime.info()
     console.log(`host: ${os.cpus().length} CPUs, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, accelerator ${info.hypervisor.accelerator}`)
     // The image cache warm: the rounds measure boxes, not the one-time rootfs build.
-    await (await runtime.create({ image })).remove()
+    await (await runtime.create({ image, warm })).remove()
     for (const n of counts) ok = (await round(runtime, n)) && ok
+    if (warm) await runtime.snapshots.prune()
   } finally {
     await runtime.close()
     fs.rmSync(home, { recursive: true, force: true })
