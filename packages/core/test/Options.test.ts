@@ -15,7 +15,7 @@ const fieldOf = async (effect: Effect.Effect<unknown, InvalidOptions>) => {
 describe("box options", () => {
   it("applies the reference's defaults", async () => {
     expect(await Effect.runPromise(resolveBoxOptions({}))).toEqual({
-      image: "python:slim", name: undefined, cpus: 1, memoryMib: 512, diskSizeGb: undefined, workingDir: undefined, env: [], user: undefined, network: "nat", egress: { deny: [] }, allowHostLoopback: false, ports: [], volumes: [], autoRemove: true, detach: false, readyTimeoutMs: 60_000, logMaxBytes: 1024 * 1024
+      image: "python:slim", name: undefined, cpus: 1, memoryMib: 512, diskSizeGb: undefined, workingDir: undefined, env: [], user: undefined, network: "nat", egress: { deny: [] }, allowHostLoopback: false, ports: [], volumes: [], autoRemove: true, detach: false, readyTimeoutMs: 60_000, logMaxBytes: 1024 * 1024, warm: false
     })
   })
 
@@ -35,7 +35,8 @@ describe("box options", () => {
     [{ volumes: [["/tmp", "/x"], ["/etc", "/x"]] }, "volumes[1].guestPath"], [{ network: "bridge" }, "network"],
     [{ network: { mode: "nat", allow: ["10.0.0.1", "db.test:443", "10.0.0.0/33"] } }, "network.allow[2]"],
     [{ network: { mode: "nat", deny: ["private", "host:0"] } }, "network.deny[1]"], [{ network: { mode: "none", deny: ["private"] } }, "network"],
-    [{ network: { mode: "nat", allow: "private" } }, "network.allow"], [{ readyTimeoutMs: 0 }, "readyTimeoutMs"], [{ logMaxBytes: 100 }, "logMaxBytes"], [{ gpus: 1 }, "gpus"]
+    [{ network: { mode: "nat", allow: "private" } }, "network.allow"], [{ readyTimeoutMs: 0 }, "readyTimeoutMs"], [{ logMaxBytes: 100 }, "logMaxBytes"], [{ gpus: 1 }, "gpus"],
+    [{ warm: "yes" }, "warm"], [{ fromSnapshot: "" }, "fromSnapshot"], [{ fromSnapshot: 7 }, "fromSnapshot"]
   ])("%j is refused naming %s", async (options, field) => {
     expect(await fieldOf(resolveBoxOptions(options as never))).toBe(field)
   })
