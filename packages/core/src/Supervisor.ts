@@ -279,7 +279,13 @@ const boot = (record: BoxRecord, args: SupervisorArgs, scope: Scope.Scope, stop:
     // A suspended box's state is used up: the disk moves on from here. (A clone's is its snapshot's.)
     if (restore?.file === suspendStateOf(args.homeDir, record.id)) fs.rmSync(restore.file, { force: true })
     const running: Running = { vm, mux, server, socketPath }
-    mux.onControl = (request) => controlBox(running, record, store, args, stop, diskPath, request)
+    // One operation at a time: two clients' snapshot and suspend must not interleave their FREEZE and THAW.
+    let previous: Promise<unknown> = Promise.resolve()
+    mux.onControl = (request) => {
+      const next = previous.then(() => controlBox(running, record, store, args, stop, diskPath, request))
+      previous = next.catch(() => undefined)
+      return next
+    }
     return running
   })
 
