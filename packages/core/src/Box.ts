@@ -5,7 +5,7 @@
 import type { Effect } from "effect"
 import type { BootError, BoxNotFound, BoxStateError, CopyError, ExecError, HypervisorUnavailable, InvalidOptions, PathNotFound, SnapshotError, StorageError } from "./Errors.js"
 import type { Execution } from "./Execution.js"
-import type { CopyOutOptions, ExecOptions, Port, WriteFileOptions } from "./Options.js"
+import type { CopyOutOptions, ExecOptions, Port, SnapshotOptions, WriteFileOptions } from "./Options.js"
 import type { SnapshotInfo } from "./Snapshots.js"
 import type { BoxStatus } from "./StateStore.js"
 
@@ -47,11 +47,6 @@ export interface BoxMetrics {
 }
 
 export type StartError = BootError | HypervisorUnavailable | BoxStateError | StorageError | SnapshotError
-
-export interface SnapshotOptions {
-  /** Unique in the home; default none (the snapshot is known by its id). */
-  readonly name?: string
-}
 
 /** What a copy between the host and a box fails with. */
 export type CopyFailure = CopyError | PathNotFound | InvalidOptions | StartError

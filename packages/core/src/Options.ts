@@ -471,6 +471,11 @@ export interface CopyOutOptions {
   readonly maxEntries?: number
 }
 
+export interface SnapshotOptions {
+  /** Unique in the home, as box names are spelt; default none (the snapshot is known by its id). */
+  readonly name?: string
+}
+
 export interface WriteFileOptions {
   /** Permission bits of the file (e.g. 0o755). Default 0o644. */
   readonly mode?: number
@@ -496,6 +501,13 @@ export const resolveCopyOutOptions = (
   validate(copyOutFields, input, "copy.").pipe(
     Effect.as({ maxBytes: input?.maxBytes ?? defaultMaxBytes, maxEntries: input?.maxEntries ?? COPY_OUT_MAX_ENTRIES })
   )
+
+const snapshotFields = {
+  name: boxFields.name
+} satisfies Record<keyof SnapshotOptions, Schema.Top>
+
+export const resolveSnapshotOptions = (input: SnapshotOptions | undefined): Effect.Effect<SnapshotOptions, InvalidOptions> =>
+  validate(snapshotFields, input, "").pipe(Effect.as(input?.name !== undefined ? { name: input.name } : {}))
 
 export const resolveWriteFileOptions = (input: WriteFileOptions | undefined): Effect.Effect<Required<WriteFileOptions>, InvalidOptions> =>
   validate(writeFileFields, input, "writeFile.").pipe(Effect.as({ mode: input?.mode ?? 0o644 }))

@@ -16,13 +16,13 @@ import { Hypervisor, type HypervisorInfo } from "./Hypervisor.js"
 import { timed } from "./Logging.js"
 import { type ImagePullError, type Images, makeImages, type RegistryOptions, resolveImage } from "./Images.js"
 import { BoxHandle, infoOf, reconcile } from "./internal/BoxHandle.js"
-import { boxDirOf, boxesDirOf, rootfsDirOf } from "./internal/BoxFiles.js"
+import { boxDirOf, boxesDirOf, rootfsDirOf, snapshotsDirOf } from "./internal/BoxFiles.js"
 import { recordLayout } from "./internal/Layouts.js"
 import { restrictFiles, secureTree } from "./internal/PrivateHome.js"
 import { claimHostPorts } from "./internal/HostPorts.js"
 import { SupervisorPool } from "./internal/SupervisorPool.js"
-import { type BoxOptions, resolveBoxOptions } from "./Options.js"
-import { findSnapshot, makeSnapshots, removeOrphanSnapshotDirs, type Snapshots } from "./Snapshots.js"
+import { type BoxOptions, resolveBoxOptions, type ResolvedBoxOptions } from "./Options.js"
+import { findSnapshot, makeSnapshots, type Snapshots } from "./Snapshots.js"
 import { ACTIVE_STATUSES, type BoxRecord, layerSqlite, type SnapshotRecord, StateStore } from "./StateStore.js"
 import { SupervisorEntry } from "./Supervisor.js"
 
@@ -103,18 +103,23 @@ const reconcileHome = (homeDir: string, store: StateStore["Service"]) =>
         if (yield* store.delete(record.id)) yield* store.increment("boxesDestroyed")
       }
     }
-    const known = new Set((yield* store.list).map((r) => r.id))
-    const entries = yield* Effect.promise(() => fs.readdir(boxesDirOf(homeDir)).catch(() => [] as Array<string>))
+    yield* removeOrphanDirs(boxesDirOf(homeDir), new Set((yield* store.list).map((r) => r.id)), "box")
+    yield* removeOrphanDirs(snapshotsDirOf(homeDir), new Set((yield* store.listSnapshots).map((s) => s.id)), "snapshot")
+  })
+
+/** Directories under `parent` that no record claims (a create or snapshot that died half-way), once they are old enough. */
+const removeOrphanDirs = (parent: string, known: ReadonlySet<string>, what: string) =>
+  Effect.gen(function*() {
+    const entries = yield* Effect.promise(() => fs.readdir(parent).catch(() => [] as Array<string>))
     for (const entry of entries) {
       if (known.has(entry)) continue
-      const dir = path.join(boxesDirOf(homeDir), entry)
+      const dir = path.join(parent, entry)
       const stat = yield* Effect.promise(() => fs.stat(dir).catch(() => undefined))
       if (stat && Date.now() - stat.mtimeMs > ORPHAN_AGE_MS) {
-        yield* Effect.logInfo("removing an orphaned box directory").pipe(Effect.annotateLogs({ dir }))
+        yield* Effect.logInfo(`removing an orphaned ${what} directory`).pipe(Effect.annotateLogs({ dir }))
         yield* Effect.promise(() => fs.rm(dir, { recursive: true, force: true }).catch(() => undefined))
       }
     }
-    yield* removeOrphanSnapshotDirs(homeDir, store, ORPHAN_AGE_MS)
   })
 
 /** The options a clone may not change: they make the VM the snapshot saved. */
@@ -199,6 +204,39 @@ const make = (homeDir: string, registry: RegistryOptions) =>
         Effect.forEach([...handles.values()], (box) => (box.ownedHere ? box.stop : box.disconnect), { concurrency: "unbounded", discard: true })
       ))
 
+    /** A name nobody has, host ports free now (they are claimed again at each start). */
+    const claimNameAndPorts = (options: ResolvedBoxOptions) =>
+      Effect.gen(function*() {
+        if (options.name !== undefined && (yield* store.find(options.name))) {
+          return yield* new BoxStateError(`a box named "${options.name}" already exists`)
+        }
+        yield* Effect.tryPromise({
+          try: () => claimHostPorts(options.ports),
+          catch: (e) => new InvalidOptions("ports", (e as Error).message)
+        })
+      })
+
+    /** The box's directory, its disk (made by `makeDisk`) and its record; a failure leaves none of them. */
+    const recordBox = (record: BoxRecord, makeDisk: (diskPath: string) => Effect.Effect<void, DiskStorageError>) =>
+      Effect.gen(function*() {
+        const dir = boxDirOf(homeDir, record.id)
+        yield* Effect.tryPromise({
+          try: () => fs.mkdir(dir, { recursive: true, mode: 0o700 }),
+          catch: (e) => new StorageError(`cannot create ${dir}: ${(e as Error).message}`)
+        })
+        yield* makeDisk(path.join(dir, "disk.qcow2")).pipe(
+          Effect.mapError((e: DiskStorageError): StorageError | BoxStateError => new StorageError(e.message)),
+          Effect.andThen(restrictFiles(dir)),
+          Effect.andThen(store.insert(record)),
+          Effect.tapError(() => Effect.promise(() => fs.rm(dir, { recursive: true, force: true }).catch(() => undefined))),
+          timed("box disk created", { box: record.id })
+        )
+        yield* store.increment("boxesCreated")
+        // A box is usually started right after it is made: have a supervisor loading.
+        supervisors.refill()
+        return handleOf(record) as Box
+      })
+
     /** A box that resumes from a snapshot: its disk an overlay of the snapshot's, its first start a restore. */
     const createFromSnapshot = (input: BoxOptions & { fromSnapshot: string }) =>
       Effect.gen(function*() {
@@ -206,9 +244,7 @@ const make = (homeDir: string, registry: RegistryOptions) =>
           Effect.mapError((e) => new InvalidOptions("fromSnapshot", e.message))
         )
         const options = yield* cloneOptions(snapshot, input)
-        if (options.name !== undefined && (yield* store.find(options.name))) {
-          return yield* new BoxStateError(`a box named "${options.name}" already exists`)
-        }
+        yield* claimNameAndPorts(options)
         const missing = yield* Effect.promise(async () => {
           for (const file of [snapshot.state.file, ...snapshot.layers]) {
             if (!(await fs.stat(file).catch(() => undefined))) return file
@@ -216,31 +252,17 @@ const make = (homeDir: string, registry: RegistryOptions) =>
           return undefined
         })
         if (missing) return yield* new SnapshotError("corrupt", `snapshot ${snapshot.name ?? snapshot.id} is damaged: ${missing} is missing`)
-        yield* Effect.tryPromise({
-          try: () => claimHostPorts(options.ports),
-          catch: (e) => new InvalidOptions("ports", (e as Error).message)
-        })
         const id = ulid()
-        const dir = boxDirOf(homeDir, id)
-        const record: BoxRecord = {
-          id, name: options.name, status: "configured", image: snapshot.image, options, runConfig: snapshot.runConfig, base: snapshot.base,
-          createdAt: new Date(), pid: undefined, supervisor: undefined, ports: options.ports, booted: false, reason: undefined,
-          layers: snapshot.layers, snapshot: snapshot.id, restore: snapshot.state
-        }
-        yield* Effect.tryPromise({
-          try: () => fs.mkdir(dir, { recursive: true, mode: 0o700 }),
-          catch: (e) => new StorageError(`cannot create ${dir}: ${(e as Error).message}`)
-        })
-        yield* disks.createLayeredDisk(snapshot.layers.at(-1)!, path.join(dir, "disk.qcow2")).pipe(
-          Effect.mapError((e: DiskStorageError): StorageError | BoxStateError => new StorageError(e.message)),
-          Effect.andThen(restrictFiles(dir)),
-          Effect.andThen(store.insert(record)),
-          Effect.tapError(() => Effect.promise(() => fs.rm(dir, { recursive: true, force: true }).catch(() => undefined)))
+        const box = yield* recordBox(
+          {
+            id, name: options.name, status: "configured", image: snapshot.image, options, runConfig: snapshot.runConfig, base: snapshot.base,
+            createdAt: new Date(), pid: undefined, supervisor: undefined, ports: options.ports, booted: false, reason: undefined,
+            layers: snapshot.layers, snapshot: snapshot.id, restore: snapshot.state
+          },
+          (diskPath) => disks.createLayeredDisk(snapshot.layers.at(-1)!, diskPath)
         )
-        yield* store.increment("boxesCreated")
-        supervisors.refill()
         yield* Effect.logInfo("box created from a snapshot").pipe(Effect.annotateLogs({ box: id, snapshot: snapshot.id }))
-        return handleOf(record) as Box
+        return box
       }).pipe(timed("create from snapshot"))
 
     /**
@@ -276,13 +298,7 @@ const make = (homeDir: string, registry: RegistryOptions) =>
         if (input?.fromSnapshot !== undefined) return yield* createFromSnapshot(input as BoxOptions & { fromSnapshot: string })
         const options = yield* resolveBoxOptions(input)
         if (options.diskSizeGb !== undefined) yield* checkFreeSpace(homeDir, options.diskSizeGb)
-        if (options.name !== undefined && (yield* store.find(options.name))) {
-          return yield* new BoxStateError(`a box named "${options.name}" already exists`)
-        }
-        yield* Effect.tryPromise({
-          try: () => claimHostPorts(options.ports),
-          catch: (e) => new InvalidOptions("ports", (e as Error).message)
-        })
+        yield* claimNameAndPorts(options)
         const image = yield* resolveImage(contentStore, registry, options.image).pipe(timed("image resolved", { image: options.image }))
         const base = yield* disks.baseFor(image).pipe(
           Effect.mapError((e: DiskStorageError) => new StorageError(e.message)),
@@ -300,29 +316,16 @@ const make = (homeDir: string, registry: RegistryOptions) =>
           }
         }
         const id = ulid()
-        const dir = boxDirOf(homeDir, id)
-        const record: BoxRecord = {
-          id, name: options.name, status: "configured", image: options.image, options, runConfig: image.config, base,
-          createdAt: new Date(), pid: undefined, supervisor: undefined, ports: options.ports, booted: false, reason: undefined,
-          layers: [], snapshot: undefined, restore: undefined
-        }
-        // Whatever fails from here on leaves neither a box directory nor a record behind.
-        yield* Effect.tryPromise({
-          try: () => fs.mkdir(dir, { recursive: true, mode: 0o700 }),
-          catch: (e) => new StorageError(`cannot create ${dir}: ${(e as Error).message}`)
-        })
-        yield* disks.createBoxDisk(base, path.join(dir, "disk.qcow2"), sizeBytes).pipe(
-          Effect.mapError((e: DiskStorageError): StorageError | BoxStateError => new StorageError(e.message)),
-          Effect.andThen(restrictFiles(dir)),
-          Effect.andThen(store.insert(record)),
-          Effect.tapError(() => Effect.promise(() => fs.rm(dir, { recursive: true, force: true }).catch(() => undefined))),
-          timed("box disk created", { box: id })
+        const box = yield* recordBox(
+          {
+            id, name: options.name, status: "configured", image: options.image, options, runConfig: image.config, base,
+            createdAt: new Date(), pid: undefined, supervisor: undefined, ports: options.ports, booted: false, reason: undefined,
+            layers: [], snapshot: undefined, restore: undefined
+          },
+          (diskPath) => disks.createBoxDisk(base, diskPath, sizeBytes)
         )
-        yield* store.increment("boxesCreated")
-        // A box is usually started right after it is made: have a supervisor loading.
-        supervisors.refill()
         yield* Effect.logInfo("box created").pipe(Effect.annotateLogs({ box: id, image: options.image }))
-        return handleOf(record) as Box
+        return box
       }).pipe(timed("create"))
 
     const reconciledRecords = Effect.flatMap(store.list, (records) => Effect.forEach(records, (r) => reconcile(store, r)))

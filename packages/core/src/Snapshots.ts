@@ -5,10 +5,9 @@
  */
 import { Effect } from "effect"
 import * as fs from "node:fs/promises"
-import * as path from "node:path"
 import { SnapshotError } from "./Errors.js"
-import { snapshotDirOf, snapshotsDirOf } from "./internal/BoxFiles.js"
-import type { SnapshotRecord, StateStore } from "./StateStore.js"
+import { snapshotDirOf } from "./internal/BoxFiles.js"
+import type { BoxRecord, SnapshotRecord, StateStore } from "./StateStore.js"
 
 export interface SnapshotInfo {
   readonly id: string
@@ -51,6 +50,12 @@ export const snapshotInfoOf = (r: SnapshotRecord): SnapshotInfo => ({
   stateBytes: r.state.bytes,
   sizeBytes: r.sizeBytes
 })
+
+/** Why `box` cannot be saved (snapshot or suspend), if it cannot: a virtiofs share's state lives in virtiofsd, outside the VM. */
+export const unsavable = (box: BoxRecord): SnapshotError | undefined =>
+  box.options.volumes.length > 0
+    ? new SnapshotError("unsupported", `box ${box.id} has volumes, and a virtiofs share's state lives outside the VM: it cannot be saved`)
+    : undefined
 
 /** The snapshot's own disk layer: the last of its layers. */
 const diskOf = (r: SnapshotRecord): string => r.layers.at(-1)!
@@ -99,15 +104,3 @@ export const makeSnapshots = (homeDir: string, store: StateStore["Service"]): Sn
     })
   }
 }
-
-/** Snapshot directories no record claims (a snapshot that died half-way), older than `minAgeMs`. */
-export const removeOrphanSnapshotDirs = (homeDir: string, store: StateStore["Service"], minAgeMs: number) =>
-  Effect.gen(function*() {
-    const known = new Set((yield* store.listSnapshots).map((s) => s.id))
-    const entries = yield* Effect.promise(() => fs.readdir(snapshotsDirOf(homeDir)).catch(() => [] as Array<string>))
-    for (const entry of entries) {
-      if (known.has(entry)) continue
-      const stat = yield* Effect.promise(() => fs.stat(path.join(snapshotsDirOf(homeDir), entry)).catch(() => undefined))
-      if (stat && Date.now() - stat.mtimeMs > minAgeMs) yield* removeFiles(homeDir, entry)
-    }
-  })

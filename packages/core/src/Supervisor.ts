@@ -14,13 +14,12 @@
  * A spare touches nothing of the home before its command: it never re-creates a home that was
  * deleted after its runtime closed (it opens the state database only if it exists).
  */
-import type { GuestConfig } from "@boxlite/agent-protocol"
+import type { ControlDone, ControlRequest, GuestConfig } from "@boxlite/agent-protocol"
 import { DiskStore, layer as diskStoreLayer } from "@boxlite/storage"
 import { Context, Deferred, Effect, Exit, Layer, Scope } from "effect"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
-import type { ControlDone, ControlRequest } from "@boxlite/agent-protocol"
 import { randomBytes } from "node:crypto"
 import { BoxliteError, BootError, BoxNotFound, BoxStateError, HypervisorUnavailable, InvalidOptions, SnapshotError, StorageError } from "./Errors.js"
 import { GUEST_NETWORK, GuestArtifacts, Hypervisor, type SavedState, type Vm, type VmExit, type VmVolume } from "./Hypervisor.js"
@@ -32,6 +31,7 @@ import { type ProcessRef, selfRef } from "./internal/Proc.js"
 import { openVolumeSource } from "./internal/VolumeSource.js"
 import * as Logging from "./Logging.js"
 import * as RotatingLog from "./RotatingLog.js"
+import { unsavable } from "./Snapshots.js"
 import { LOG_MAX_BYTES, type Volume } from "./Options.js"
 import { type BoxChange, type BoxRecord, layerSqlite, StateStore } from "./StateStore.js"
 
@@ -320,11 +320,16 @@ const saveVm = async (running: Running, stateFile: string, whileStopped: () => P
     await whileStopped()
     return state
   } catch (e) {
-    await control.resume()
-    await running.mux.thaw(thawNow())
-    if (running.mux.paused) await control.pause()
+    await goOn(running)
     throw e
   }
+}
+
+/** After saveVm: the guest runs and speaks again (and is paused again if it was). */
+const goOn = async (running: Running) => {
+  await running.vm.control!.resume()
+  await running.mux.thaw(thawNow())
+  if (running.mux.paused) await running.vm.control!.pause()
 }
 
 /** A client's CONTROL: pause, resume, snapshot into a directory, suspend into the box directory. */
@@ -341,9 +346,8 @@ const controlBox = async (
   if (!control) throw new SnapshotError("unsupported", "this hypervisor driver cannot pause or save VMs")
   const update = (change: BoxChange) => Effect.runPromise(store.update(record.id, change))
   const savable = () => {
-    if (record.options.volumes.length > 0) {
-      throw new SnapshotError("unsupported", `box ${record.id} has volumes, and a virtiofs share's state lives outside the VM: it cannot be saved`)
-    }
+    const refusal = unsavable(record)
+    if (refusal) throw refusal
   }
   switch (request.op) {
     case "pause":
@@ -366,9 +370,7 @@ const controlBox = async (
       const state = await saveVm(running, path.join(request.dir, "memory.state"), () =>
         // The VM is stopped and its disk flushed: the copy is the disk as the memory knows it.
         fs.promises.copyFile(diskPath, snapshotDisk, fs.constants.COPYFILE_FICLONE))
-      await control.resume()
-      await running.mux.thaw(thawNow())
-      if (running.mux.paused) await control.pause()
+      await goOn(running)
       const diskBytes = fs.statSync(snapshotDisk).blocks * 512
       return { stateBytes: state.bytes, diskBytes, stateSha256: state.sha256, signature: state.signature }
     }

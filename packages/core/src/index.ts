@@ -5,7 +5,7 @@ export * from "./Images.js"
 /** Snapshots: list, inspect, remove, prune (taken with box.snapshot(), started with create({ fromSnapshot })). */
 export type { SnapshotInfo, SnapshotPruneReport, Snapshots } from "./Snapshots.js"
 /** A box: start, exec, copy files in and out, stop, remove. */
-export type { Box, BoxInfo, BoxMetrics, CopyFailure, SnapshotOptions, StartError } from "./Box.js"
+export type { Box, BoxInfo, BoxMetrics, CopyFailure, StartError } from "./Box.js"
 /** A running command: streams, stdin, kill, wait. */
 export type { ExecResult, Execution } from "./Execution.js"
 /** Box and exec options, their validation and defaults. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest"
 import { Effect, Exit } from "effect"
-import { InvalidOptions, mergeEnv, resolveBoxOptions, resolveExecOptions } from "@boxlite/core"
+import { InvalidOptions, mergeEnv, resolveBoxOptions, resolveExecOptions, resolveSnapshotOptions } from "@boxlite/core"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -93,5 +93,14 @@ describe("box options", () => {
 
   it("merges env layers, later ones winning", () => {
     expect(mergeEnv([["PATH", "/bin"], ["A", "1"]], [["A", "2"]], [["B", "3"]])).toEqual([["PATH", "/bin"], ["A", "2"], ["B", "3"]])
+  })
+})
+
+describe("snapshot options", () => {
+  it("take a name spelt as box names are; anything else is refused naming the field", async () => {
+    expect(await Effect.runPromise(resolveSnapshotOptions({ name: "base-1.0" }))).toEqual({ name: "base-1.0" })
+    expect(await Effect.runPromise(resolveSnapshotOptions(undefined))).toEqual({})
+    expect(await fieldOf(resolveSnapshotOptions({ name: "two words" }))).toBe("name")
+    expect(await fieldOf(resolveSnapshotOptions({ nmae: "x" } as never))).toBe("nmae")
   })
 })

@@ -561,10 +561,11 @@ const launch = (plan: Launch): Promise<Vm> =>
       clearTimeout(timer)
       void Qmp.open(monitor, greeting).then(async (opened) => {
         qmp = opened
-        const signature = plan.signature(opened.version)
+        // Only a restore or a save needs it (it stats the guest's files): not every boot.
+        const signature = () => plan.signature(opened.version)
         if (plan.restore) {
           restoring = true
-          await restoreState(opened, exited, FD.incoming, plan.restore, plan.restoreHash!, signature).catch((e: unknown) => {
+          await restoreState(opened, exited, FD.incoming, plan.restore, plan.restoreHash!, signature()).catch((e: unknown) => {
             const reason = stderr.trim()
             throw e instanceof SnapshotError && reason ? new SnapshotError(e.reason, `${e.message} (QEMU: ${reason})`) : e
           })
@@ -576,7 +577,7 @@ const launch = (plan: Launch): Promise<Vm> =>
         const control: VmControl = {
           pause: () => opened.execute("stop").then(() => undefined),
           resume: () => opened.execute("cont").then(() => undefined),
-          saveState: (file) => plan.receiver.save(opened, exited, FD.stateSocket, file, signature, plan.stateMaxBytes)
+          saveState: (file) => plan.receiver.save(opened, exited, FD.stateSocket, file, signature(), plan.stateMaxBytes)
         }
         resolve({
           pid: qemuPid ?? proc.pid ?? -1,

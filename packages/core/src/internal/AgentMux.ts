@@ -5,10 +5,9 @@
  * for one, so the guest's credit-based flow control reaches every client unchanged.
  */
 import {
-  ControlRequest, decodeJson, encodeFrame, encodeJson, ErrorMessage, type Frame, FrameDecoder, FrameType, type GuestConfig, HelloAck,
-  MetricsReport, PROTOCOL_VERSION, Thawed, type ThawRequest
+  type ControlDone, ControlRequest, decodeJson, encodeFrame, encodeJson, ErrorMessage, type Frame, FrameDecoder, FrameType, type GuestConfig,
+  HelloAck, MetricsReport, PROTOCOL_VERSION, Thawed, type ThawRequest
 } from "@boxlite/agent-protocol"
-import type { ControlDone } from "@boxlite/agent-protocol"
 import type { Duplex } from "node:stream"
 
 const SIGKILL = 9
@@ -83,20 +82,23 @@ export class AgentMux {
     try {
       await this.request(FrameType.FREEZE, new Uint8Array(0), FrameType.FROZEN)
     } catch (e) {
-      const held = this.held
-      this.held = undefined
-      for (const frame of held) this.agent.write(frame)
+      this.release()
       throw e
     }
+  }
+
+  /** Sends what was held since FREEZE, and stops holding. */
+  private release(): void {
+    const held = this.held ?? []
+    this.held = undefined
+    for (const frame of held) this.agent.write(frame)
   }
 
   /** Lets the guest go on (and fixes its clock and RNG); a fresh thaw numbers new streams above the guest's old ones. */
   async thaw(request: ThawRequest): Promise<void> {
     const answer = this.request(FrameType.THAW, encodeJson(request), FrameType.THAWED)
     // In the same tick as THAW, before anything a client sends next: their order is kept.
-    const held = this.held
-    this.held = undefined
-    for (const frame of held ?? []) this.agent.write(frame)
+    this.release()
     const thawed = decodeJson(Thawed, (await answer).payload)
     if (!thawed) throw new Error("the guest agent sent a bad THAWED")
     this.nextStream = Math.max(this.nextStream, thawed.nextStream)

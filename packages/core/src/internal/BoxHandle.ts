@@ -11,19 +11,19 @@ import * as net from "node:net"
 import * as path from "node:path"
 import type { ControlRequest } from "@boxlite/agent-protocol"
 import { ulid } from "ulid"
-import type { Box, BoxInfo, BoxMetrics, CopyFailure, SnapshotOptions, StartError } from "../Box.js"
+import type { Box, BoxInfo, BoxMetrics, CopyFailure, StartError } from "../Box.js"
 import { BootError, type BoxliteError, BoxNotFound, BoxStateError, CopyError, ExecError, InvalidOptions, PathNotFound, SnapshotError } from "../Errors.js"
 import { ExecutionImpl } from "../Execution.js"
 import type { HypervisorInfo } from "../Hypervisor.js"
 import { timed } from "../Logging.js"
 import {
   COPY_OUT_MAX_BYTES, type CopyOutOptions, type ExecOptions, mergeEnv, READ_FILE_MAX_BYTES, resolveCopyOutOptions, resolveExecOptions,
-  resolveWriteFileOptions, type WriteFileOptions
+  resolveSnapshotOptions, resolveWriteFileOptions, type SnapshotOptions, type WriteFileOptions
 } from "../Options.js"
 import { ACTIVE_STATUSES, type BoxRecord, StateStore } from "../StateStore.js"
 import { errorFromReport, type LaunchReport, type SupervisorCommand } from "../Supervisor.js"
 import { AgentConnection, type CopyChannel, CopyRefused, SpawnFailed } from "./AgentConnection.js"
-import { type SnapshotInfo, snapshotInfoOf } from "../Snapshots.js"
+import { type SnapshotInfo, snapshotInfoOf, unsavable } from "../Snapshots.js"
 import { boxDirOf, removeRunDirs, snapshotDirOf, supervisorLogOf, supervisorSocketOf, suspendStateOf } from "./BoxFiles.js"
 import { destinationOf, extractFrom, packInto, readSingleFile, singleFileArchive } from "./FileTransfer.js"
 import { cpuTimeMs, isAlive, selfRef } from "./Proc.js"
@@ -101,10 +101,13 @@ const hostPathOf = (field: string, hostPath: string): Effect.Effect<string, Inva
  * A copy's failure as the user sees it. The guest's `not_found` names `missing`; `bad_message`
  * comes from an agent older than copies, which must be said plainly (it is not the user's path).
  */
-const copyFailure = (e: unknown, guestPath: string, missing: string, agentVersion: string): BoxliteError => {
+/** What an exec or copy on a paused box is (the supervisor refuses them with `paused`). */
+const isPaused = (boxId: string) => new BoxStateError(`box ${boxId} is paused: resume it first`)
+
+const copyFailure = (e: unknown, boxId: string, guestPath: string, missing: string, agentVersion: string): BoxliteError => {
   if (e instanceof CopyError || e instanceof PathNotFound) return e
   if (e instanceof CopyRefused) {
-    if (e.code === "paused") return new BoxStateError(`the box is paused: resume it first`)
+    if (e.code === "paused") return isPaused(boxId)
     if (e.code === "not_found") return new PathNotFound(missing, "guest", `guest path ${e.message}`)
     if (e.code === "bad_message") return new CopyError(guestPath, `the box's guest agent (${agentVersion || "unknown version"}) does not support copying files (${e.message}); rebuild the guest (npm run build:guest)`)
     return new CopyError(guestPath, `${guestPath}: ${e.message}`)
@@ -203,9 +206,7 @@ export class BoxHandle implements Box {
         const open = this.openConnection
         if (open) return open
         const record = yield* this.current.pipe(Effect.mapError((e) => new BoxStateError(e.message)))
-        if (record.status === "paused" && !explicit) {
-          return yield* new BoxStateError(`box ${record.id} is paused: resume it first`)
-        }
+        if (record.status === "paused" && !explicit) return yield* isPaused(record.id)
         if (record.status === "running" || record.status === "paused") {
           const connection = yield* this.connect
           if (connection) return connection
@@ -323,7 +324,7 @@ export class BoxHandle implements Box {
         try: () => channel.started,
         catch: (e): ExecError | BoxStateError =>
           e instanceof SpawnFailed && e.code === "paused"
-            ? new BoxStateError(`box ${this.record.id} is paused: resume it first`)
+            ? isPaused(this.record.id)
             : e instanceof SpawnFailed
             ? new ExecError(`cannot run ${command}: ${e.message}`, argv, NOT_FOUND.test(e.message) ? 127 : 126, `${e.message}\n`)
             : new ExecError(`${command}: ${(e as Error).message}`, argv)
@@ -350,7 +351,7 @@ export class BoxHandle implements Box {
             return result
           })
         },
-        catch: (e) => copyFailure(e, request.path, missing, agent.agentVersion) as CopyError | PathNotFound
+        catch: (e) => copyFailure(e, this.record.id, request.path, missing, agent.agentVersion) as CopyError | PathNotFound
       })
     })
   }
@@ -438,9 +439,8 @@ export class BoxHandle implements Box {
         catch: (e) => new BoxStateError(`box ${record.id}: ${op} failed: ${(e as Error).message}`)
       })
       if (done.error) {
-        return yield* (done.error.tag === "SnapshotError"
-          ? new SnapshotError((done.error.reason ?? "corrupt") as SnapshotError["reason"], done.error.message)
-          : new BoxStateError(done.error.message))
+        const error = errorFromReport({ _tag: done.error.tag, message: done.error.message, ...(done.error.reason ? { reason: done.error.reason } : {}) }, record.id)
+        return yield* (error instanceof SnapshotError ? error : new BoxStateError(error.message))
       }
       return done
     })
@@ -467,18 +467,11 @@ export class BoxHandle implements Box {
 
   snapshot(options?: SnapshotOptions): Effect.Effect<SnapshotInfo, BoxNotFound | BoxStateError | SnapshotError | InvalidOptions> {
     return this.lifecycle.withPermit(Effect.gen({ self: this }, function*() {
-      const name = options?.name
-      if (options !== undefined && (typeof options !== "object" || Object.keys(options).some((k) => k !== "name"))) {
-        return yield* new InvalidOptions("snapshot", "takes { name? }")
-      }
-      if (name !== undefined && (typeof name !== "string" || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(name))) {
-        return yield* new InvalidOptions("name", "must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit")
-      }
+      const { name } = yield* resolveSnapshotOptions(options)
       if (name !== undefined && (yield* this.deps.store.findSnapshot(name))) return yield* new BoxStateError(`a snapshot named "${name}" already exists`)
       const record = yield* this.current
-      if (record.options.volumes.length > 0) {
-        return yield* new SnapshotError("unsupported", `box ${record.id} has volumes, and a virtiofs share's state lives outside the VM: it cannot be saved`)
-      }
+      const refusal = unsavable(record)
+      if (refusal) return yield* refusal
       const id = ulid()
       const dir = snapshotDirOf(this.deps.homeDir, id)
       const removeDir = Effect.promise(() => fs.promises.rm(dir, { recursive: true, force: true }).catch(() => undefined))
