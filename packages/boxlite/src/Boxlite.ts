@@ -10,9 +10,9 @@ import { defaultPlatform } from "./Platform.js"
 export class Boxlite extends BoxliteBase {
   private static shared: Boxlite | undefined
 
-  /** A runtime of `options.homeDir` (default `$BOXLITE_HOME` or `~/.boxlite`) on QEMU. */
+  /** A runtime of `options.homeDir` (default `$BOXLITE_HOME` or `~/.boxlite`) on `options.driver` (default `$BOXLITE_DRIVER` or QEMU). */
   constructor(options: RuntimeOptions = {}) {
-    super(options, defaultPlatform())
+    super(options, defaultPlatform(options.driver))
   }
 
   /** The process-wide runtime of the default home directory. */

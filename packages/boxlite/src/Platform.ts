@@ -1,8 +1,11 @@
 /**
- * The composition root: the only place that picks a driver. Today that is QEMU with the guest
- * kernel and initramfs built by the @boxlite/guest package.
+ * The composition root: the only place that picks a driver. QEMU ships in this package (and in
+ * the supervisor bundle); `kvm`, `hvf` and third-party drivers are imported by name
+ * (loadDriver). The guest kernel and initramfs are the ones the @boxlite/guest package built.
  */
-import { GuestArtifacts, type Hypervisor, HypervisorUnavailable, SupervisorEntry } from "@boxlite/core"
+import {
+  type DriverImporter, GuestArtifacts, Hypervisor, HypervisorUnavailable, loadDriver, SupervisorEntry
+} from "@boxlite/core"
 import * as Qemu from "@boxlite/driver-qemu"
 import { guestArtifacts } from "@boxlite/guest"
 import { Effect, Layer } from "effect"
@@ -16,14 +19,27 @@ export const guestLayer: Layer.Layer<GuestArtifacts> = Layer.succeed(GuestArtifa
   })
 })
 
-/** QEMU plus the built guest: what a box's supervisor process runs on. */
-export const vmPlatform = (): Layer.Layer<Hypervisor | GuestArtifacts> => Layer.mergeAll(Qemu.layer(), guestLayer)
+/** QEMU from this package (bundled with the supervisor); any other driver imported from where this package is installed. */
+export const importDriver: DriverImporter = (specifier) => specifier === "@boxlite/driver-qemu" ? Promise.resolve(Qemu) : import(specifier)
+
+/** The default driver: `$BOXLITE_DRIVER`, else `qemu`. */
+export const defaultDriver = (): string => process.env["BOXLITE_DRIVER"] || "qemu"
+
+/** The driver `name` (see loadDriver); one that cannot be loaded is HypervisorUnavailable, naming it. */
+export const driverLayer = (name: string = defaultDriver()): Layer.Layer<Hypervisor, HypervisorUnavailable> =>
+  Layer.effect(Hypervisor)(Effect.tryPromise({
+    try: () => loadDriver(name, importDriver).then((plugin) => plugin.make()),
+    catch: (e) => e instanceof HypervisorUnavailable ? e : new HypervisorUnavailable(`driver "${name}": ${(e as Error).message}`)
+  }))
+
+/** A driver plus the built guest: what boxes boot on. */
+export const vmPlatform = (driver?: string): Layer.Layer<Hypervisor | GuestArtifacts, HypervisorUnavailable> => Layer.mergeAll(driverLayer(driver), guestLayer)
 
 /**
- * Supervisors run `supervisor.js` of this package, which boots on `vmPlatform()`, as the single
- * file `npm run build` bundles it into: Node loads it in ~0.3 s instead of ~0.8 s for the module
- * graph, and that load is on every box's start path. (After a `tsc`-only build the bundle is
- * stale: rebuild with `npm run build`.) Without a bundle, the module graph.
+ * Supervisors run `supervisor.js` of this package as the single file `npm run build` bundles it
+ * into: Node loads it in ~0.3 s instead of ~0.8 s for the module graph, and that load is on
+ * every box's start path. (After a `tsc`-only build the bundle is stale: rebuild with `npm run
+ * build`.) Without a bundle, the module graph.
  */
 const supervisorModule = (): string => {
   const bundle = fileURLToPath(new URL("./supervisor.bundle.js", import.meta.url))
@@ -32,5 +48,6 @@ const supervisorModule = (): string => {
 
 export const supervisorLayer: Layer.Layer<SupervisorEntry> = Layer.sync(SupervisorEntry, () => ({ module: supervisorModule() }))
 
-/** What `Boxlite.default()` runs on. */
-export const defaultPlatform = (): Layer.Layer<Hypervisor | GuestArtifacts | SupervisorEntry> => Layer.mergeAll(vmPlatform(), supervisorLayer)
+/** What `new Boxlite({ driver })` runs on (default: defaultDriver()). */
+export const defaultPlatform = (driver?: string): Layer.Layer<Hypervisor | GuestArtifacts | SupervisorEntry, HypervisorUnavailable> =>
+  Layer.mergeAll(vmPlatform(driver), supervisorLayer)

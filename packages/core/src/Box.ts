@@ -28,7 +28,9 @@ export interface BoxInfo {
    * supervisor died. Such a box runs nothing until an explicit `start()`. Undefined otherwise.
    */
   readonly reason: string | undefined
-  /** The runtime's accelerator (`kvm`, `hvf`, `tcg`) and agent transport (`virtio-serial`, `vsock`); undefined if no VMM can run. */
+  /** The driver that runs the box (`qemu`, `kvm`, `hvf`, or a driver package's name). */
+  readonly driver: string
+  /** Its driver's accelerator (`kvm`, `hvf`, `tcg`) and agent transport (`virtio-serial`, `vsock`); undefined if it cannot run here, or is not the runtime's driver. */
   readonly accelerator: string | undefined
   readonly transport: string | undefined
   /** The snapshot the box was created from (`fromSnapshot`, `warm`), if any. */

@@ -2,14 +2,9 @@
  * Every error BoxLite raises. They are classes (so `instanceof` works for Promise users) and
  * tagged (so Effect users can `Effect.catchTag("TimeoutError", ...)`). All extend BoxliteError.
  */
-import { Data } from "effect"
+import { BoxliteError } from "@boxlite/driver"
 
-export class BoxliteError extends Data.Error<{ readonly message: string }> {
-  readonly _tag: string = "BoxliteError"
-  override get name(): string {
-    return this._tag
-  }
-}
+export { BootError, BoxliteError, HypervisorUnavailable, SnapshotError } from "@boxlite/driver"
 
 /** An option had a value out of range or of the wrong shape; nothing was started. */
 export class InvalidOptions extends BoxliteError {
@@ -92,22 +87,6 @@ export class StorageError extends BoxliteError {
   }
 }
 
-/** No usable hypervisor on this host (e.g. QEMU is not installed); says what to install. */
-export class HypervisorUnavailable extends BoxliteError {
-  override readonly _tag = "HypervisorUnavailable" as const
-  constructor(message: string) {
-    super({ message })
-  }
-}
-
-/** The VM did not come up; `consoleTail` is the end of the guest's console log. */
-export class BootError extends BoxliteError {
-  override readonly _tag = "BootError" as const
-  constructor(problem: string, readonly consoleTail: string) {
-    super({ message: consoleTail ? `${problem}\n--- guest console (tail) ---\n${consoleTail}` : problem })
-  }
-}
-
 /** No box with that id or name in this home directory. */
 export class BoxNotFound extends BoxliteError {
   override readonly _tag = "BoxNotFound" as const
@@ -120,19 +99,6 @@ export class BoxNotFound extends BoxliteError {
 export class BoxStateError extends BoxliteError {
   override readonly _tag = "BoxStateError" as const
   constructor(message: string) {
-    super({ message })
-  }
-}
-
-/**
- * A snapshot cannot be taken, found or restored: `reason` says which. `incompatible`: it was
- * saved by another QEMU, guest kernel or agent, or for another machine shape (the message names
- * what differs); `corrupt`: its files are damaged or missing; `unsupported`: this box or driver
- * cannot be saved (e.g. a box with volumes); `in-use`: boxes were cloned from it.
- */
-export class SnapshotError extends BoxliteError {
-  override readonly _tag = "SnapshotError" as const
-  constructor(readonly reason: "incompatible" | "corrupt" | "unsupported" | "in-use" | "not-found", message: string) {
     super({ message })
   }
 }

@@ -12,11 +12,12 @@ import { ulid } from "ulid"
 import { createHash } from "node:crypto"
 import type { Box, BoxInfo } from "./Box.js"
 import { type BootError, BoxNotFound, BoxStateError, type HypervisorUnavailable, InvalidOptions, SnapshotError, StorageError } from "./Errors.js"
-import { Hypervisor, type HypervisorInfo } from "./Hypervisor.js"
+import { GuestArtifacts, Hypervisor, type HypervisorInfo } from "@boxlite/driver"
 import { timed } from "./Logging.js"
 import { type ImagePullError, type Images, makeImages, type RegistryOptions, resolveImage } from "./Images.js"
 import { BoxHandle, infoOf, reconcile } from "./internal/BoxHandle.js"
-import { boxDirOf, boxesDirOf, rootfsDirOf, snapshotsDirOf } from "./internal/BoxFiles.js"
+import { boxDirOf, boxesDirOf, rootDiskOf, rootfsDirOf, snapshotsDirOf } from "./internal/BoxFiles.js"
+import { unsupportedOption } from "./internal/Capabilities.js"
 import { recordLayout } from "./internal/Layouts.js"
 import { restrictFiles, secureTree } from "./internal/PrivateHome.js"
 import { claimHostPorts } from "./internal/HostPorts.js"
@@ -29,6 +30,13 @@ import { SupervisorEntry } from "./Supervisor.js"
 export interface RuntimeOptions extends RegistryOptions {
   /** Where boxes, images and state live. Default: `$BOXLITE_HOME`, else `~/.boxlite`. */
   readonly homeDir?: string
+  /**
+   * The driver of the boxes this runtime creates (each box keeps its own): `qemu`, `kvm`
+   * (cloud-hypervisor), `hvf` (vfkit), or the package name of a driver of your own (it exports
+   * `driver: DriverPlugin`). Default: `$BOXLITE_DRIVER`, else `qemu`. Read by the platform
+   * (the `boxlite` package); a driver that cannot be loaded is HypervisorUnavailable.
+   */
+  readonly driver?: string
 }
 
 export interface RuntimeMetrics {
@@ -171,13 +179,14 @@ const checkFreeSpace = (homeDir: string, sizeGb: number) =>
 const make = (homeDir: string, registry: RegistryOptions) =>
   Effect.gen(function*() {
     const hypervisor = yield* Hypervisor
+    const guest = yield* GuestArtifacts
     const supervisor = yield* SupervisorEntry
     const store = yield* StateStore
     const disks = yield* DiskStore
     const contentStore = yield* ContentStore
     yield* reconcileHome(homeDir, store)
     const handles = new Map<string, BoxHandle>()
-    const supervisors = new SupervisorPool(supervisor.module, homeDir)
+    const supervisors = new SupervisorPool(supervisor.module, homeDir, hypervisor.name)
     // Asked once: the driver probes the host (binaries, /dev/kvm) to answer.
     let knownHypervisor: HypervisorInfo | undefined
     const hypervisorInfo = Effect.suspend(() =>
@@ -190,7 +199,7 @@ const make = (homeDir: string, registry: RegistryOptions) =>
           Effect.provideService(References.MinimumLogLevel, "Error")
         )
     )
-    const deps = { homeDir, store, supervisors, hypervisorInfo, onRemoved: (id: string) => void handles.delete(id) }
+    const deps = { homeDir, store, supervisors, hypervisorInfo, guestFiles: guest.files, onRemoved: (id: string) => void handles.delete(id) }
     const handleOf = (record: BoxRecord): BoxHandle => {
       let handle = handles.get(record.id)
       if (!handle) handles.set(record.id, handle = new BoxHandle(record, deps))
@@ -224,7 +233,7 @@ const make = (homeDir: string, registry: RegistryOptions) =>
           try: () => fs.mkdir(dir, { recursive: true, mode: 0o700 }),
           catch: (e) => new StorageError(`cannot create ${dir}: ${(e as Error).message}`)
         })
-        yield* makeDisk(path.join(dir, "disk.qcow2")).pipe(
+        yield* makeDisk(rootDiskOf(dir, record.diskFormat)).pipe(
           Effect.mapError((e: DiskStorageError): StorageError | BoxStateError => new StorageError(e.message)),
           Effect.andThen(restrictFiles(dir)),
           Effect.andThen(store.insert(record)),
@@ -257,7 +266,9 @@ const make = (homeDir: string, registry: RegistryOptions) =>
           {
             id, name: options.name, status: "configured", image: snapshot.image, options, runConfig: snapshot.runConfig, base: snapshot.base,
             createdAt: new Date(), pid: undefined, supervisor: undefined, ports: options.ports, booted: false, reason: undefined,
-            layers: snapshot.layers, snapshot: snapshot.id, restore: snapshot.state
+            layers: snapshot.layers, snapshot: snapshot.id, restore: snapshot.state,
+            // Only the driver that saved the state can restore it.
+            driver: snapshot.driver ?? "qemu", diskFormat: "qcow2"
           },
           (diskPath) => disks.createLayeredDisk(snapshot.layers.at(-1)!, diskPath)
         )
@@ -273,6 +284,7 @@ const make = (homeDir: string, registry: RegistryOptions) =>
     const createWarm = (input: BoxOptions): Effect.Effect<Box, CreateError> =>
       Effect.gen(function*() {
         const { warm: _, ...rest } = input
+        if (!hypervisor.capabilities.snapshots) return yield* new InvalidOptions("warm", `the ${hypervisor.name} driver cannot save VMs, and a warm start restores one`)
         if (rest.fromSnapshot !== undefined) return yield* new InvalidOptions("warm", "cannot be combined with fromSnapshot: a snapshot starts warm already")
         if ((rest.volumes ?? []).length > 0) return yield* new InvalidOptions("warm", "a box with volumes cannot start warm: a virtiofs share's state cannot be saved")
         if (rest.diskSizeGb !== undefined) return yield* new InvalidOptions("warm", "a box with diskSizeGb has a disk of its own: it cannot start from a shared template")
@@ -297,6 +309,8 @@ const make = (homeDir: string, registry: RegistryOptions) =>
         if (input?.warm === true) return yield* createWarm(input)
         if (input?.fromSnapshot !== undefined) return yield* createFromSnapshot(input as BoxOptions & { fromSnapshot: string })
         const options = yield* resolveBoxOptions(input)
+        const unsupported = unsupportedOption(hypervisor.name, hypervisor.capabilities, options)
+        if (unsupported) return yield* unsupported
         if (options.diskSizeGb !== undefined) yield* checkFreeSpace(homeDir, options.diskSizeGb)
         yield* claimNameAndPorts(options)
         const image = yield* resolveImage(contentStore, registry, options.image).pipe(timed("image resolved", { image: options.image }))
@@ -316,13 +330,14 @@ const make = (homeDir: string, registry: RegistryOptions) =>
           }
         }
         const id = ulid()
+        const diskFormat = hypervisor.capabilities.diskFormats[0]!
         const box = yield* recordBox(
           {
             id, name: options.name, status: "configured", image: options.image, options, runConfig: image.config, base,
             createdAt: new Date(), pid: undefined, supervisor: undefined, ports: options.ports, booted: false, reason: undefined,
-            layers: [], snapshot: undefined, restore: undefined
+            layers: [], snapshot: undefined, restore: undefined, driver: hypervisor.name, diskFormat
           },
-          (diskPath) => disks.createBoxDisk(base, diskPath, sizeBytes)
+          (diskPath) => diskFormat === "raw" ? disks.createRawDisk(base, diskPath, sizeBytes) : disks.createBoxDisk(base, diskPath, sizeBytes)
         )
         yield* Effect.logInfo("box created").pipe(Effect.annotateLogs({ box: id, image: options.image }))
         return box
@@ -363,12 +378,12 @@ const make = (homeDir: string, registry: RegistryOptions) =>
   })
 
 /**
- * The Runtime of `options.homeDir`, with its state store and disk store; needs a Hypervisor and
- * how to run supervisors. The home is made private (0700, its files 0600); one that belongs to
+ * The Runtime of `options.homeDir`, with its state store and disk store; needs a Hypervisor (the
+ * driver of the boxes it creates), the guest it boots and how to run supervisors. The home is made private (0700, its files 0600); one that belongs to
  * another user is InvalidOptions("homeDir"), an unreadable state database a StorageError.
  */
-export const layer = (options: RuntimeOptions = {}): Layer.Layer<Runtime, OpenError, Hypervisor | SupervisorEntry> => {
-  const { homeDir: home, ...registry } = options
+export const layer = (options: RuntimeOptions = {}): Layer.Layer<Runtime, OpenError, Hypervisor | GuestArtifacts | SupervisorEntry> => {
+  const { homeDir: home, driver: _, ...registry } = options
   const homeDir = path.resolve(home ?? defaultHomeDir())
   return Layer.effect(Runtime)(make(homeDir, registry)).pipe(
     Layer.provide(Layer.mergeAll(

@@ -55,6 +55,8 @@ export const snapshotInfoOf = (r: SnapshotRecord): SnapshotInfo => ({
 export const unsavable = (box: BoxRecord): SnapshotError | undefined =>
   box.options.volumes.length > 0
     ? new SnapshotError("unsupported", `box ${box.id} has volumes, and a virtiofs share's state lives outside the VM: it cannot be saved`)
+    : box.diskFormat !== "qcow2"
+    ? new SnapshotError("unsupported", `box ${box.id} has a ${box.diskFormat} root disk (its driver, ${box.driver}, takes no qcow2): snapshots layer qcow2 disks`)
     : undefined
 
 /** The snapshot's own disk layer: the last of its layers. */

@@ -10,7 +10,7 @@ import * as path from "node:path"
 import { BoxStateError, InvalidOptions, StorageError } from "./Errors.js"
 import { secureHome } from "./internal/PrivateHome.js"
 import type { ProcessRef } from "./internal/Proc.js"
-import type { SavedState } from "./Hypervisor.js"
+import type { DiskFormat, SavedState } from "@boxlite/driver"
 import type { Port, ResolvedBoxOptions } from "./Options.js"
 
 /** `paused`: running with its vCPUs stopped; `suspended`: saved to disk with no VMM, resumed by the next start. */
@@ -46,6 +46,10 @@ export interface BoxRecord {
   readonly snapshot: string | undefined
   /** The state the next start resumes from instead of booting (a suspended box, a clone's first start). */
   readonly restore: SavedState | undefined
+  /** The driver that runs the box (Hypervisor.name): its supervisor loads that one, whatever the runtime's is now. */
+  readonly driver: string
+  /** How its root disk is stored (the first of its driver's diskFormats when it was created). */
+  readonly diskFormat: DiskFormat
 }
 
 export type BoxChange = Partial<Pick<BoxRecord, "status" | "pid" | "supervisor" | "ports" | "booted" | "reason" | "restore">>
@@ -66,6 +70,8 @@ export interface SnapshotRecord {
   /** The source's own layers, then the snapshot's disk: a clone's read-only layers. */
   readonly layers: ReadonlyArray<string>
   readonly state: SavedState
+  /** The driver that saved `state` (only it can restore it); records from before drivers were named: qemu. */
+  readonly driver?: string
   /** Bytes on disk: state file plus the snapshot's disk layer. */
   readonly sizeBytes: number
 }
@@ -115,6 +121,8 @@ interface Row {
   layers: string
   snapshot: string | null
   restore: string | null
+  driver: string
+  disk_format: DiskFormat
 }
 
 const toRecord = (row: Row): BoxRecord => ({
@@ -133,7 +141,9 @@ const toRecord = (row: Row): BoxRecord => ({
   reason: row.reason ?? undefined,
   layers: JSON.parse(row.layers) as Array<string>,
   snapshot: row.snapshot ?? undefined,
-  restore: row.restore === null ? undefined : JSON.parse(row.restore) as SavedState
+  restore: row.restore === null ? undefined : JSON.parse(row.restore) as SavedState,
+  driver: row.driver,
+  diskFormat: row.disk_format
 })
 
 /** The columns of a change, in SQL: `supervisor` is two columns, arrays are JSON. */
@@ -172,7 +182,10 @@ const ADDED_COLUMNS: ReadonlyArray<readonly [string, string]> = [
   ["reason", "TEXT"],
   ["layers", "TEXT NOT NULL DEFAULT '[]'"],
   ["snapshot", "TEXT"],
-  ["restore", "TEXT"]
+  ["restore", "TEXT"],
+  // Every box before drivers were named ran on QEMU.
+  ["driver", "TEXT NOT NULL DEFAULT 'qemu'"],
+  ["disk_format", "TEXT NOT NULL DEFAULT 'qcow2'"]
 ]
 
 export interface SqliteOptions {
@@ -216,7 +229,7 @@ export const layerSqlite = (homeDir: string, options: SqliteOptions = { create: 
     ).pipe(
       Effect.map((db) => {
         const insert = db.prepare(
-          "INSERT INTO boxes (id, name, status, image, options, run_config, base, created_at, pid, supervisor_pid, supervisor_start, ports, booted, reason, layers, snapshot, restore) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+          "INSERT INTO boxes (id, name, status, image, options, run_config, base, created_at, pid, supervisor_pid, supervisor_start, ports, booted, reason, layers, snapshot, restore, driver, disk_format) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
         const claim = db.prepare(
           "UPDATE boxes SET status = 'starting', pid = NULL, reason = NULL, supervisor_pid = ?, supervisor_start = ? WHERE id = ? AND status IN ('configured', 'stopped', 'suspended', 'failed')"
@@ -257,7 +270,7 @@ export const layerSqlite = (homeDir: string, options: SqliteOptions = { create: 
                   r.id, r.name ?? null, r.status, r.image, JSON.stringify(r.options), JSON.stringify(r.runConfig), r.base,
                   r.createdAt.getTime(), r.pid ?? null, r.supervisor?.pid ?? null, r.supervisor?.startTime ?? null,
                   JSON.stringify(r.ports), r.booted ? 1 : 0, r.reason ?? null, JSON.stringify(r.layers ?? []), r.snapshot ?? null,
-                  r.restore ? JSON.stringify(r.restore) : null
+                  r.restore ? JSON.stringify(r.restore) : null, r.driver, r.diskFormat
                 ),
               catch: (e) =>
                 new BoxStateError(String(e).includes("UNIQUE") && r.name !== undefined ? `a box named "${r.name}" already exists` : `could not record box ${r.id}: ${String(e)}`)

@@ -4,10 +4,10 @@
  * client asks, when the VM ends by itself, or, for a box that is not detached, when the
  * process that launched it dies (even by SIGKILL: its end of our stdin pipe closes).
  *
- * Launch protocol: argv = the home directory. The process loads, opens the home's state and
- * probes the hypervisor, then waits for one JSON line on stdin: the SupervisorCommand naming
- * the box. So a runtime can keep a spare supervisor loaded ahead of the next start (Node takes
- * ~0.3 s to load one). Stdin then stays open while the launcher lives (a non-detached box
+ * Launch protocol: argv = the home directory and the runtime's driver. The process loads that
+ * driver and probes it, then waits for one JSON line on stdin: the SupervisorCommand naming the
+ * box, its driver (another one is loaded then) and the guest to boot. So a runtime can keep a
+ * spare supervisor loaded ahead of the next start (Node takes ~0.3 s to load one). Stdin then stays open while the launcher lives (a non-detached box
  * stops when it closes); a stdin that closes before a command ends an unused spare. The
  * supervisor writes one JSON line on fd 3 once the box runs (`{"ok":true}`) or failed
  * (`{"ok":false,"error":{...}}`), then closes it. It logs to the box's `supervisor.log`.
@@ -22,15 +22,14 @@ import * as net from "node:net"
 import * as path from "node:path"
 import { randomBytes } from "node:crypto"
 import { BoxliteError, BootError, BoxNotFound, BoxStateError, HypervisorUnavailable, InvalidOptions, SnapshotError, StorageError } from "./Errors.js"
-import { GUEST_NETWORK, GuestArtifacts, Hypervisor, type SavedState, type Vm, type VmExit, type VmVolume } from "./Hypervisor.js"
+import { type DriverPlugin, type GuestFiles, Hypervisor, loadDriver, RotatingLog, type SavedState, type Vm, type VmExit, type VmVolume } from "@boxlite/driver"
 import { AgentMux } from "./internal/AgentMux.js"
-import { boxDirOf, removeRunDirs, rootfsDirOf, supervisorLogOf, supervisorSocketOf, suspendStateOf } from "./internal/BoxFiles.js"
+import { boxDirOf, removeRunDirs, rootDiskOf, rootfsDirOf, supervisorLogOf, supervisorSocketOf, suspendStateOf } from "./internal/BoxFiles.js"
 import { claimHostPorts } from "./internal/HostPorts.js"
 import { restrictFiles } from "./internal/PrivateHome.js"
 import { type ProcessRef, selfRef } from "./internal/Proc.js"
 import { openVolumeSource } from "./internal/VolumeSource.js"
 import * as Logging from "./Logging.js"
-import * as RotatingLog from "./RotatingLog.js"
 import { unsavable } from "./Snapshots.js"
 import { LOG_MAX_BYTES, type Volume } from "./Options.js"
 import { type BoxChange, type BoxRecord, layerSqlite, StateStore } from "./StateStore.js"
@@ -49,6 +48,10 @@ export interface SupervisorCommand {
   readonly owned: boolean
   /** Cap of supervisor.log (BoxOptions.logMaxBytes). */
   readonly logMaxBytes?: number
+  /** The box's driver (BoxRecord.driver), loaded with loadDriver. */
+  readonly driver: string
+  /** The guest kernel and initramfs, as the launcher's GuestArtifacts found them. */
+  readonly guest: GuestFiles
 }
 
 export interface SupervisorArgs extends SupervisorCommand {
@@ -173,20 +176,24 @@ const listen = (server: net.Server, socketPath: string): Promise<void> =>
 const boot = (record: BoxRecord, args: SupervisorArgs, scope: Scope.Scope, stop: Deferred.Deferred<StopReason>) =>
   Effect.gen(function*() {
     const hypervisor = yield* Hypervisor
-    const guest = yield* GuestArtifacts
     const disks = yield* DiskStore
     const store = yield* StateStore
     const options = record.options
     const dir = boxDirOf(args.homeDir, record.id)
-    const diskPath = path.join(dir, "disk.qcow2")
+    const diskPath = rootDiskOf(dir, record.diskFormat)
     // Saved state goes with the disk it was saved with: that disk is kept.
     let restore = record.restore
     if (record.booted && options.diskSizeGb === undefined && !restore) {
       yield* Effect.logDebug("recreating the ephemeral disk")
       const layer = record.layers.at(-1)
-      yield* (layer ? disks.createLayeredDisk(layer, diskPath) : disks.createBoxDisk(record.base, diskPath)).pipe(Effect.mapError((e) => new StorageError(e.message)))
+      const recreate = record.diskFormat === "raw"
+        ? disks.createRawDisk(record.base, diskPath)
+        : layer
+        ? disks.createLayeredDisk(layer, diskPath)
+        : disks.createBoxDisk(record.base, diskPath)
+      yield* recreate.pipe(Effect.mapError((e) => new StorageError(e.message)))
     }
-    const files = yield* guest.files
+    const files = args.guest
     const ports = yield* Effect.tryPromise({
       try: () => claimHostPorts(options.ports),
       catch: (e) => new InvalidOptions("ports", (e as Error).message)
@@ -199,7 +206,9 @@ const boot = (record: BoxRecord, args: SupervisorArgs, scope: Scope.Scope, stop:
       initrd: files.initrd,
       cmdline: files.cmdline,
       rootDisk: diskPath,
-      ...(record.base ? { rootDiskBase: record.base } : {}),
+      rootDiskFormat: record.diskFormat,
+      // A raw disk is a whole copy: nothing under it.
+      ...(record.base && record.diskFormat === "qcow2" ? { rootDiskBase: record.base } : {}),
       rootDiskLayers: record.layers,
       cpus: options.cpus,
       memoryMib: options.memoryMib,
@@ -254,7 +263,7 @@ const boot = (record: BoxRecord, args: SupervisorArgs, scope: Scope.Scope, stop:
       Logging.timed(restore ? "agent thawed and greeted" : "agent greeted")
     )
     const guestConfig: GuestConfig = {
-      ...(options.network === "none" ? {} : { network: { ...GUEST_NETWORK, dns: [GUEST_NETWORK.dns] } }),
+      ...(options.network === "none" ? {} : { network: { ...hypervisor.guestNetwork, dns: [hypervisor.guestNetwork.dns] } }),
       mounts: shares.map((s) => s.mount)
     }
     // A guest that answered HELLO but never answers CONFIGURE must not leave the box "starting".
@@ -480,14 +489,17 @@ export const runSupervisor = (args: SupervisorArgs, launcherGone?: Promise<void>
     yield* Effect.logInfo("stopped")
   }).pipe(Effect.annotateLogs({ box: args.boxId }))
 
+/** Imports a driver's module: a bundle answers for the drivers it holds. */
+export type DriverImporter = (specifier: string) => Promise<unknown>
+
 /**
- * The body of a supervisor module: `argv` = the home directory. Gets ready on `platform` (the
- * Hypervisor and guest the launching process uses), waits for its command, runs the box, exits.
+ * The body of a supervisor module: `argv` = the home directory and the runtime's driver (loaded
+ * and probed while the command is awaited). Runs the box on its recorded driver, then exits.
  */
-export const runSupervisorMain = (argv: ReadonlyArray<string>, platform: Layer.Layer<Hypervisor | GuestArtifacts>): void => {
-  const [homeDir] = argv
-  if (!homeDir) {
-    process.stderr.write("usage: supervisor <home directory> (the command comes on stdin)\n")
+export const runSupervisorMain = (argv: ReadonlyArray<string>, importer?: DriverImporter): void => {
+  const [homeDir, preferredDriver] = argv
+  if (!homeDir || !preferredDriver) {
+    process.stderr.write("usage: supervisor <home directory> <driver> (the command comes on stdin)\n")
     process.exit(2)
   }
   let logFile: RotatingLog.RotatingLog | undefined
@@ -502,26 +514,36 @@ export const runSupervisorMain = (argv: ReadonlyArray<string>, platform: Layer.L
     log(`supervisor crashed: ${e.stack ?? e.message}`)
     process.exit(1)
   })
+  const load = (name: string) => Effect.tryPromise({ try: () => loadDriver(name, importer), catch: (e) => e as HypervisorUnavailable })
   const program = Effect.gen(function*() {
-    // Probe the accelerator while waiting: it is cached for the boot.
-    yield* Effect.ignore(Hypervisor.use((h) => h.info))
+    // Load and probe the likely driver while waiting: the accelerator is cached for the boot.
+    const preloaded = yield* load(preferredDriver).pipe(
+      Effect.map((plugin) => ({ plugin, hypervisor: plugin.make() })),
+      Effect.tap(({ hypervisor }) => Effect.ignore(hypervisor.info)),
+      Effect.option
+    )
     const received = yield* Effect.promise(readCommand)
     if (!received) return
+    const { command } = received
     try {
-      logFile = RotatingLog.make(supervisorLogOf(homeDir, received.command.boxId), received.command.logMaxBytes ?? LOG_MAX_BYTES)
+      logFile = RotatingLog.make(supervisorLogOf(homeDir, command.boxId), command.logMaxBytes ?? LOG_MAX_BYTES)
     } catch {
       // No box directory (removed meanwhile): the start fails below, with nothing to log to.
     }
     // What `ps` shows: which box this process runs.
-    process.title = `boxlite-supervisor ${received.command.boxId}`
+    process.title = `boxlite-supervisor ${command.boxId}`
+    const hypervisor = preloaded._tag === "Some" && preloaded.value.plugin.name === command.driver
+      ? preloaded.value.hypervisor
+      : (yield* load(command.driver).pipe(Effect.map((plugin: DriverPlugin) => plugin.make())))
     // Only now the home: a spare whose runtime closed (and whose home was deleted) never opens it.
-    const state = Layer.merge(layerSqlite(homeDir, { create: false }), diskStoreLayer({ rootfsDir: rootfsDirOf(homeDir) }))
-    yield* runSupervisor({ homeDir, ...received.command }, received.launcherGone).pipe(
-      Effect.provide(state),
-      Effect.tapError((e) => Effect.sync(() => report({ ok: false, error: { _tag: e._tag, message: e.message } })))
+    const state = Layer.mergeAll(
+      layerSqlite(homeDir, { create: false }),
+      diskStoreLayer({ rootfsDir: rootfsDirOf(homeDir) }),
+      Layer.succeed(Hypervisor, hypervisor)
     )
-  })
-  Effect.runPromiseExit(Effect.provide(program, Layer.merge(platform, Logging.layerFromEnv(process.env, log)))).then((exit) => {
+    yield* runSupervisor({ homeDir, ...command }, received.launcherGone).pipe(Effect.provide(state))
+  }).pipe(Effect.tapError((e) => Effect.sync(() => report({ ok: false, error: { _tag: e._tag, message: e.message } }))))
+  Effect.runPromiseExit(Effect.provide(program, Logging.layerFromEnv(process.env, log))).then((exit) => {
     if (Exit.isFailure(exit)) log(`supervisor failed: ${String(exit.cause)}`)
     process.exit(Exit.isSuccess(exit) ? 0 : 1)
   })

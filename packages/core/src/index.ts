@@ -13,12 +13,12 @@ export * from "./Options.js"
 /** Typed errors; all extend BoxliteError. */
 export * from "./Errors.js"
 /** The driver seam: the Hypervisor service and the guest artifacts it boots. */
-export * from "./Hypervisor.js"
+export * from "@boxlite/driver"
 /** Durable box records and counters (SQLite). */
 export { type BoxRecord, type BoxStatus, layerSqlite, type SnapshotRecord, StateStore } from "./StateStore.js"
 /** The per-box supervisor process and how a platform runs it. */
-export { type LaunchReport, runSupervisorMain, SupervisorEntry } from "./Supervisor.js"
+export { type DriverImporter, type LaunchReport, runSupervisorMain, SupervisorEntry } from "./Supervisor.js"
 /** A log file with a size cap and one rotated file (the guest console, the supervisor log). */
-export * as RotatingLog from "./RotatingLog.js"
+export { RotatingLog } from "@boxlite/driver"
 /** Structured logs from BOXLITE_LOG / RUST_LOG. */
 export * as Logging from "./Logging.js"

@@ -27,7 +27,7 @@ const withStore = <A, E>(home: string, f: (store: StateStore["Service"]) => Effe
 const record = async (id: string, change: Partial<BoxRecord> = {}): Promise<BoxRecord> => ({
   id, name: undefined, status: "configured", image: "busybox", options: await Effect.runPromise(resolveBoxOptions({ image: "busybox" })),
   runConfig: { env: [] } as unknown as BoxRecord["runConfig"], base: "/base", createdAt: new Date(), pid: undefined, supervisor: undefined,
-  ports: [], booted: false, reason: undefined, ...change
+  ports: [], booted: false, reason: undefined, layers: [], snapshot: undefined, restore: undefined, driver: "qemu", diskFormat: "qcow2", ...change
 })
 
 describe("state at rest", () => {

@@ -5,7 +5,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
 import { HypervisorUnavailable } from "../src/Errors.js"
-import { Hypervisor } from "../src/Hypervisor.js"
+import { GuestArtifacts, Hypervisor } from "@boxlite/driver"
 import { layer } from "../src/Runtime.js"
 import { SupervisorEntry } from "../src/Supervisor.js"
 
@@ -14,7 +14,14 @@ afterEach(() => homes.splice(0).forEach((home) => fs.rmSync(home, { recursive: t
 
 /** Nothing here boots: a hypervisor that is not there, a supervisor module never started. */
 const platform = Layer.mergeAll(
-  Layer.succeed(Hypervisor, Hypervisor.of({ info: Effect.fail(new HypervisorUnavailable("no VMs in this test")), start: () => Effect.fail(new HypervisorUnavailable("no VMs in this test")) })),
+  Layer.succeed(Hypervisor, Hypervisor.of({
+    name: "none",
+    capabilities: { diskFormats: ["qcow2"], network: false, portForwards: false, egressPolicy: false, volumes: false, snapshots: false, agentTransport: "vsock" },
+    guestNetwork: { address: "10.0.2.15", prefixLength: 24, gateway: "10.0.2.2", dns: "10.0.2.3", mtu: 1500 },
+    info: Effect.fail(new HypervisorUnavailable("no VMs in this test")),
+    start: () => Effect.fail(new HypervisorUnavailable("no VMs in this test"))
+  })),
+  Layer.succeed(GuestArtifacts, GuestArtifacts.of({ files: Effect.fail(new HypervisorUnavailable("no guest in this test")) })),
   Layer.succeed(SupervisorEntry, SupervisorEntry.of({ module: "/nonexistent/supervisor.js" }))
 )
 

@@ -14,7 +14,7 @@ const withStore = <A>(home: string, f: (store: StateStore["Service"]) => Effect.
 const record = async (id: string): Promise<BoxRecord> => ({
   id, name: undefined, status: "configured", image: "busybox", options: await Effect.runPromise(resolveBoxOptions({ image: "busybox" })),
   runConfig: { env: [] } as unknown as BoxRecord["runConfig"], base: "/base", createdAt: new Date(), pid: undefined, supervisor: undefined,
-  ports: [], booted: false, reason: undefined
+  ports: [], booted: false, reason: undefined, layers: [], snapshot: undefined, restore: undefined, driver: "qemu", diskFormat: "qcow2"
 })
 
 describe("StateStore", () => {
@@ -43,7 +43,7 @@ describe("StateStore", () => {
     old.prepare("INSERT INTO boxes VALUES ('OLD', 'kept', 'stopped', 'busybox', ?, 1, NULL)").run(JSON.stringify((await record("x")).options))
     old.close()
     const found = await withStore(home, (store) => store.find("kept"))
-    expect(found).toMatchObject({ id: "OLD", status: "stopped", ports: [], booted: false, supervisor: undefined })
+    expect(found).toMatchObject({ id: "OLD", status: "stopped", ports: [], booted: false, supervisor: undefined, driver: "qemu", diskFormat: "qcow2" })
   })
 })
 

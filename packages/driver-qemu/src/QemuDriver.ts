@@ -3,9 +3,9 @@
  * kernel boot, its disk on virtio-blk and the agent channel on a virtio-serial port.
  */
 import {
-  BootError, CONSOLE_LOG_MAX_BYTES, Hypervisor, HypervisorUnavailable, type SavedState, SnapshotError, type Vm, type VmControl, type VmExit, type VmmConfinement,
-  type VmSpec
-} from "@boxlite/core"
+  BootError, CONSOLE_LOG_MAX_BYTES, type DriverCapabilities, type DriverPlugin, Hypervisor, HypervisorUnavailable, type SavedState, SnapshotError, type Vm,
+  type VmControl, type VmExit, type VmmConfinement, type VmSpec
+} from "@boxlite/driver"
 import { Effect, Layer } from "effect"
 import { spawn, type StdioOptions } from "node:child_process"
 import * as fs from "node:fs"
@@ -29,7 +29,7 @@ import {
   type VirtiofsdUser
 } from "./internal/helpers.js"
 import { BOX_UID_FIRST, boxUid, deviceGroups, hostRootLayout, jailArgv, type JailTools, type JailUser, probeJail } from "./internal/jail.js"
-import { findPasst, hasExplicitPolicy, type NetworkPlan, probeNamespace, startNetwork, type StartedNetwork } from "./internal/network.js"
+import { findPasst, GUEST_NETWORK, hasExplicitPolicy, type NetworkPlan, probeNamespace, startNetwork, type StartedNetwork } from "./internal/network.js"
 import { Qmp } from "./internal/qmp.js"
 import { deviceModel, restoreState, sha256Of, stateSignature, StateReceiver } from "./internal/state.js"
 import { virtiofsdFilter } from "./internal/seccomp.js"
@@ -128,7 +128,7 @@ export const qemuArgs = (spec: VmSpec, machine: string, accel: AcceleratorChoice
     ...layers,
     "-add-fd", `fd=${fds.disk},set=2`,
     "-blockdev", "driver=file,node-name=disk-file,filename=/dev/fdset/2,discard=unmap",
-    "-blockdev", `driver=qcow2,node-name=root,file=disk-file,backing=${backing},discard=unmap`,
+    "-blockdev", spec.rootDiskFormat === "raw" ? "driver=raw,node-name=root,file=disk-file,discard=unmap" : `driver=qcow2,node-name=root,file=disk-file,backing=${backing},discard=unmap`,
     "-device", "virtio-blk-device,drive=root",
     "-device", "virtio-serial-device",
     "-chardev", `socket,id=agent,fd=${fds.agent}`,
@@ -187,6 +187,17 @@ interface Confinement {
   readonly tools: JailTools | undefined
   readonly cgroups: Cgroups | undefined
   readonly info: VmmConfinement
+}
+
+/** Everything: qcow2 overlays (or raw disks), passt NAT with forwards and an egress policy, virtiofs, save and restore. */
+export const CAPABILITIES: DriverCapabilities = {
+  diskFormats: ["qcow2", "raw"],
+  network: true,
+  portForwards: true,
+  egressPolicy: true,
+  volumes: true,
+  snapshots: true,
+  agentTransport: "virtio-serial"
 }
 
 export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => {
@@ -384,6 +395,9 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
     })
 
   return Hypervisor.of({
+    name: "qemu",
+    capabilities: CAPABILITIES,
+    guestNetwork: GUEST_NETWORK,
     info: Effect.gen(function*() {
       yield* binary
       const a = yield* accelerator
@@ -597,3 +611,6 @@ const launch = (plan: Launch): Promise<Vm> =>
 
 /** The QEMU Hypervisor, accelerator chosen by probing (BOXLITE_ACCEL=kvm|tcg overrides). */
 export const layer = (options?: QemuDriverOptions): Layer.Layer<Hypervisor> => Layer.succeed(Hypervisor, make(options))
+
+/** What a supervisor loads for boxes recorded with the driver `qemu`. */
+export const driver: DriverPlugin = { name: "qemu", make: () => make() }

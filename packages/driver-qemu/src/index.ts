@@ -1,6 +1,6 @@
 /** The QEMU Hypervisor driver and its layer. */
 export {
-  descriptorsFor, layer, make, qemuArgs, type QemuDriverOptions, SANDBOX, TASKS_PER_VM, tcgCacheMib, type VmDescriptors, vmLimits, VMM_OVERHEAD_MIB
+  CAPABILITIES, descriptorsFor, driver, layer, make, qemuArgs, type QemuDriverOptions, SANDBOX, TASKS_PER_VM, tcgCacheMib, type VmDescriptors, vmLimits, VMM_OVERHEAD_MIB
 } from "./QemuDriver.js"
 /** The VMM jail (bubblewrap, setpriv, prlimit) and per-VM cgroups, for tests and diagnosis. */
 export { boxUid, deviceGroups, jailArgv, type JailSpec, type JailTools, type JailUser } from "./internal/jail.js"
@@ -9,7 +9,7 @@ export { CONSOLE_TAIL_BYTES, TailBuffer } from "./internal/console.js"
 /** Command lines of the helper processes (virtiofsd), for tests and diagnosis. */
 export { probeVirtiofsdUser, virtiofsdArgv, type VirtiofsdUser } from "./internal/helpers.js"
 /** The network: passt and pasta's command lines and the egress policy's nftables ruleset. */
-export { egressRuleset, hostAddresses, innerPorts, passtArgs, pastaArgs, resolveEntries } from "./internal/network.js"
+export { egressRuleset, GUEST_NETWORK, hostAddresses, innerPorts, passtArgs, pastaArgs, resolveEntries } from "./internal/network.js"
 /** The seccomp program virtiofsd runs under (no setuid/setgid bits, no device nodes), for tests. */
 export { virtiofsdFilter } from "./internal/seccomp.js"
 /** Saving and restoring VM state (QEMU's migration stream), for tests. */

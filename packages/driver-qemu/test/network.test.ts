@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest"
-import { parseEgressEntry } from "@boxlite/core"
+import { parseEgressEntry } from "@boxlite/driver"
 import { egressRuleset, hostAddresses, innerPorts, passtArgs, pastaArgs, resolveEntries } from "@boxlite/driver-qemu"
 
 const lookup = async (name: string) => {

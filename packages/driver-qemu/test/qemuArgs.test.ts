@@ -1,4 +1,4 @@
-import type { VmSpec } from "@boxlite/core"
+import type { VmSpec } from "@boxlite/driver"
 import { descriptorsFor, qemuArgs, SANDBOX, tcgCacheMib, vmLimits, VMM_OVERHEAD_MIB } from "@boxlite/driver-qemu"
 import { describe, expect, it } from "vitest"
 

@@ -5,7 +5,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
 import { descriptorsFor, deviceModel, qemuArgs, signatureDifference, StateReceiver } from "@boxlite/driver-qemu"
-import type { VmSpec } from "@boxlite/core"
+import type { VmSpec } from "@boxlite/driver"
 
 type Qmp = Parameters<StateReceiver["save"]>[0]
 

@@ -5,6 +5,7 @@
 import { Context, Data, Effect, Layer } from "effect"
 import type { ResolvedImage } from "@boxlite/oci"
 import { randomBytes } from "node:crypto"
+import { constants as fsConstants } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -52,6 +53,13 @@ export class DiskStore extends Context.Service<DiskStore, {
    * size only, and no backing file it names is opened.
    */
   readonly createLayeredDisk: (layer: string, diskPath: string) => Effect.Effect<void, StorageError>
+  /**
+   * Creates (or recreates) a raw disk at `diskPath`: a copy of `base`, a clone where the file
+   * system shares blocks (APFS, btrfs, XFS: instant, no space until written), then grown to
+   * `sizeBytes` (default: the base plus headroom, as createBoxDisk) as a sparse tail. For
+   * drivers that boot no qcow2 (vfkit).
+   */
+  readonly createRawDisk: (base: string, diskPath: string, sizeBytes?: number) => Effect.Effect<void, StorageError>
 }>()("@boxlite/storage/DiskStore") {}
 
 /** The file name of the base built for an image config digest, inside `rootfsDir`. */
@@ -149,7 +157,18 @@ export const make = (options: DiskStoreOptions): Context.Service.Shape<typeof Di
         Effect.flatMap((size) => runCommand("qemu-img", ["create", "-q", "-f", "qcow2", "-u", "-b", layer, "-F", "qcow2", diskPath, String(size)])),
         Effect.asVoid,
         Effect.mapError((e) => (e instanceof StorageError ? e : failure(`creating the box disk ${diskPath}`)(e)))
-      )
+      ),
+
+    createRawDisk: (base, diskPath, sizeBytes) =>
+      Effect.tryPromise({
+        try: async () => {
+          const baseBytes = (await fs.stat(base)).size
+          await fs.rm(diskPath, { force: true })
+          await fs.copyFile(base, diskPath, fsConstants.COPYFILE_FICLONE)
+          await fs.truncate(diskPath, Math.max(baseBytes, sizeBytes ?? roundUpToMiB(baseBytes + (options.headroomBytes ?? GiB))))
+        },
+        catch: (e) => new StorageError({ message: `creating the box disk ${diskPath}: ${(e as Error).message}` })
+      })
   }
 }
 

@@ -5,6 +5,7 @@
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import type { DiskFormat } from "@boxlite/driver"
 import { InvalidOptions } from "../Errors.js"
 
 /** Where the per-image ext4 bases of a home directory live. */
@@ -13,6 +14,9 @@ export const rootfsDirOf = (homeDir: string): string => path.join(homeDir, "imag
 export const boxesDirOf = (homeDir: string): string => path.join(homeDir, "boxes")
 
 export const boxDirOf = (homeDir: string, id: string): string => path.join(boxesDirOf(homeDir), id)
+
+/** A box's root disk in its directory (`dir`), by format. */
+export const rootDiskOf = (dir: string, format: DiskFormat): string => path.join(dir, format === "raw" ? "disk.raw" : "disk.qcow2")
 
 /** A suspended box's memory and device state, in its directory. */
 export const suspendStateOf = (homeDir: string, id: string): string => path.join(boxDirOf(homeDir, id), "suspended.state")

@@ -14,7 +14,7 @@ import { ulid } from "ulid"
 import type { Box, BoxInfo, BoxMetrics, CopyFailure, StartError } from "../Box.js"
 import { BootError, type BoxliteError, BoxNotFound, BoxStateError, CopyError, ExecError, InvalidOptions, PathNotFound, SnapshotError } from "../Errors.js"
 import { ExecutionImpl } from "../Execution.js"
-import type { HypervisorInfo } from "../Hypervisor.js"
+import type { GuestFiles, HypervisorInfo, HypervisorUnavailable } from "@boxlite/driver"
 import { timed } from "../Logging.js"
 import {
   COPY_OUT_MAX_BYTES, type CopyOutOptions, type ExecOptions, mergeEnv, READ_FILE_MAX_BYTES, resolveCopyOutOptions, resolveExecOptions,
@@ -41,6 +41,8 @@ export interface BoxHandleDeps {
   readonly supervisors: SupervisorPool
   /** The runtime's hypervisor, for box info (undefined when none can run here). */
   readonly hypervisorInfo: Effect.Effect<HypervisorInfo | undefined>
+  /** The guest a supervisor boots. */
+  readonly guestFiles: Effect.Effect<GuestFiles, HypervisorUnavailable>
   /** Called once the box is gone (removed), so the runtime forgets the handle. */
   readonly onRemoved: (id: string) => void
 }
@@ -127,8 +129,9 @@ export const infoOf = (record: BoxRecord, hypervisor: HypervisorInfo | undefined
   pid: record.pid,
   ports: record.status === "running" || record.status === "paused" ? record.ports : record.options.ports,
   reason: record.status === "failed" ? record.reason : undefined,
-  accelerator: hypervisor?.accelerator,
-  transport: hypervisor?.transport,
+  driver: record.driver,
+  accelerator: hypervisor?.driver === record.driver ? hypervisor.accelerator : undefined,
+  transport: hypervisor?.driver === record.driver ? hypervisor.transport : undefined,
   snapshot: record.snapshot
 })
 
@@ -271,9 +274,14 @@ export class BoxHandle implements Box {
     return Effect.gen({ self: this }, function*() {
       const id = this.record.id
       const detached = this.record.options.detach
+      const guest = yield* this.deps.guestFiles.pipe(
+        Effect.tapError((e) => this.deps.store.updateIfSupervisor(id, selfRef(), { status: "failed", reason: e.message, supervisor: undefined }))
+      )
       const supervisor = this.deps.supervisors.take()
       const { child } = supervisor
-      const command: SupervisorCommand = { boxId: id, launcher: selfRef(), owned: !detached, logMaxBytes: this.record.options.logMaxBytes }
+      const command: SupervisorCommand = {
+        boxId: id, launcher: selfRef(), owned: !detached, logMaxBytes: this.record.options.logMaxBytes, driver: this.record.driver, guest
+      }
       child.stdin!.write(`${JSON.stringify(command)}\n`)
       // A detached box ignores its stdin from now on; an owned one stops when it closes.
       if (detached) child.stdin!.end()
@@ -483,7 +491,7 @@ export class BoxHandle implements Box {
       const saved = done.result!
       const snapshot = {
         id, name, boxId: record.id, image: record.image, createdAt: new Date(), options: record.options, runConfig: record.runConfig,
-        base: record.base, layers: [...record.layers, path.join(dir, "disk.qcow2")],
+        base: record.base, layers: [...record.layers, path.join(dir, "disk.qcow2")], driver: record.driver,
         state: { file: path.join(dir, "memory.state"), bytes: saved.stateBytes, sha256: saved.stateSha256, signature: saved.signature },
         sizeBytes: saved.stateBytes + saved.diskBytes
       }

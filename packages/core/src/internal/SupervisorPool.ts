@@ -16,7 +16,8 @@ export class SupervisorPool {
   private spare: SupervisorProcess | undefined
   private closed = false
 
-  constructor(private readonly module: string, private readonly homeDir: string) {}
+  /** `driver`: what a spare loads ahead (the runtime's driver). */
+  constructor(private readonly module: string, private readonly homeDir: string, private readonly driver: string) {}
 
   /** A loaded (or loading) supervisor, waiting for its command on stdin. */
   take(): SupervisorProcess {
@@ -37,7 +38,7 @@ export class SupervisorPool {
   }
 
   private spawn(): SupervisorProcess {
-    const child = spawn(process.execPath, [this.module, this.homeDir], {
+    const child = spawn(process.execPath, [this.module, this.homeDir, this.driver], {
       // Its own session: a Ctrl-C meant for this process does not reach a detached box.
       detached: true,
       stdio: ["pipe", "ignore", "pipe", "pipe"]

@@ -3,7 +3,7 @@ import type { Box as EffectBox, BoxInfo, BoxMetrics } from "../Box.js"
 import { BoxStateError } from "../Errors.js"
 import type { ExecutionImpl } from "../Execution.js"
 import type { ImageDetails, ImageInfo, PruneResult, PullProgress } from "../Images.js"
-import type { GuestArtifacts, Hypervisor } from "../Hypervisor.js"
+import type { GuestArtifacts, Hypervisor, HypervisorUnavailable } from "@boxlite/driver"
 import * as Logging from "../Logging.js"
 import { type BoxOptions, type CopyOutOptions, type ExecOptions, type SnapshotOptions, unknownOption, type WriteFileOptions } from "../Options.js"
 import { layer as runtimeLayer, type OpenError, type RemoveOptions, Runtime, type RuntimeInfo, type RuntimeMetrics, type RuntimeOptions } from "../Runtime.js"
@@ -12,10 +12,10 @@ import type { SupervisorEntry } from "../Supervisor.js"
 import { Execution } from "./Execution.js"
 import { asBoxliteError } from "./run.js"
 
-const RUNTIME_OPTION_KEYS = ["homeDir", "registries", "dockerConfigPath", "platform"] satisfies ReadonlyArray<keyof RuntimeOptions>
+const RUNTIME_OPTION_KEYS = ["homeDir", "registries", "dockerConfigPath", "platform", "driver"] satisfies ReadonlyArray<keyof RuntimeOptions>
 
 /** The Hypervisor, guest artifacts and supervisor module a Boxlite runs on; the `boxlite` package supplies the default. */
-export type Platform = Layer.Layer<Hypervisor | GuestArtifacts | SupervisorEntry>
+export type Platform = Layer.Layer<Hypervisor | GuestArtifacts | SupervisorEntry, HypervisorUnavailable>
 
 /** A box (Promise face of the Effect `Box`). `await using` stops it (and removes it if autoRemove). */
 export class Box implements AsyncDisposable {
@@ -139,7 +139,7 @@ export class Snapshots {
  */
 export class Boxlite implements AsyncDisposable {
   /** A home that cannot be opened (OpenError) rejects every call with that error. */
-  private readonly managed: ManagedRuntime.ManagedRuntime<Runtime, OpenError>
+  private readonly managed: ManagedRuntime.ManagedRuntime<Runtime, OpenError | HypervisorUnavailable>
 
   /** Throws InvalidOptions at once for a key that is not a runtime option. */
   constructor(options: RuntimeOptions, platform: Platform) {

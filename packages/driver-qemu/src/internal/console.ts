@@ -3,7 +3,7 @@
  * memory (for BootError and Vm.consoleTail), the rest goes to a capped, rotated log file.
  * A guest that floods its console therefore costs the host a fixed amount of memory and disk.
  */
-import { RotatingLog } from "@boxlite/core"
+import { RotatingLog } from "@boxlite/driver"
 import type { Readable } from "node:stream"
 
 /** How much of the console a Vm keeps in memory. */

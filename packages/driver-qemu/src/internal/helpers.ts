@@ -4,7 +4,7 @@
  * virtiofsd through setpriv --pdeathsig (and bwrap --die-with-parent), passt through the end of
  * its socketpair, pasta with passt's namespace.
  */
-import type { VmVolume } from "@boxlite/core"
+import type { VmVolume } from "@boxlite/driver"
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as net from "node:net"

@@ -8,7 +8,7 @@
  * in a namespace it has no process in, and passt itself sandboxes into a user namespace of its
  * own below it (no capability over the rules).
  */
-import { type Egress, type EgressEntry, GUEST_NETWORK, parseEgressEntry, type VmNetwork } from "@boxlite/core"
+import { type Egress, type EgressEntry, type GuestNetwork, parseEgressEntry, type VmNetwork } from "@boxlite/driver"
 import { spawnSync } from "node:child_process"
 import * as dns from "node:dns"
 import * as fs from "node:fs"
@@ -16,6 +16,13 @@ import type * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { type Helper, PASST_FD, startHelper } from "./helpers.js"
+
+/**
+ * The guest side of passt's network; the agent configures it. The MTU is passt's: with the
+ * usual 1500, forwarded TCP runs at half the speed and passt truncates UDP datagrams over 1472
+ * bytes to their first fragment.
+ */
+export const GUEST_NETWORK: GuestNetwork = { address: "10.0.2.15", prefixLength: 24, gateway: "10.0.2.2", dns: "10.0.2.3", mtu: 65520 }
 import { findOnPath, isExecutable } from "./which.js"
 
 /** Where scripts/build-passt.sh installs its passt and pasta. */

@@ -6,8 +6,8 @@
  * The stream skips zero pages, so its size is the memory the guest has used. A restore starts
  * QEMU with `-incoming defer`, checks the signature, then feeds the file on a descriptor.
  */
-import type { SavedState, VmSpec } from "@boxlite/core"
-import { SnapshotError } from "@boxlite/core"
+import type { SavedState, VmSpec } from "@boxlite/driver"
+import { SnapshotError } from "@boxlite/driver"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as net from "node:net"

@@ -2,7 +2,8 @@
  * Boots real VMs through the QEMU driver with the real guest: the network (passt) and volumes
  * (virtiofsd) as the guest sees them, and that nothing is left on the host afterwards.
  */
-import { BootError, GUEST_NETWORK, type VmSpec } from "@boxlite/core"
+import { BootError, type VmSpec } from "@boxlite/driver"
+import { GUEST_NETWORK } from "../../src/index.js"
 import { make } from "@boxlite/driver-qemu"
 import { Effect, Exit, Scope } from "effect"
 import { execFileSync } from "node:child_process"

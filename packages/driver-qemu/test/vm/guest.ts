@@ -3,7 +3,7 @@
  * the built guest, and a minimal agent client (HELLO, CONFIGURE, EXEC) to look from inside.
  */
 import { encodeFrame, FrameDecoder, FrameType, PROTOCOL_VERSION } from "@boxlite/agent-protocol"
-import type { VmSpec } from "@boxlite/core"
+import type { VmSpec } from "@boxlite/driver"
 import { guestArtifacts } from "@boxlite/guest"
 import { parseReference, resolveLayout } from "@boxlite/oci"
 import { make as diskStore } from "@boxlite/storage"

@@ -4,7 +4,7 @@
  * console filled the host's disk. Each test looks at the running QEMU from the host
  * (/proc/<pid>/...) or floods from inside the guest (root there).
  */
-import type { VmSpec } from "@boxlite/core"
+import type { VmSpec } from "@boxlite/driver"
 import { make, tcgCacheMib, vmLimits, VMM_OVERHEAD_MIB } from "@boxlite/driver-qemu"
 import { Effect, Exit, Scope } from "effect"
 import { spawn, spawnSync } from "node:child_process"

@@ -1,12 +1,13 @@
 /**
- * The seam for VMMs: QEMU today (packages/driver-qemu), cloud-hypervisor and vfkit later.
- * A driver boots a VM from a VmSpec and hands back the guest agent's byte stream; everything
- * above (protocol, boxes, state) is the same whatever runs the VM.
+ * The seam for VMMs: QEMU (packages/driver-qemu), cloud-hypervisor (driver-kvm), vfkit
+ * (driver-hvf), or a driver of your own. A driver boots a VM from a VmSpec and hands back the
+ * guest agent's byte stream; everything above (protocol, boxes, state) is the same whatever
+ * runs the VM. It says what it can do (DriverCapabilities) and the runtime asks nothing else.
  */
 import { Context, type Effect, type Scope } from "effect"
 import type { Duplex } from "node:stream"
+import type { Egress } from "./Egress.js"
 import type { BootError, HypervisorUnavailable, SnapshotError } from "./Errors.js"
-import type { Egress } from "./Options.js"
 
 export interface PortForward {
   readonly protocol: "tcp" | "udp"
@@ -43,11 +44,37 @@ export interface VmVolume {
 }
 
 /**
- * Fixed addresses of the guest side of the user-mode network; the agent configures them. The
- * MTU is passt's: with the usual 1500, forwarded TCP runs at half the speed and passt truncates
- * UDP datagrams over 1472 bytes to their first fragment.
+ * The guest side of a driver's NAT network, as the guest agent configures it: the driver's
+ * user-mode network (passt, vfkit's NAT) answers at `gateway` and `dns`.
  */
-export const GUEST_NETWORK = { address: "10.0.2.15", prefixLength: 24, gateway: "10.0.2.2", dns: "10.0.2.3", mtu: 65520 } as const
+export interface GuestNetwork {
+  readonly address: string
+  readonly prefixLength: number
+  readonly gateway: string
+  readonly dns: string
+  readonly mtu: number
+}
+
+/** How a root disk is stored: a qcow2 overlay of the image's raw base, or a raw copy of it (cloned where the file system can). */
+export type DiskFormat = "qcow2" | "raw"
+
+/** What a driver can do; the runtime refuses, naming the option, what it cannot. */
+export interface DriverCapabilities {
+  /** Root disk formats it boots, preferred first. */
+  readonly diskFormats: ReadonlyArray<DiskFormat>
+  /** A NAT network (VmSpec.network); without it, only boxes with `network: "none"`. */
+  readonly network: boolean
+  /** Host port forwards into the guest (VmNetwork.ports). */
+  readonly portForwards: boolean
+  /** Enforces `network.allow` / `network.deny` outside the guest (VmNetwork.egress). */
+  readonly egressPolicy: boolean
+  /** Shares host directories and files (VmSpec.volumes, virtiofs). */
+  readonly volumes: boolean
+  /** Pause, resume, save and restore (Vm.control, VmSpec.restore): snapshots, suspend, warm starts. */
+  readonly snapshots: boolean
+  /** How the host reaches the guest agent. */
+  readonly agentTransport: "virtio-serial" | "vsock"
+}
 
 export interface VmSpec {
   readonly boxId: string
@@ -56,8 +83,10 @@ export interface VmSpec {
   readonly kernel: string
   readonly initrd: string
   readonly cmdline: string
-  /** The box's root disk (qcow2). */
+  /** The box's root disk. */
   readonly rootDisk: string
+  /** Its format, one of the driver's `capabilities.diskFormats`; qcow2 when absent. */
+  readonly rootDiskFormat?: DiskFormat
   /**
    * The read-only raw image rootDisk is an overlay of, when it is one. Given by the caller
    * rather than read from the overlay's header: the VMM writes that header, and a path it
@@ -149,6 +178,14 @@ export interface VmmConfinement {
 }
 
 export class Hypervisor extends Context.Service<Hypervisor, {
+  /**
+   * Recorded with each box it runs, and what that box's supervisor loads again (loadDriver):
+   * a built-in's short name (`qemu`), else the package name (or absolute module path) that exports it.
+   */
+  readonly name: string
+  readonly capabilities: DriverCapabilities
+  /** The addresses the guest agent configures when the box has a network. */
+  readonly guestNetwork: GuestNetwork
   readonly info: Effect.Effect<HypervisorInfo, HypervisorUnavailable>
   /**
    * Boots a VM, or restores it (spec.restore: a state this driver saved; one it cannot load is a

@@ -1,0 +1,42 @@
+/**
+ * The errors a driver raises, and their base. They are classes (so `instanceof` works for
+ * Promise users) and tagged (so Effect users can `Effect.catchTag("BootError", ...)`); the
+ * runtime's other errors (@boxlite/core) extend the same BoxliteError.
+ */
+import { Data } from "effect"
+
+export class BoxliteError extends Data.Error<{ readonly message: string }> {
+  readonly _tag: string = "BoxliteError"
+  override get name(): string {
+    return this._tag
+  }
+}
+
+/** No usable hypervisor on this host (e.g. QEMU is not installed); says what to install. */
+export class HypervisorUnavailable extends BoxliteError {
+  override readonly _tag = "HypervisorUnavailable" as const
+  constructor(message: string) {
+    super({ message })
+  }
+}
+
+/** The VM did not come up; `consoleTail` is the end of the guest's console log. */
+export class BootError extends BoxliteError {
+  override readonly _tag = "BootError" as const
+  constructor(problem: string, readonly consoleTail: string) {
+    super({ message: consoleTail ? `${problem}\n--- guest console (tail) ---\n${consoleTail}` : problem })
+  }
+}
+
+/**
+ * A snapshot cannot be taken, found or restored: `reason` says which. `incompatible`: it was
+ * saved by another QEMU, guest kernel or agent, or for another machine shape (the message names
+ * what differs); `corrupt`: its files are damaged or missing; `unsupported`: this box or driver
+ * cannot be saved (e.g. a box with volumes); `in-use`: boxes were cloned from it.
+ */
+export class SnapshotError extends BoxliteError {
+  override readonly _tag = "SnapshotError" as const
+  constructor(readonly reason: "incompatible" | "corrupt" | "unsupported" | "in-use" | "not-found", message: string) {
+    super({ message })
+  }
+}
