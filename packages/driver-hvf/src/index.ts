@@ -1,0 +1,2 @@
+/** vfkit driver (in progress). */
+export {}

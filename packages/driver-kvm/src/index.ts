@@ -1,0 +1,2 @@
+/** cloud-hypervisor driver (in progress). */
+export {}

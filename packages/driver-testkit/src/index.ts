@@ -1,0 +1,2 @@
+/** Driver testkit (in progress). */
+export {}
