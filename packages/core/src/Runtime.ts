@@ -12,7 +12,7 @@ import { ulid } from "ulid"
 import { createHash } from "node:crypto"
 import type { Box, BoxInfo } from "./Box.js"
 import { type BootError, BoxNotFound, BoxStateError, type HypervisorUnavailable, InvalidOptions, SnapshotError, StorageError } from "./Errors.js"
-import { GuestArtifacts, Hypervisor, type HypervisorInfo } from "@boxlite/driver"
+import { type DriverCapabilities, GuestArtifacts, Hypervisor, type HypervisorInfo } from "@boxlite/driver"
 import { timed } from "./Logging.js"
 import { type ImagePullError, type Images, makeImages, type RegistryOptions, resolveImage } from "./Images.js"
 import { BoxHandle, infoOf, reconcile } from "./internal/BoxHandle.js"
@@ -48,7 +48,10 @@ export interface RuntimeMetrics {
 
 export interface RuntimeInfo {
   readonly homeDir: string
+  /** The driver of the boxes this runtime creates: which VMM, accelerator and why, confinement. */
   readonly hypervisor: HypervisorInfo
+  /** What that driver can do (the options it refuses otherwise). */
+  readonly capabilities: DriverCapabilities
 }
 
 /** `warm` boots a template box the first time: that boot's errors too. */
@@ -373,7 +376,7 @@ const make = (homeDir: string, registry: RegistryOptions) =>
         const records = yield* reconciledRecords
         return { ...counters, activeBoxes: records.filter((r) => r.status === "running" || r.status === "paused").length }
       }),
-      info: Effect.map(hypervisor.info, (h) => ({ homeDir, hypervisor: h }))
+      info: Effect.map(hypervisor.info, (h) => ({ homeDir, hypervisor: h, capabilities: hypervisor.capabilities }))
     })
   })
 

@@ -5,7 +5,6 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { resolveBoxOptions } from "@boxlite/core"
-import { isAlive, refOf, selfRef } from "../src/internal/Proc.js"
 import { type BoxRecord, layerSqlite, StateStore } from "../src/StateStore.js"
 
 const withStore = <A>(home: string, f: (store: StateStore["Service"]) => Effect.Effect<A>) =>
@@ -44,14 +43,5 @@ describe("StateStore", () => {
     old.close()
     const found = await withStore(home, (store) => store.find("kept"))
     expect(found).toMatchObject({ id: "OLD", status: "stopped", ports: [], booted: false, supervisor: undefined, driver: "qemu", diskFormat: "qcow2" })
-  })
-})
-
-describe("process identity", () => {
-  it("a pid with another start time is not the same process", () => {
-    const self = selfRef()
-    expect(isAlive(self)).toBe(true)
-    expect(isAlive({ pid: self.pid, startTime: `${Number(self.startTime) + 1}` })).toBe(false)
-    expect(refOf(2 ** 22 + 12345)).toBeUndefined()
   })
 })

@@ -398,7 +398,7 @@ const prune = Command.make("prune", {
   }))).pipe(Command.withDescription("Remove stopped and failed boxes, and image data nothing uses"))
 
 const info = Command.make("info", {}, act(() => withRuntime({}, async (runtime) => json(await runtime.info())))).pipe(
-  Command.withDescription("What this host runs: hypervisor, accelerator (kvm or tcg) and why; the home directory")
+  Command.withDescription("What this host runs: the driver, its accelerator (kvm, hvf or tcg) and why, what it can do; the home directory")
 )
 
 const version = Command.make("version", {}, () => Effect.sync(() => out(`boxlite ${VERSION}\nnode ${process.version}\n`))).pipe(
@@ -408,7 +408,8 @@ const version = Command.make("version", {}, () => Effect.sync(() => out(`boxlite
 export const boxlite = Command.make("boxlite").pipe(
   Command.withDescription(
     "BoxLite: run OCI images as micro-VMs. BOX is a box id or name; IMAGE a registry image or an OCI layout (oci:/path[:tag]). " +
-      "Boxes, images and state live in $BOXLITE_HOME (default ~/.boxlite); BOXLITE_LOG=debug logs each step."
+      "Boxes, images and state live in $BOXLITE_HOME (default ~/.boxlite); new boxes run on $BOXLITE_DRIVER (qemu, kvm, hvf or a driver package; default qemu); " +
+      "BOXLITE_LOG=debug logs each step."
   ),
   Command.withSubcommands([run, create, exec, cp, start, stop, restart, pause, resume, suspend, snapshot, rm, ls, inspect, logs, metrics, pull, images, prune, info, version])
 )
