@@ -3,7 +3,7 @@
  * kernel boot, its disk on virtio-blk and the agent channel on a virtio-serial port.
  */
 import {
-  BootError, CONSOLE_LOG_MAX_BYTES, type DriverCapabilities, type DriverPlugin, Hypervisor, HypervisorUnavailable, type SavedState, SnapshotError, type Vm,
+  BootError, CONSOLE_LOG_MAX_BYTES, type DriverCapabilities, type DriverPlugin, Hypervisor, HypervisorUnavailable, makeRunDir, type SavedState, SnapshotError, type Vm,
   type VmControl, type VmExit, type VmmConfinement, type VmSpec
 } from "@boxlite/driver"
 import { Effect, Layer } from "effect"
@@ -316,7 +316,7 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
       ))
       // Short paths: unix socket names are limited to 108 bytes, wherever the home is.
       const runDir = yield* Effect.acquireRelease(
-        Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), `boxlite-${spec.boxId.slice(-8)}-`))),
+        Effect.sync(() => makeRunDir(spec.boxId)),
         (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
       )
       const setpriv = process.platform === "linux" ? findOnPath("setpriv") : undefined

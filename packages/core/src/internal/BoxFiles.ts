@@ -49,24 +49,3 @@ export const supervisorSocketOf = (homeDir: string, id: string): string => {
 
 export const supervisorLogOf = (homeDir: string, id: string): string => path.join(boxDirOf(homeDir, id), "supervisor.log")
 
-/**
- * The VMM driver's run folders of a box (`<tmp>/boxlite-<last 8 of the id>-XXXXXX`: sockets
- * whose paths must stay short). The driver removes its folder when the VM's scope closes; a
- * supervisor killed with SIGKILL never gets there, so whoever finds the box dead removes them.
- * Only folders of this user: the temp dir is shared.
- */
-export const removeRunDirs = (id: string): void => {
-  const prefix = `boxlite-${id.slice(-8)}-`
-  const uid = process.getuid?.()
-  let entries: Array<string>
-  try {
-    entries = fs.readdirSync(os.tmpdir()).filter((name) => name.startsWith(prefix))
-  } catch {
-    return
-  }
-  for (const name of entries) {
-    const dir = path.join(os.tmpdir(), name)
-    const stat = fs.lstatSync(dir, { throwIfNoEntry: false })
-    if (stat?.isDirectory() && (uid === undefined || stat.uid === uid)) fs.rmSync(dir, { recursive: true, force: true })
-  }
-}
