@@ -3,7 +3,7 @@
  * kernel boot, its disk on virtio-blk and the agent channel on a virtio-serial port.
  */
 import {
-  BootError, CONSOLE_LOG_MAX_BYTES, type DriverCapabilities, type DriverPlugin, Hypervisor, HypervisorUnavailable, makeRunDir, type SavedState, SnapshotError, type Vm,
+  BootError, CONSOLE_LOG_MAX_BYTES, type DiskFormat, type DriverCapabilities, type DriverPlugin, Hypervisor, HypervisorUnavailable, makeRunDir, type SavedState, SnapshotError, type Vm,
   type VmControl, type VmExit, type VmmConfinement, type VmSpec
 } from "@boxlite/driver"
 import { Effect, Layer } from "effect"
@@ -40,6 +40,12 @@ export interface QemuDriverOptions {
   readonly binary?: string
   /** How long QEMU may take to start (until its monitor greets the driver). Default 10 s. */
   readonly connectTimeoutMs?: number
+  /**
+   * The root disk format of new boxes: `qcow2` (an overlay of the image's base: instant, small)
+   * or `raw` (a copy of the base, cloned on file systems that share blocks: btrfs, XFS, APFS;
+   * no qcow2 layer under the guest's I/O, but no snapshots). Default `$BOXLITE_QEMU_DISK`, else qcow2.
+   */
+  readonly diskFormat?: DiskFormat
 }
 
 const MACHINE: Record<string, { binary: string; machine: string; install: string }> = {
@@ -201,6 +207,11 @@ export const CAPABILITIES: DriverCapabilities = {
 }
 
 export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => {
+  const diskFormat = options.diskFormat ?? (process.env["BOXLITE_QEMU_DISK"] || "qcow2")
+  const badDiskFormat = diskFormat !== "qcow2" && diskFormat !== "raw"
+    ? new HypervisorUnavailable(`BOXLITE_QEMU_DISK must be qcow2 or raw (got "${diskFormat}")`)
+    : undefined
+  const capabilities: DriverCapabilities = diskFormat === "raw" ? { ...CAPABILITIES, diskFormats: ["raw", "qcow2"] } : CAPABILITIES
   const host = MACHINE[process.arch]
   const isRoot = process.getuid?.() === 0
   let choice: AcceleratorChoice | undefined
@@ -288,6 +299,7 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
 
   const start = (spec: VmSpec) =>
     Effect.gen(function*() {
+      if (badDiskFormat) return yield* badDiskFormat
       const qemu = yield* binary
       const accel = yield* accelerator
       const confine = yield* confinement
@@ -396,9 +408,10 @@ export const make = (options: QemuDriverOptions = {}): Hypervisor["Service"] => 
 
   return Hypervisor.of({
     name: "qemu",
-    capabilities: CAPABILITIES,
+    capabilities,
     guestNetwork: GUEST_NETWORK,
     info: Effect.gen(function*() {
+      if (badDiskFormat) return yield* badDiskFormat
       yield* binary
       const a = yield* accelerator
       const c = yield* confinement
