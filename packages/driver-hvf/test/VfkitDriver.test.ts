@@ -115,7 +115,8 @@ describe("hvf driver: the host", () => {
     expect(missing.message).toMatch(/brew install vfkit/)
     // BOXLITE_VFKIT names the binary when the options do not.
     process.env["BOXLITE_VFKIT"] = FAKE
-    const info = await Effect.runPromise(make({ ...onMac, binary: undefined } as HvfDriverOptions).info)
+    const { binary: _, ...withoutBinary } = onMac
+    const info = await Effect.runPromise(make(withoutBinary).info)
     expect(info).toMatchObject({ driver: "hvf", accelerator: "hvf", transport: "vsock", confinement: { user: "this user", cgroup: "none" } })
   })
 
@@ -207,7 +208,10 @@ describe("hvf driver: a VM", () => {
   })
 
   it("refuses what vfkit cannot do, typed and before starting anything", async () => {
-    const { tmp, spec, records, runDirs } = setup()
+    const { tmp, spec: withFormat, records, runDirs } = setup()
+    const { rootDiskFormat: _, ...spec } = withFormat
+    // A spec without a format is qcow2 (VmSpec.rootDiskFormat's default).
+    expect((await failure(spec)).message).toMatch(/boots raw disks only.*is qcow2/)
     const dir = path.join(tmp, "data")
     fs.mkdirSync(dir)
     fs.writeFileSync(path.join(dir, "f"), "")
@@ -217,7 +221,6 @@ describe("hvf driver: a VM", () => {
     try {
       const cases: Array<[Partial<VmSpec>, string, RegExp]> = [
         [{ rootDiskFormat: "qcow2" }, "BootError", /raw disks only/],
-        [{ rootDiskFormat: undefined }, "BootError", /raw disks only/],
         [{ rootDiskLayers: ["/snap/disk.qcow2"] }, "BootError", /raw disks only/],
         [{ network: { ...net, ports: [{ protocol: "tcp", hostIp: "127.0.0.1", hostPort: 8080, guestPort: 80 }] } }, "BootError", /cannot forward host ports/],
         [{ network: { ...net, egress: { deny: [{ cidrs: ["10.0.0.0/8"] }] } as never } }, "BootError", /allow\/deny/],
@@ -229,7 +232,7 @@ describe("hvf driver: a VM", () => {
         [{ restore: { file: "/s", bytes: 1, sha256: "", signature: "" } }, "SnapshotError", /cannot restore/]
       ]
       for (const [overrides, tag, text] of cases) {
-        const e = await failure({ ...spec, ...overrides })
+        const e = await failure({ ...withFormat, ...overrides })
         expect([e._tag, e.message]).toEqual([tag, expect.stringMatching(text)])
       }
     } finally {
