@@ -15,6 +15,7 @@ import * as path from "node:path"
 import { AgentStream } from "./internal/agent.js"
 import { type BootFiles, GUEST_NETWORK, refusal, type VfkitPaths, vfkitArgs } from "./internal/args.js"
 import { findVfkit, kernelProblem, probeHvSupport, readGuestDir } from "./internal/host.js"
+import { takeNetworkLock } from "./internal/netlock.js"
 import { RUNNING, VfkitRest } from "./internal/rest.js"
 
 export interface HvfDriverOptions {
@@ -33,6 +34,11 @@ export interface HvfDriverOptions {
   readonly hvSupport?: () => boolean
   /** How long vfkit may take to have the VM running and the agent's socket up. Default 10 s. */
   readonly bootTimeoutMs?: number
+  /**
+   * The lock a box with a network holds while it runs (one at a time: see netlock.ts). Default
+   * `$TMPDIR/boxlite-hvf-network.sock` (per user: another user's boxes are not seen).
+   */
+  readonly networkLock?: string
 }
 
 /** Raw disks cloned on APFS, vmnet NAT without forwards or policy, virtio-fs, vsock; no saved state. */
@@ -233,6 +239,16 @@ export const make = (options: HvfDriverOptions = {}): Hypervisor["Service"] => {
       }
       const moved = spec.volumes.map(volumeMoved).find((m) => m !== undefined)
       if (moved) return yield* new BootError(`box ${spec.boxId} cannot start: ${moved}`, "")
+      // Released after the VM has exited (finalizers run in reverse).
+      if (spec.network) {
+        yield* Effect.acquireRelease(
+          Effect.tryPromise({
+            try: () => takeNetworkLock(options.networkLock ?? path.join(os.tmpdir(), "boxlite-hvf-network.sock")),
+            catch: (e) => new BootError(`box ${spec.boxId} cannot start: ${message(e)}`, "")
+          }),
+          (lock) => Effect.sync(lock.release)
+        )
+      }
       // vfkit truncates the log it is given: the previous boot's stays beside it (at most two boots on disk).
       yield* Effect.try({
         try: () => fs.existsSync(consoleLog) && fs.renameSync(consoleLog, `${consoleLog}.1`),

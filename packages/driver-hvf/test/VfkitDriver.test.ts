@@ -2,6 +2,7 @@ import { encodeFrame, encodeJson, FrameDecoder, FrameType } from "@boxlite/agent
 import type { Vm, VmSpec, VmVolume } from "@boxlite/driver"
 import { CAPABILITIES, GUEST_NETWORK, type HvfDriverOptions, kernelProblem, macOf, make } from "@boxlite/driver-hvf"
 import { Effect, Exit, Scope } from "effect"
+import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -196,7 +197,7 @@ describe("hvf driver: a VM", () => {
     const fds = shared.map((d) => fs.openSync(d, "r"))
     const volumes: Array<VmVolume> = shared.map((hostPath, i) => ({ tag: `v${i}`, hostPath, fd: fds[i]!, readOnly: false }))
     try {
-      const { close } = await boot({ ...spec, network: { allowHostLoopback: false, ports: [] }, volumes })
+      const { close } = await boot({ ...spec, network: { allowHostLoopback: false, ports: [] }, volumes }, { ...onMac, networkLock: path.join(tmp, "net.sock") })
       await close()
     } finally {
       fds.forEach((fd) => fs.closeSync(fd))
@@ -205,6 +206,24 @@ describe("hvf driver: a VM", () => {
     const devices = argv.flatMap((a, i) => (argv[i - 1] === "--device" ? [a] : []))
     expect(devices.slice(4)).toEqual([`virtio-net,nat,mac=${macOf(spec.boxId)}`, `virtio-fs,sharedDir=${shared[0]},mountTag=v0`, `virtio-fs,sharedDir=${shared[1]},mountTag=v1`])
     expect(macOf(spec.boxId)).toMatch(/^[0-9a-f][26ae](:[0-9a-f]{2}){5}$/)
+  })
+
+  it("runs one networked box at a time (one static address on vmnet's shared NAT); a stale lock is taken over", async () => {
+    const { tmp, spec, runDirs } = setup()
+    const options = { ...onMac, networkLock: path.join(tmp, "net.sock") }
+    const networked = { ...spec, network: { allowHostLoopback: false, ports: [] } }
+    const first = await boot(networked, options)
+    const e = await failure(networked, options)
+    expect([e._tag, e.message]).toEqual(["BootError", expect.stringMatching(`another hvf box with a network runs \\(its supervisor is pid ${process.pid}\\)`)])
+    // Without a network, no lock.
+    await (await boot(spec, options)).close()
+    await first.close()
+    expect(fs.existsSync(options.networkLock)).toBe(false)
+    // A holder killed without cleanup leaves its socket file: nobody accepts there any more.
+    spawnSync(process.execPath, ["-e", `require("net").createServer().listen(${JSON.stringify(options.networkLock)}, () => process.kill(process.pid, "SIGKILL"))`])
+    expect(fs.existsSync(options.networkLock)).toBe(true)
+    await (await boot(networked, options)).close()
+    expect(runDirs()).toEqual([])
   })
 
   it("refuses what vfkit cannot do, typed and before starting anything", async () => {

@@ -23,10 +23,10 @@ beforeAll(() => {
   fs.writeFileSync(path.join(guest, "Image"), image)
   fs.writeFileSync(path.join(guest, "initrd.cpio"), "")
   fs.writeFileSync(path.join(guest, "manifest.json"), JSON.stringify({ kernel: "Image", initrd: "initrd.cpio", cmdline: "quiet" }))
-  Object.assign(process.env, { BOXLITE_VFKIT: FAKE, BOXLITE_HVF_GUEST: guest, FAKE_VFKIT_RECORD: path.join(tmp, "record.jsonl") })
+  Object.assign(process.env, { BOXLITE_VFKIT: FAKE, BOXLITE_HVF_GUEST: guest, FAKE_VFKIT_RECORD: path.join(tmp, "record.jsonl"), HVF_TEST_NETWORK_LOCK: path.join(tmp, "net.sock") })
 })
 afterAll(() => {
-  for (const key of ["BOXLITE_VFKIT", "BOXLITE_HVF_GUEST", "FAKE_VFKIT_RECORD"]) {
+  for (const key of ["BOXLITE_VFKIT", "BOXLITE_HVF_GUEST", "FAKE_VFKIT_RECORD", "HVF_TEST_NETWORK_LOCK"]) {
     if (saved[key] === undefined) delete process.env[key]
     else process.env[key] = saved[key]
   }
