@@ -108,7 +108,13 @@ interface Launch {
  * Starts vfkit; resolves once its REST API says the VM runs and its vsock proxy accepts (the
  * agent's stream then waits for the guest: AgentStream).
  */
-const launch = async (plan: Launch): Promise<Vm> => {
+interface Launched {
+  readonly vm: Vm
+  /** Ends the VM the orderly way (REST HardStop; killed if vfkit does not exit) and waits for vfkit's exit. */
+  readonly stop: () => Promise<void>
+}
+
+const launch = async (plan: Launch): Promise<Launched> => {
   const child = spawn(plan.vfkit, plan.args, { cwd: "/", stdio: ["ignore", "ignore", "pipe"] })
   let stderr = ""
   child.stderr?.on("data", (d: Buffer) => {
@@ -125,12 +131,16 @@ const launch = async (plan: Launch): Promise<Vm> => {
   child.on("error", (e) => (spawnError = e))
   const gone = () => child.exitCode !== null || child.signalCode !== null || child.pid === undefined
   const rest = new VfkitRest(plan.paths.rest)
-  let killTimer: NodeJS.Timeout | undefined
-  // HardStop is vfkit's own forced stop (it exits once the VM has stopped); a vfkit that does not answer is killed.
+  // The VM is vfkit's (Virtualization.framework's XPC service ends with its client): killing vfkit ends it at once.
   const kill = () => {
+    if (!gone()) child.kill("SIGKILL")
+  }
+  let killTimer: NodeJS.Timeout | undefined
+  // HardStop is vfkit's own forced stop: it exits once the VM has stopped, its sockets removed. A vfkit that does not is killed.
+  const hardStop = () => {
     if (gone()) return
-    void rest.change("HardStop").catch(() => child.kill("SIGKILL"))
-    killTimer ??= setTimeout(() => child.kill("SIGKILL"), KILL_GRACE_MS)
+    void rest.change("HardStop").catch(kill)
+    killTimer ??= setTimeout(kill, KILL_GRACE_MS)
   }
   void exited.then(() => {
     clearTimeout(killTimer)
@@ -163,7 +173,7 @@ const launch = async (plan: Launch): Promise<Vm> => {
     const reason = stderr.trim()
     throw new BootError(`${message(e)}${reason ? `: ${reason}` : ""}`, fileTail(plan.consoleLog, 4096))
   }
-  return {
+  const vm: Vm = {
     pid: child.pid!,
     agent,
     exited,
@@ -173,6 +183,13 @@ const launch = async (plan: Launch): Promise<Vm> => {
       pause: () => rest.change("Pause"),
       resume: () => rest.change("Resume"),
       saveState: () => Promise.reject(new SnapshotError("unsupported", "the hvf driver cannot save VMs (vfkit saves no VM state)"))
+    }
+  }
+  return {
+    vm,
+    stop: async () => {
+      hardStop()
+      await exited
     }
   }
 }
@@ -237,6 +254,8 @@ export const make = (options: HvfDriverOptions = {}): Hypervisor["Service"] => {
       if (refused) {
         return yield* (refused.kind === "snapshot" ? new SnapshotError("unsupported", refused.message) : new BootError(`box ${spec.boxId} cannot start: ${refused.message}`, ""))
       }
+      const disk = yield* Effect.try({ try: () => fs.statSync(spec.rootDisk), catch: (e) => new BootError(`box ${spec.boxId} cannot start: its root disk: ${message(e)}`, "") })
+      if (!disk.isFile()) return yield* new BootError(`box ${spec.boxId} cannot start: its root disk ${spec.rootDisk} is not a file`, "")
       const moved = spec.volumes.map(volumeMoved).find((m) => m !== undefined)
       if (moved) return yield* new BootError(`box ${spec.boxId} cannot start: ${moved}`, "")
       // Released after the VM has exited (finalizers run in reverse).
@@ -255,17 +274,14 @@ export const make = (options: HvfDriverOptions = {}): Hypervisor["Service"] => {
         catch: (e) => new BootError(`box ${spec.boxId} cannot start: ${message(e)}`, "")
       })
       const args = vfkitArgs(spec, boot, paths, consoleLog)
-      return yield* Effect.acquireRelease(
+      const launched = yield* Effect.acquireRelease(
         Effect.tryPromise({
           try: () => launch({ vfkit: binary, args, paths, consoleLog, bootTimeoutMs: options.bootTimeoutMs ?? 10_000 }),
           catch: (e) => e instanceof BootError ? e : new BootError(`box ${spec.boxId} cannot start: ${message(e)}`, "")
         }),
-        (vm) =>
-          Effect.promise(async () => {
-            vm.kill()
-            await vm.exited
-          })
+        (launched) => Effect.promise(launched.stop)
       )
+      return launched.vm
     })
 
   return Hypervisor.of({

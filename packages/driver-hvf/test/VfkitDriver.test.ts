@@ -173,7 +173,7 @@ describe("hvf driver: a VM", () => {
     const hello = await converse(vm, [encodeFrame(FrameType.HELLO, 0, encodeJson({ version: 1 }))], (s) => s.length >= 1)
     expect(hello[0]!.type).toBe(FrameType.HELLO_ACK)
     const exec = await converse(vm, [encodeFrame(FrameType.EXEC, 1, encodeJson({ argv: ["echo", "hi"], env: [] }))], (s) => s.some((f) => f.type === FrameType.EXIT))
-    expect(Buffer.from(exec.find((f) => f.type === FrameType.STDOUT)!.payload).toString()).toBe("echo hi")
+    expect(Buffer.from(exec.find((f) => f.type === FrameType.STDOUT)!.payload).toString()).toBe("hi\n")
     expect(await vm.consoleTail(4096)).toMatch(/Kernel command line: console=ttyS0 quiet console=hvc0 boxlite\.vsock=1024 boxlite\.virtio=pci\n[\s\S]*boxlite-agent: ready/)
     expect(await vm.consoleTail(6)).toBe("ready\n")
     await vm.control!.pause()
@@ -248,6 +248,7 @@ describe("hvf driver: a VM", () => {
         [{ volumes: [{ ...volume, hostPath: path.join(tmp, "a,b") }] }, "BootError", /a,b: vfkit cannot take a path with a comma/],
         [{ volumes: [{ ...volume, hostPath: tmp }] }, "BootError", /was replaced since the box was created/],
         [{ cmdline: "init=\"x\"" }, "BootError", /double quote/],
+        [{ rootDisk: path.join(tmp, "no-such-disk") }, "BootError", /its root disk: ENOENT/],
         [{ restore: { file: "/s", bytes: 1, sha256: "", signature: "" } }, "SnapshotError", /cannot restore/]
       ]
       for (const [overrides, tag, text] of cases) {
@@ -271,19 +272,19 @@ describe("hvf driver: a VM", () => {
     expect(runDirs()).toEqual([])
   })
 
-  it("kill() is a HardStop; a vfkit that ignores it is killed; SHUTDOWN through the agent ends vfkit", async () => {
+  it("kill() kills vfkit; closing the scope HardStops it, and kills a vfkit that ignores that; SHUTDOWN through the agent ends vfkit", async () => {
     const { spec, records } = setup()
-    const first = await boot(spec)
-    first.vm.kill()
-    expect(await first.vm.exited).toEqual({ code: 0, signal: null })
-    await first.close()
-    expect(records().filter((r) => r.rest).map((r) => r.body)).toEqual([{ state: "HardStop" }])
+    const killed = await boot(spec)
+    killed.vm.kill()
+    expect(await killed.vm.exited).toEqual({ code: null, signal: "SIGKILL" })
+    await killed.close()
+    expect(records().filter((r) => r.rest)).toEqual([])
 
     process.env["FAKE_VFKIT_MODE"] = "ignore-hardstop"
     const stubborn = await boot(spec)
-    stubborn.vm.kill()
-    expect(await stubborn.vm.exited).toEqual({ code: null, signal: "SIGKILL" })
     await stubborn.close()
+    expect(await stubborn.vm.exited).toEqual({ code: null, signal: "SIGKILL" })
+    expect(records().filter((r) => r.rest).map((r) => r.body)).toEqual([{ state: "HardStop" }])
     delete process.env["FAKE_VFKIT_MODE"]
 
     const polite = await boot(spec)

@@ -41,7 +41,7 @@ it("new Boxlite({ driver }) with the hvf driver runs an exec through vfkit and t
     expect(info.hypervisor).toMatchObject({ driver: "hvf", accelerator: "hvf", transport: "vsock" })
     const box = await runtime.create({ image: BUSYBOX })
     const execution = await box.exec("echo", ["hi"])
-    expect(await execution.stdout().text()).toBe("echo hi")
+    expect(await execution.stdout().text()).toBe("hi\n")
     expect((await execution.wait()).exitCode).toBe(0)
     // The disk is a raw copy of the image's base, which the record says vfkit boots.
     const dir = path.join(home, "boxes", box.id)
