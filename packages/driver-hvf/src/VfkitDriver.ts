@@ -104,31 +104,31 @@ interface Launch {
   readonly bootTimeoutMs: number
 }
 
-/**
- * Starts vfkit; resolves once its REST API says the VM runs and its vsock proxy accepts (the
- * agent's stream then waits for the guest: AgentStream).
- */
 interface Launched {
   readonly vm: Vm
   /** Ends the VM the orderly way (REST HardStop; killed if vfkit does not exit) and waits for vfkit's exit. */
   readonly stop: () => Promise<void>
 }
 
+/**
+ * Starts vfkit; resolves once its REST API says the VM runs and its vsock proxy accepts (the
+ * agent's stream then waits for the guest: AgentStream).
+ */
 const launch = async (plan: Launch): Promise<Launched> => {
   const child = spawn(plan.vfkit, plan.args, { cwd: "/", stdio: ["ignore", "ignore", "pipe"] })
   let stderr = ""
   child.stderr?.on("data", (d: Buffer) => {
     stderr = (stderr + d.toString()).slice(-4096)
   })
+  let spawnError: Error | undefined
   const exited = new Promise<VmExit>((resolve) => {
     child.on("exit", (code, signal) => resolve({ code, signal }))
-    // Not started at all (e.g. not executable): no exit follows.
-    child.on("error", () => {
+    child.on("error", (e) => {
+      spawnError = e
+      // Not started at all (e.g. not executable): no exit follows.
       if (child.pid === undefined) resolve({ code: null, signal: null })
     })
   })
-  let spawnError: Error | undefined
-  child.on("error", (e) => (spawnError = e))
   const gone = () => child.exitCode !== null || child.signalCode !== null || child.pid === undefined
   const rest = new VfkitRest(plan.paths.rest)
   // The VM is vfkit's (Virtualization.framework's XPC service ends with its client): killing vfkit ends it at once.

@@ -269,6 +269,11 @@ describe("hvf driver: a VM", () => {
     expect(e._tag).toBe("BootError")
     expect(e.message).toMatch(/vfkit exited during boot \(code 1\): level=error msg="virtualization error"/)
     expect(e.consoleTail).toMatch(/Kernel panic - not syncing: VFS: Unable to mount root fs/)
+    // An executable that cannot be run at all (its interpreter is missing): no exit ever comes.
+    const broken = path.join(spec.dir, "vfkit")
+    fs.writeFileSync(broken, "#!/nonexistent/interpreter\n", { mode: 0o755 })
+    const unrunnable = await failure(spec, { ...onMac, binary: broken })
+    expect([unrunnable._tag, unrunnable.message]).toEqual(["BootError", expect.stringContaining(`cannot run ${broken}: spawn ${broken} ENOENT`)])
     expect(runDirs()).toEqual([])
   })
 
