@@ -58,3 +58,14 @@ it("new Boxlite({ driver }) with the hvf driver runs an exec through vfkit and t
     await runtime.close()
   }
 }, 30_000)
+
+it("new Boxlite({ driver: \"hvf\" }) loads this package by its built-in name, and on this Linux host says macOS only", async () => {
+  const runtime = new Boxlite({ homeDir: path.join(tmp, "home-builtin"), driver: "hvf" })
+  try {
+    const e = await runtime.info().then(() => expect.unreachable("info on Linux"), (e: unknown) => e as Error & { _tag: string })
+    expect(e._tag).toBe("HypervisorUnavailable")
+    expect(e.message).toMatch(/hvf driver runs on macOS only/)
+  } finally {
+    await runtime.close()
+  }
+})
