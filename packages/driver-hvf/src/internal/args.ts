@@ -75,27 +75,27 @@ export const vfkitArgs = (spec: VmSpec, boot: BootFiles, paths: VfkitPaths, cons
  * restore (SnapshotError), else a BootError.
  */
 export const refusal = (spec: VmSpec, boot: BootFiles, paths: VfkitPaths, consoleLog: string): { kind: "boot" | "snapshot"; message: string } | undefined => {
-  const boot_ = (message: string) => ({ kind: "boot" as const, message })
+  const refuse = (message: string) => ({ kind: "boot" as const, message })
   if (spec.restore) return { kind: "snapshot", message: "the hvf driver cannot restore saved VMs (vfkit saves no VM state)" }
-  if ((spec.rootDiskFormat ?? "qcow2") !== "raw") return boot_(`the hvf driver boots raw disks only (Virtualization.framework has no qcow2); ${spec.rootDisk} is ${spec.rootDiskFormat ?? "qcow2"}`)
-  if ((spec.rootDiskLayers ?? []).length > 0) return boot_("the hvf driver boots raw disks only: a disk layered on a snapshot's cannot be given to vfkit")
-  if (spec.network && spec.network.ports.length > 0) return boot_("the hvf driver cannot forward host ports (vfkit's NAT has no port forwarding)")
+  if ((spec.rootDiskFormat ?? "qcow2") !== "raw") return refuse(`the hvf driver boots raw disks only (Virtualization.framework has no qcow2); ${spec.rootDisk} is ${spec.rootDiskFormat ?? "qcow2"}`)
+  if ((spec.rootDiskLayers ?? []).length > 0) return refuse("the hvf driver boots raw disks only: a disk layered on a snapshot's cannot be given to vfkit")
+  if (spec.network && spec.network.ports.length > 0) return refuse("the hvf driver cannot forward host ports (vfkit's NAT has no port forwarding)")
   const egress = spec.network?.egress
-  if (egress && (egress.allow !== undefined || egress.deny.length > 0)) return boot_("the hvf driver cannot enforce network allow/deny rules")
+  if (egress && (egress.allow !== undefined || egress.deny.length > 0)) return refuse("the hvf driver cannot enforce network allow/deny rules")
   for (const volume of spec.volumes) {
     if (volume.file !== undefined) {
-      return boot_(`volume ${volume.hostPath}: the hvf driver shares directories only (vfkit's virtio-fs has no single-file share); mount its directory instead`)
+      return refuse(`volume ${volume.hostPath}: the hvf driver shares directories only (vfkit's virtio-fs has no single-file share); mount its directory instead`)
     }
     if (volume.readOnly) {
-      return boot_(`volume ${volume.hostPath}: the hvf driver cannot make a share read-only on the host (vfkit's virtio-fs is always read-write), and a read-only mount inside the guest is no protection`)
+      return refuse(`volume ${volume.hostPath}: the hvf driver cannot make a share read-only on the host (vfkit's virtio-fs is always read-write), and a read-only mount inside the guest is no protection`)
     }
   }
   // vfkit splits --device options at every comma, and --bootloader's at commas outside quotes.
-  const paths_ = [boot.kernel, boot.initrd, spec.rootDisk, consoleLog, paths.agent, paths.rest, ...spec.volumes.map((v) => v.hostPath)]
-  const comma = paths_.find((p) => p.includes(","))
-  if (comma) return boot_(`${comma}: vfkit cannot take a path with a comma`)
+  const given = [boot.kernel, boot.initrd, spec.rootDisk, consoleLog, paths.agent, paths.rest, ...spec.volumes.map((v) => v.hostPath)]
+  const comma = given.find((p) => p.includes(","))
+  if (comma) return refuse(`${comma}: vfkit cannot take a path with a comma`)
   const tag = spec.volumes.find((v) => /[,"]/.test(v.tag))
-  if (tag) return boot_(`volume tag ${tag.tag}: vfkit cannot take a comma or quote in a tag`)
-  if (boot.cmdline.includes("\"")) return boot_("the guest's kernel command line has a double quote, which vfkit's --bootloader cannot carry")
+  if (tag) return refuse(`volume tag ${tag.tag}: vfkit cannot take a comma or quote in a tag`)
+  if (boot.cmdline.includes("\"")) return refuse("the guest's kernel command line has a double quote, which vfkit's --bootloader cannot carry")
   return undefined
 }
