@@ -4,7 +4,7 @@
  * API on a unix socket; reaches the guest agent through virtio-vsock.
  */
 import {
-  BootError, type DriverCapabilities, type DriverPlugin, Hypervisor, HypervisorUnavailable, SnapshotError, type Vm, type VmExit,
+  BootError, type DriverCapabilities, type DriverPlugin, Hypervisor, HypervisorUnavailable, makeRunDir, SnapshotError, type Vm, type VmExit,
   type VmmConfinement, type VmSpec, type VmVolume
 } from "@boxlite/driver"
 import { Effect, Layer } from "effect"
@@ -241,10 +241,11 @@ export const make = (options: HvfDriverOptions = {}): Hypervisor["Service"] => {
       const binary = yield* host
       const boot = yield* bootFiles(spec)
       const consoleLog = path.join(spec.dir, "console.log")
-      // Short: macOS caps unix socket paths at 104 bytes, and $TMPDIR is /var/folders/xx/.../T/.
+      // Short (macOS caps unix socket paths at 104 bytes, and $TMPDIR is /var/folders/xx/.../T/),
+      // and named as the runtime expects to clean up after a killed supervisor.
       const runDir = yield* Effect.acquireRelease(
         Effect.try({
-          try: () => fs.mkdtempSync(path.join(os.tmpdir(), `boxlite-hvf-${spec.boxId.slice(-6)}-`)),
+          try: () => makeRunDir(spec.boxId),
           catch: (e) => new BootError(`box ${spec.boxId} cannot start: ${message(e)}`, "")
         }),
         (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))

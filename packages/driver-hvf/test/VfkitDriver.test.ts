@@ -49,7 +49,7 @@ const setup = (overrides: Partial<VmSpec> = {}) => {
   const records = (): Array<{ argv?: Array<string>; rest?: string; body?: unknown }> =>
     fs.existsSync(record) ? fs.readFileSync(record, "utf8").trim().split("\n").map((l) => JSON.parse(l)) : []
   /** The driver's run directories of this box still on disk. */
-  const runDirs = () => fs.readdirSync(os.tmpdir()).filter((n) => n.startsWith(`boxlite-hvf-${spec.boxId.slice(-6)}-`))
+  const runDirs = () => fs.readdirSync(os.tmpdir()).filter((n) => n.startsWith(`boxlite-${spec.boxId.slice(-8)}-`))
   return { tmp, spec, records, runDirs }
 }
 
@@ -159,7 +159,7 @@ describe("hvf driver: a VM", () => {
     const { vm, close } = await boot(spec)
     const argv = records()[0]!.argv!
     const run = path.dirname(restOf(argv))
-    expect(path.basename(run)).toMatch(new RegExp(`^boxlite-hvf-${spec.boxId.slice(-6)}-`))
+    expect(path.basename(run)).toMatch(new RegExp(`^boxlite-${spec.boxId.slice(-8)}-`))
     expect(argv).toEqual([
       "--cpus", "2", "--memory", "512",
       "--bootloader", `linux,kernel=${spec.kernel},initrd=${spec.initrd},cmdline="console=ttyS0 quiet console=hvc0 boxlite.vsock=1024 boxlite.virtio=pci"`,

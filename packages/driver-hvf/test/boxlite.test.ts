@@ -53,7 +53,7 @@ it("new Boxlite({ driver }) with the hvf driver runs an exec through vfkit and t
     // Stopping removes it (autoRemove): through the agent's SHUTDOWN, vfkit exits.
     await box.stop()
     expect(fs.existsSync(dir)).toBe(false)
-    expect(fs.readdirSync(os.tmpdir()).filter((n) => n.startsWith(`boxlite-hvf-${box.id.slice(-6)}-`))).toEqual([])
+    expect(fs.readdirSync(os.tmpdir()).filter((n) => n.startsWith(`boxlite-${box.id.slice(-8)}-`))).toEqual([])
   } finally {
     await runtime.close()
   }
