@@ -95,7 +95,7 @@ describe("guest agent over vsock", () => {
       await using box = new SimpleBox({ image: PYTHON, runtime })
       const result = await box.exec("python3", "-c", CLIENT, String(PORT))
       expect(result).toEqual({ exitCode: 0, stdout: expect.any(String), stderr: "" })
-      expect(JSON.parse(result.stdout)).toEqual({ agent: "boxlite-agent 0.4.0", stdout: "hi\n", exit: { exitCode: 0 } })
+      expect(JSON.parse(result.stdout)).toEqual({ agent: expect.stringMatching(/^boxlite-agent \d/), stdout: "hi\n", exit: { exitCode: 0 } })
       // A second connection after the first ended: the listener keeps accepting.
       expect(JSON.parse((await box.exec("python3", "-c", CLIENT, String(PORT))).stdout)).toMatchObject({ stdout: "hi\n" })
       // Nothing listens on another port.
