@@ -59,7 +59,12 @@ func (l *vsockListener) accept() (*os.File, error) {
 	nfd := -1
 	var aerr error
 	err = rc.Read(func(fd uintptr) bool {
-		r, _, e := syscall.RawSyscall6(syscall.SYS_ACCEPT4, fd, 0, 0, syscall.SOCK_CLOEXEC|syscall.SOCK_NONBLOCK, 0, 0)
+		var r uintptr
+		e := syscall.EINTR
+		// vsock_accept reports EINTR for a signal that arrives even when it would not block.
+		for e == syscall.EINTR {
+			r, _, e = syscall.RawSyscall6(syscall.SYS_ACCEPT4, fd, 0, 0, syscall.SOCK_CLOEXEC|syscall.SOCK_NONBLOCK, 0, 0)
+		}
 		if e == syscall.EAGAIN {
 			return false
 		}
