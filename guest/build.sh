@@ -21,9 +21,10 @@ modules=(virtio_mmio virtio_blk virtio_console virtio_net virtio_balloon)
 volume_modules=(virtiofs)
 # Loaded at boot only with boxlite.virtio=pci (cloud-hypervisor, vfkit: virtio devices on PCI).
 pci_modules=(virtio_pci)
-# Loaded at boot only with boxlite.vsock=<port>: the agent's vsock channel. The virtio
-# transport talks to the VMM; the loopback one lets the guest reach itself (tests, CID 1).
-vsock_modules=(vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport vsock_loopback)
+# Loaded at boot only with boxlite.vsock=<port>: the agent's vsock channel to the VMM.
+vsock_modules=(vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport)
+# And with boxlite.vsock.loopback=1 (tests): guest processes reach the agent at CID 1.
+loopback_modules=(vsock_loopback)
 # initcall_blacklist=tracer_init_tracefs: no tracefs, whose ~10,000 event files cost every
 # guest 9 MiB of inodes and dentries (6.1 creates them all at boot).
 # tsc_early_khz= is not here: it is only right under TCG, and the QEMU driver adds it there.
@@ -93,8 +94,8 @@ fi
   GOCACHE=${GOCACHE:-$cache/go-build} go build -trimpath -ldflags='-s -w' -o "$work/root/init" .)
 
 # Modules, dependencies first, each once: order (boot) and order.volumes (what the volume
-# modules need beyond the boot set); order.pci and order.vsock list all they need (the agent
-# skips what an earlier list loaded).
+# modules need beyond the boot set); order.pci, order.vsock and order.loopback list all they
+# need (the agent skips what an earlier list loaded).
 mkdir -p "$work/root/lib/modules"
 deps() {
   for m in "$@"; do
@@ -105,7 +106,8 @@ deps "${modules[@]}" | awk '!seen[$0]++' > "$work/modules.txt"
 deps "${volume_modules[@]}" | awk 'NR == FNR {boot[$0] = 1; next} !boot[$0] && !seen[$0]++' "$work/modules.txt" - > "$work/modules.volumes.txt"
 deps "${pci_modules[@]}" | awk '!seen[$0]++' > "$work/modules.pci.txt"
 deps "${vsock_modules[@]}" | awk '!seen[$0]++' > "$work/modules.vsock.txt"
-for list in modules modules.volumes modules.pci modules.vsock; do
+deps "${loopback_modules[@]}" | awk '!seen[$0]++' > "$work/modules.loopback.txt"
+for list in modules modules.volumes modules.pci modules.vsock modules.loopback; do
   while read -r ko; do
     cp -f "$ko" "$work/root/lib/modules/"
     echo "/lib/modules/$(basename "$ko")"
@@ -134,4 +136,4 @@ cat > "$dist/manifest.json" <<JSON
 JSON
 echo "$inputs" > "$dist/.stamp"
 count() { wc -l < "$work/root/lib/modules/$1"; }
-echo "guest: built $kernel + $initrd ($(count order) boot modules, $(count order.volumes) for volumes, $(count order.pci) for pci, $(count order.vsock) for vsock) in $dist"
+echo "guest: built $kernel + $initrd ($(count order) boot modules, $(count order.volumes) for volumes, $(count order.pci) for pci, $(count order.vsock) for vsock, $(count order.loopback) for loopback) in $dist"

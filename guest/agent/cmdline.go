@@ -46,6 +46,10 @@ func (c cmdline) vsockPort() (uint32, error) {
 	return uint32(p), nil
 }
 
+// vsockLoopback reports `boxlite.vsock.loopback=1`: processes in the guest may connect to the
+// agent through the loopback transport (CID 1). For tests only: a session runs anything as root.
+func (c cmdline) vsockLoopback() bool { return c["boxlite.vsock.loopback"] == "1" }
+
 // virtioPCI reports `boxlite.virtio=pci`: the driver's virtio devices sit on PCI (not MMIO),
 // so virtio_pci is loaded first.
 func (c cmdline) virtioPCI() bool { return c["boxlite.virtio"] == "pci" }

@@ -27,6 +27,9 @@ func TestCmdlineVsockAndVirtio(t *testing.T) {
 			t.Errorf("%q accepted (%v)", bad, err)
 		}
 	}
+	if !parseCmdline("boxlite.vsock.loopback=1").vsockLoopback() || parseCmdline("boxlite.vsock.loopback=yes").vsockLoopback() || parseCmdline("").vsockLoopback() {
+		t.Error("boxlite.vsock.loopback=1")
+	}
 	if !parseCmdline("quiet boxlite.virtio=pci").virtioPCI() || parseCmdline("boxlite.virtio=mmio").virtioPCI() || parseCmdline("").virtioPCI() {
 		t.Error("boxlite.virtio=pci")
 	}

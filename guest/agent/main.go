@@ -62,7 +62,7 @@ func main() {
 	}
 	t1 := time.Now()
 	// The channels: the virtio-serial port, a vsock port, or both. With vsock the port is
-	// optional and looked for in the background: a VMM without one must not wait for it.
+	// optional and looked for once vsock is served: a VMM without one must not wait for it.
 	portName := cmd.get("boxlite.port", "boxlite.agent")
 	var portPath string
 	var vsock *vsockListener
@@ -70,7 +70,7 @@ func main() {
 		if portPath, err = findPort(portName, 5*time.Second); err != nil {
 			fatal("%v", err)
 		}
-	} else if vsock, err = listenVsock(vsockPort); err != nil {
+	} else if vsock, err = listenVsock(vsockPort, cmd.vsockLoopback()); err != nil {
 		fatal("%v", err)
 	}
 	t2 := time.Now()
@@ -113,7 +113,11 @@ func main() {
 	}
 	go serveVsock(vsock, cfg)
 	logf("ready")
-	logf("vsock port %d", vsockPort)
+	if vsock.loopback {
+		logf("vsock port %d (and loopback: guest processes can connect, for tests only)", vsockPort)
+	} else {
+		logf("vsock port %d", vsockPort)
+	}
 	if portPath, err = findPort(portName, 5*time.Second); err != nil {
 		logf("no virtio-serial port %s: vsock only", portName)
 		select {}
@@ -149,15 +153,20 @@ func serve(portPath string, cfg Config) {
 	}
 }
 
-// serveVsock runs a session per accepted connection, concurrently: each connection is a
-// channel of its own (a framing error ends only that connection, the host reconnects).
+// serveVsock runs a session per accepted connection from the host, concurrently: each
+// connection is a channel of its own (a framing error ends only that connection).
 func serveVsock(l *vsockListener, cfg Config) {
 	for {
-		c, err := l.accept()
+		c, peer, err := l.accept()
 		if err != nil {
 			// Out of descriptors or memory: the serial channel, if any, still works.
 			logf("%v", err)
 			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		if !l.allowed(peer) {
+			logf("vsock: refused a connection from CID %d (only the host may connect)", peer)
+			c.Close()
 			continue
 		}
 		go func() {

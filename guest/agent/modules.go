@@ -4,8 +4,9 @@ package main
 // order files (one path per line, dependencies first) so no modprobe logic is needed here:
 // /lib/modules/order is loaded at boot, /lib/modules/order.volumes (fuse, virtiofs: fuse.ko
 // alone costs more than all the virtio modules under TCG) only when a CONFIGURE has mounts.
-// order.pci (virtio_pci) and order.vsock (vsock, its virtio and loopback transports) are
-// loaded at boot only when the command line asks for them: QEMU microvm needs neither.
+// order.pci (virtio_pci), order.vsock (vsock and its virtio transport) and order.loopback
+// (vsock's loopback transport, tests only) are loaded at boot only when the command line asks
+// for them: QEMU microvm needs none of them.
 // Each order file lists all its dependencies, so the lists overlap: a module is loaded once.
 
 import (
@@ -27,6 +28,9 @@ func bootOrders(c cmdline) []string {
 	files = append(files, "/lib/modules/order")
 	if c["boxlite.vsock"] != "" {
 		files = append(files, "/lib/modules/order.vsock")
+		if c.vsockLoopback() {
+			files = append(files, "/lib/modules/order.loopback")
+		}
 	}
 	return files
 }

@@ -10,11 +10,14 @@ import (
 
 func TestBootOrders(t *testing.T) {
 	for in, want := range map[string][]string{
-		"console=ttyS0":                         {"/lib/modules/order"},
-		"boxlite.vsock=1024":                    {"/lib/modules/order", "/lib/modules/order.vsock"},
-		"boxlite.virtio=pci":                    {"/lib/modules/order.pci", "/lib/modules/order"},
-		"boxlite.virtio=pci boxlite.vsock=1024": {"/lib/modules/order.pci", "/lib/modules/order", "/lib/modules/order.vsock"},
-		"boxlite.virtio=mmio":                   {"/lib/modules/order"},
+		"console=ttyS0":      {"/lib/modules/order"},
+		"boxlite.vsock=1024": {"/lib/modules/order", "/lib/modules/order.vsock"},
+		"boxlite.vsock=1024 boxlite.vsock.loopback=1": {"/lib/modules/order", "/lib/modules/order.vsock", "/lib/modules/order.loopback"},
+		"boxlite.vsock.loopback=1":                    {"/lib/modules/order"},
+		"boxlite.vsock=1024 boxlite.vsock.loopback=0": {"/lib/modules/order", "/lib/modules/order.vsock"},
+		"boxlite.virtio=pci":                          {"/lib/modules/order.pci", "/lib/modules/order"},
+		"boxlite.virtio=pci boxlite.vsock=1024":       {"/lib/modules/order.pci", "/lib/modules/order", "/lib/modules/order.vsock"},
+		"boxlite.virtio=mmio":                         {"/lib/modules/order"},
 	} {
 		if got := bootOrders(parseCmdline(in)); !reflect.DeepEqual(got, want) {
 			t.Errorf("%q: %v, want %v", in, got, want)

@@ -4,6 +4,11 @@ package main
 // (cloud-hypervisor's hybrid vsock, vfkit). Go's standard library has no AF_VSOCK, so the
 // socket is made with raw syscalls and the accepted connections become *os.File on Go's
 // poller (non-blocking descriptors): a blocked Read parks a goroutine, not a thread.
+//
+// Only the host may connect: a session runs anything as root, and a process inside the guest
+// must not get one. Without the loopback transport (vsock_loopback, loaded only with
+// boxlite.vsock.loopback=1, for tests) a guest process cannot reach the guest's own listener,
+// and a connection whose peer is not the host is closed anyway.
 
 import (
 	"encoding/binary"
@@ -13,9 +18,11 @@ import (
 )
 
 const (
-	afVsock       = 40         // AF_VSOCK
-	vmaddrCIDAny  = 0xffffffff // VMADDR_CID_ANY: every CID of this guest (host-facing and loopback)
-	sockaddrVMLen = 16         // sizeof(struct sockaddr_vm)
+	afVsock        = 40         // AF_VSOCK
+	vmaddrCIDAny   = 0xffffffff // VMADDR_CID_ANY: every CID of this guest (host-facing and loopback)
+	vmaddrCIDLocal = 1          // VMADDR_CID_LOCAL: this guest, through the loopback transport
+	vmaddrCIDHost  = 2          // VMADDR_CID_HOST: the VMM's side (vfkit, cloud-hypervisor's hybrid vsock)
+	sockaddrVMLen  = 16         // sizeof(struct sockaddr_vm)
 )
 
 // sockaddrVM encodes struct sockaddr_vm (linux/vm_sockets.h) in host (little-endian, amd64)
@@ -28,11 +35,23 @@ func sockaddrVM(cid, port uint32) [sockaddrVMLen]byte {
 	return sa
 }
 
+// sockaddrVMCID is the cid of an encoded struct sockaddr_vm.
+func sockaddrVMCID(sa []byte) uint32 { return binary.LittleEndian.Uint32(sa[8:]) }
+
 // vsockListener is a listening AF_VSOCK socket.
-type vsockListener struct{ f *os.File }
+type vsockListener struct {
+	f *os.File
+	// loopback: connections from inside the guest (CID 1) are accepted too (tests).
+	loopback bool
+}
+
+// allowed reports whether a connection from peer cid may have a session.
+func (l *vsockListener) allowed(cid uint32) bool {
+	return cid == vmaddrCIDHost || (l.loopback && cid == vmaddrCIDLocal)
+}
 
 // listenVsock listens on port for connections to any of the guest's CIDs.
-func listenVsock(port uint32) (*vsockListener, error) {
+func listenVsock(port uint32, loopback bool) (*vsockListener, error) {
 	fd, err := syscall.Socket(afVsock, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC|syscall.SOCK_NONBLOCK, 0)
 	if err != nil {
 		return nil, os.NewSyscallError("socket AF_VSOCK", err)
@@ -46,24 +65,28 @@ func listenVsock(port uint32) (*vsockListener, error) {
 		syscall.Close(fd)
 		return nil, os.NewSyscallError("listen vsock", err)
 	}
-	return &vsockListener{os.NewFile(uintptr(fd), "vsock-listener")}, nil
+	return &vsockListener{os.NewFile(uintptr(fd), "vsock-listener"), loopback}, nil
 }
 
-// accept waits for the next connection. accept4 is retried through the poller (EAGAIN parks
-// the goroutine) instead of blocking: PID 1 may run on a single vCPU.
-func (l *vsockListener) accept() (*os.File, error) {
+// accept waits for the next connection and returns it with its peer's CID. accept4 is
+// retried through the poller (EAGAIN parks the goroutine) instead of blocking: PID 1 may run
+// on a single vCPU.
+func (l *vsockListener) accept() (*os.File, uint32, error) {
 	rc, err := l.f.SyscallConn()
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	nfd := -1
+	var peer [sockaddrVMLen]byte
 	var aerr error
 	err = rc.Read(func(fd uintptr) bool {
 		var r uintptr
 		e := syscall.EINTR
 		// vsock_accept reports EINTR for a signal that arrives even when it would not block.
 		for e == syscall.EINTR {
-			r, _, e = syscall.RawSyscall6(syscall.SYS_ACCEPT4, fd, 0, 0, syscall.SOCK_CLOEXEC|syscall.SOCK_NONBLOCK, 0, 0)
+			n := uint32(sockaddrVMLen)
+			r, _, e = syscall.RawSyscall6(syscall.SYS_ACCEPT4, fd, uintptr(unsafe.Pointer(&peer[0])), uintptr(unsafe.Pointer(&n)),
+				syscall.SOCK_CLOEXEC|syscall.SOCK_NONBLOCK, 0, 0)
 		}
 		if e == syscall.EAGAIN {
 			return false
@@ -79,9 +102,9 @@ func (l *vsockListener) accept() (*os.File, error) {
 		err = aerr
 	}
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return os.NewFile(uintptr(nfd), "vsock"), nil
+	return os.NewFile(uintptr(nfd), "vsock"), sockaddrVMCID(peer[:]), nil
 }
 
 func (l *vsockListener) Close() error { return l.f.Close() }

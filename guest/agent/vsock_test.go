@@ -24,15 +24,29 @@ func TestSockaddrVMEncoding(t *testing.T) {
 		t.Fatalf("% x, want % x", got, want)
 	}
 	got = sockaddrVM(2, 0x01020304)
-	if !bytes.Equal(got[4:12], []byte{4, 3, 2, 1, 2, 0, 0, 0}) {
+	if !bytes.Equal(got[4:12], []byte{4, 3, 2, 1, 2, 0, 0, 0}) || sockaddrVMCID(got[:]) != 2 {
 		t.Fatalf("port/cid: % x", got)
+	}
+}
+
+// Only the host gets a session; the guest itself only when loopback is on (tests).
+func TestVsockPeers(t *testing.T) {
+	for _, c := range []struct {
+		loopback bool
+		cid      uint32
+		want     bool
+	}{{false, vmaddrCIDHost, true}, {false, vmaddrCIDLocal, false}, {false, 3, false}, {false, 0, false},
+		{true, vmaddrCIDHost, true}, {true, vmaddrCIDLocal, true}, {true, 3, false}, {true, vmaddrCIDAny, false}} {
+		if got := (&vsockListener{loopback: c.loopback}).allowed(c.cid); got != c.want {
+			t.Errorf("loopback %v cid %d: %v", c.loopback, c.cid, got)
+		}
 	}
 }
 
 // Where the test host has AF_VSOCK, the kernel reads our sockaddr back as we meant it.
 func TestListenVsockBindsThePort(t *testing.T) {
 	port := uint32(40000 + syscall.Getpid()%20000)
-	l, err := listenVsock(port)
+	l, err := listenVsock(port, false)
 	if err != nil {
 		if errors.Is(err, syscall.EAFNOSUPPORT) {
 			t.Skip("no AF_VSOCK on this host")
@@ -53,7 +67,7 @@ func TestListenVsockBindsThePort(t *testing.T) {
 	if binary.LittleEndian.Uint16(sa[0:]) != afVsock || binary.LittleEndian.Uint32(sa[4:]) != port {
 		t.Fatalf("getsockname: % x", sa[:n])
 	}
-	if _, err := listenVsock(port); err == nil {
+	if _, err := listenVsock(port, true); err == nil {
 		t.Fatal("a second listener on the same port")
 	}
 }

@@ -1,11 +1,14 @@
 // The guest agent's vsock channel, end to end. QEMU here has no vsock device (no
-// /dev/vhost-vsock), but the guest kernel's loopback transport is real: a program in the guest
-// connects to the agent at (VMADDR_CID_LOCAL, port) and speaks the agent protocol to it, while
-// the host drives the same agent over virtio-serial. The kernel command line gets
-// `boxlite.vsock=<port>` through BOXLITE_GUEST_CMDLINE_EXTRA (read by the box's supervisor).
+// /dev/vhost-vsock), but the guest kernel's loopback transport is real: with
+// `boxlite.vsock.loopback=1` (tests only) a program in the guest connects to the agent at
+// (VMADDR_CID_LOCAL, port) and speaks the agent protocol to it, while the host drives the same
+// agent over virtio-serial. Without it (what drivers set) no guest process reaches the agent.
+// The kernel command line gets the keys through BOXLITE_GUEST_CMDLINE_EXTRA (read by the box's
+// supervisor).
 import { afterAll, describe, expect, it } from "vitest"
 import { Boxlite, SimpleBox } from "boxlite"
 import * as fs from "node:fs"
+import * as path from "node:path"
 import { boxDirs, PYTHON, qemuProcessesUnder, tempHome } from "./helpers.js"
 
 const PORT = 1024
@@ -83,15 +86,21 @@ const withCmdlineExtra = async (extra: string, f: () => Promise<void>): Promise<
   }
 }
 
+/** The agent's lines on the guest console of a running box. */
+const agentLines = async (box: SimpleBox): Promise<Array<string>> => {
+  const log = fs.readFileSync(path.join(homes.at(-1)!, "boxes", (await box.start()).id, "console.log"), "utf8")
+  return log.split(/\r?\n/).filter((line) => line.startsWith("boxlite-agent: "))
+}
+
 const expectNothingLeft = (home: string) => {
   expect(qemuProcessesUnder(home)).toEqual([])
   expect(boxDirs(home)).toEqual([])
 }
 
 describe("guest agent over vsock", () => {
-  it(`with boxlite.vsock=${PORT} the agent serves a session on vsock while the host's runs on virtio-serial`, async () => {
+  it(`with boxlite.vsock=${PORT} and loopback the agent serves a session on vsock while the host's runs on virtio-serial`, async () => {
     const runtime = newRuntime()
-    await withCmdlineExtra(`boxlite.vsock=${PORT}`, async () => {
+    await withCmdlineExtra(`boxlite.vsock=${PORT} boxlite.vsock.loopback=1`, async () => {
       await using box = new SimpleBox({ image: PYTHON, runtime })
       const result = await box.exec("python3", "-c", CLIENT, String(PORT))
       expect(result).toEqual({ exitCode: 0, stdout: expect.any(String), stderr: "" })
@@ -102,6 +111,20 @@ describe("guest agent over vsock", () => {
       const other = await box.exec("python3", "-c", CLIENT, String(PORT + 1))
       expect(other.exitCode).toBe(3)
       expect(JSON.parse(other.stdout).connectError).toMatch(/ConnectionReset|ConnectionRefused/)
+      expect(await agentLines(box)).toContain(`boxlite-agent: vsock port ${PORT} (and loopback: guest processes can connect, for tests only)`)
+    })
+    expectNothingLeft(homes.at(-1)!)
+  }, 180_000)
+
+  it(`with boxlite.vsock=${PORT} alone a process in the guest cannot reach the agent`, async () => {
+    const runtime = newRuntime()
+    await withCmdlineExtra(`boxlite.vsock=${PORT}`, async () => {
+      await using box = new SimpleBox({ image: PYTHON, runtime })
+      const result = await box.exec("python3", "-c", CLIENT, String(PORT))
+      expect(result.exitCode).toBe(3)
+      // AF_VSOCK exists (the agent listens), but there is no loopback transport to it.
+      expect(JSON.parse(result.stdout).connectError).toMatch(/^OSError: \[Errno 19\]/)
+      expect(await agentLines(box)).toContain(`boxlite-agent: vsock port ${PORT}`)
     })
     expectNothingLeft(homes.at(-1)!)
   }, 180_000)
@@ -115,6 +138,7 @@ describe("guest agent over vsock", () => {
       expect(result.exitCode).toBe(3)
       // The vsock modules are not loaded: the guest has no AF_VSOCK.
       expect(JSON.parse(result.stdout).connectError).toMatch(/^OSError: \[Errno 97\]/)
+      expect((await agentLines(box)).filter((line) => line.includes("vsock"))).toEqual([])
     }
     expectNothingLeft(homes.at(-1)!)
   }, 180_000)
