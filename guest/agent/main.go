@@ -109,7 +109,7 @@ func main() {
 		}}
 	if vsock == nil {
 		logf("ready")
-		serve(portPath, cfg)
+		serve(portPath, cfg) // never returns
 	}
 	go serveVsock(vsock, cfg)
 	logf("ready")
