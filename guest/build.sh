@@ -19,6 +19,12 @@ meta=linux-image-cloud-amd64
 modules=(virtio_mmio virtio_blk virtio_console virtio_net virtio_balloon)
 # Loaded by the agent only when a CONFIGURE has mounts (fuse.ko is 0.4 MB: ~70 ms under TCG).
 volume_modules=(virtiofs)
+# Loaded at boot only with boxlite.virtio=pci (cloud-hypervisor, vfkit: virtio devices on PCI).
+pci_modules=(virtio_pci)
+# Loaded at boot only with boxlite.vsock=<port>: the agent's vsock channel to the VMM.
+vsock_modules=(vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport)
+# And with boxlite.vsock.loopback=1 (tests): guest processes reach the agent at CID 1.
+loopback_modules=(vsock_loopback)
 # initcall_blacklist=tracer_init_tracefs: no tracefs, whose ~10,000 event files cost every
 # guest 9 MiB of inodes and dentries (6.1 creates them all at boot).
 # tsc_early_khz= is not here: it is only right under TCG, and the QEMU driver adds it there.
@@ -88,7 +94,8 @@ fi
   GOCACHE=${GOCACHE:-$cache/go-build} go build -trimpath -ldflags='-s -w' -o "$work/root/init" .)
 
 # Modules, dependencies first, each once: order (boot) and order.volumes (what the volume
-# modules need beyond the boot set).
+# modules need beyond the boot set); order.pci, order.vsock and order.loopback list all they
+# need (the agent skips what an earlier list loaded).
 mkdir -p "$work/root/lib/modules"
 deps() {
   for m in "$@"; do
@@ -97,9 +104,12 @@ deps() {
 }
 deps "${modules[@]}" | awk '!seen[$0]++' > "$work/modules.txt"
 deps "${volume_modules[@]}" | awk 'NR == FNR {boot[$0] = 1; next} !boot[$0] && !seen[$0]++' "$work/modules.txt" - > "$work/modules.volumes.txt"
-for list in modules modules.volumes; do
+deps "${pci_modules[@]}" | awk '!seen[$0]++' > "$work/modules.pci.txt"
+deps "${vsock_modules[@]}" | awk '!seen[$0]++' > "$work/modules.vsock.txt"
+deps "${loopback_modules[@]}" | awk '!seen[$0]++' > "$work/modules.loopback.txt"
+for list in modules modules.volumes modules.pci modules.vsock modules.loopback; do
   while read -r ko; do
-    cp "$ko" "$work/root/lib/modules/"
+    cp -f "$ko" "$work/root/lib/modules/"
     echo "/lib/modules/$(basename "$ko")"
   done < "$work/$list.txt" > "$work/root/lib/modules/${list/modules/order}"
 done
@@ -125,4 +135,5 @@ cat > "$dist/manifest.json" <<JSON
 }
 JSON
 echo "$inputs" > "$dist/.stamp"
-echo "guest: built $kernel + $initrd ($(wc -l < "$work/root/lib/modules/order") boot modules, $(wc -l < "$work/root/lib/modules/order.volumes") for volumes) in $dist"
+count() { wc -l < "$work/root/lib/modules/$1"; }
+echo "guest: built $kernel + $initrd ($(count order) boot modules, $(count order.volumes) for volumes, $(count order.pci) for pci, $(count order.vsock) for vsock, $(count order.loopback) for loopback) in $dist"

@@ -14,7 +14,10 @@ export function guestArtifacts() {
   return {
     kernel: `${dist}${manifest.kernel}`,
     initrd: `${dist}${manifest.initrd}`,
-    cmdline: manifest.cmdline,
+    // BOXLITE_GUEST_CMDLINE_EXTRA: words appended to the guest kernel's command line, for tests
+    // of agent options no driver sets yet (e.g. `boxlite.vsock=1024`). Read by the box's
+    // supervisor, which inherits the environment of the process that created the box.
+    cmdline: [manifest.cmdline, process.env.BOXLITE_GUEST_CMDLINE_EXTRA?.trim()].filter(Boolean).join(" "),
     kernelVersion: manifest.kernelVersion
   }
 }

@@ -14,6 +14,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -345,11 +346,15 @@ func realSysOps(hostname string, loadFsModules func() error) *sysOps {
 
 // configureOnce applies the first config it is given and answers later calls (a host that
 // reconnected after a channel error) without redoing anything: the same config succeeds
-// again, the same failure repeats, a different config is refused.
+// again, the same failure repeats, a different config is refused. Sessions on two channels
+// (virtio-serial and vsock) may call it at once: the second waits for the first.
 func configureOnce(ops *sysOps) func(*GuestConfig) error {
+	var mu sync.Mutex
 	var applied []byte
 	var result error
 	return func(c *GuestConfig) error {
+		mu.Lock()
+		defer mu.Unlock()
 		b, _ := json.Marshal(c)
 		if applied != nil {
 			if !bytes.Equal(b, applied) {

@@ -342,3 +342,20 @@ func TestDeferredModulesOrder(t *testing.T) {
 		t.Fatal("a missing module was not reported")
 	}
 }
+
+// Sessions on two channels may CONFIGURE at once: the config is applied once.
+func TestConfigureOnceConcurrently(t *testing.T) {
+	f := &fakeOps{}
+	apply := configureOnce(f.ops(t.TempDir()))
+	c := parseConfig(t, `{"mounts":[{"tag":"a","path":"/a","readOnly":false}]}`)
+	errs := make(chan error, 2)
+	for i := 0; i < 2; i++ {
+		go func() { errs <- apply(c) }()
+	}
+	if err1, err2 := <-errs, <-errs; err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
+	if len(f.calls) != 2 { // modules, mount
+		t.Fatalf("applied twice: %v", f.calls)
+	}
+}

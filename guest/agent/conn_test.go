@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -435,5 +436,65 @@ func TestTtyStdinCloseIsEndOfInput(t *testing.T) {
 	r := h.run(3, map[string]any{"argv": []string{"sh", "-c", "cat; echo rc=$?"}, "tty": map[string]int{"rows": 24, "cols": 80}}, []byte("typed\n"), nil)
 	if r.exit.ExitCode != 0 || strings.Count(string(r.stdout), "typed") != 2 || !strings.Contains(string(r.stdout), "rc=0") {
 		t.Fatalf("exit %+v stdout %q", r.exit, r.stdout)
+	}
+}
+
+// Two channels at once (virtio-serial and vsock): the sessions share only the reaper and the
+// guest. Each gets the statuses of its own processes, a FREEZE holds only its own channel, and
+// the end of one session leaves the other's processes running.
+func TestTwoSessionsAtOnce(t *testing.T) {
+	a, b := newHost(t, true), newHost(t, true)
+	execs := func(h *testHost, name string, first uint32, done chan<- struct{}) {
+		for i := 0; i < 10; i++ {
+			id := first + uint32(i)
+			r := h.run(id, map[string]any{"argv": []string{"sh", "-c", "echo $0; exit $1", name, strconv.Itoa(i)}}, nil, nil)
+			if string(r.stdout) != name+"\n" || r.exit.ExitCode != i {
+				t.Errorf("%s exec %d: %q %+v", name, i, r.stdout, r.exit)
+			}
+		}
+		done <- struct{}{}
+	}
+	done := make(chan struct{}, 2)
+	go execs(a, "a", 1, done)
+	go execs(b, "b", 1, done)
+	<-done
+	<-done
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	a.sendJSON(tExec, 20, map[string]any{"argv": []string{"sleep", "100"}})
+	var st struct{ Pid int }
+	if f := a.next(); f.Type != tStarted || json.Unmarshal(f.Payload, &st) != nil {
+		t.Fatalf("%d %s", f.Type, f.Payload)
+	}
+	a.send(tFreeze, 0, nil)
+	if f := a.next(); f.Type != tFrozen {
+		t.Fatalf("want FROZEN, got %d", f.Type)
+	}
+	if r := b.run(20, map[string]any{"argv": []string{"echo", "b"}}, nil, nil); string(r.stdout) != "b\n" {
+		t.Fatalf("session b while a is frozen: %q", r.stdout)
+	}
+	b.c.Close()
+	select {
+	case <-b.served:
+	case <-time.After(5 * time.Second):
+		t.Fatal("session b did not end")
+	}
+	if syscall.Kill(st.Pid, 0) != nil {
+		t.Fatal("the end of session b killed a process of session a")
+	}
+	a.sendJSON(tThaw, 0, map[string]any{"timeMs": 0})
+	if f := a.next(); f.Type != tThawed {
+		t.Fatalf("want THAWED, got %d", f.Type)
+	}
+	a.sendJSON(tSignal, 20, map[string]any{"signal": 9})
+	for {
+		if f := a.next(); f.Type == tExit {
+			if !strings.Contains(string(f.Payload), `"signal":9`) {
+				t.Fatalf("EXIT %s", f.Payload)
+			}
+			return
+		}
 	}
 }

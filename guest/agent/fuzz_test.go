@@ -21,6 +21,7 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -529,8 +530,25 @@ func FuzzGuestConfig(f *testing.F) {
 func FuzzCmdline(f *testing.F) {
 	f.Add("console=ttyS0 boxlite.port=boxlite.agent boxlite.root=/dev/vda boxlite.rootfstype=ext4 boxlite.hostname=box1 boxlite.probe=1")
 	f.Add("boxlite.hostname= boxlite.port==x =y \t\n boxlite.root")
+	f.Add("boxlite.virtio=pci boxlite.vsock=01024")
+	f.Add("boxlite.vsock=+7 boxlite.vsock")
 	f.Fuzz(func(t *testing.T, s string) {
 		c := parseCmdline(s)
+		// The key gives a port it spells (decimal) or an error naming the key; never a panic.
+		p, err := c.vsockPort()
+		v, ok := c["boxlite.vsock"]
+		switch {
+		case err != nil:
+			if p != 0 || !ok || !strings.Contains(err.Error(), "boxlite.vsock") {
+				t.Fatalf("vsock %d %v", p, err)
+			}
+		case ok:
+			if p == 0 || p == 0xffffffff || strings.TrimLeft(v, "0") != strconv.FormatUint(uint64(p), 10) {
+				t.Fatalf("vsock %q read as %d", v, p)
+			}
+		case p != 0:
+			t.Fatalf("vsock %d without the key", p)
+		}
 		for k, v := range c {
 			if strings.ContainsAny(k+v, " \t\n") || strings.Contains(k, "=") {
 				t.Fatalf("word %q=%q", k, v)

@@ -1,5 +1,6 @@
 // Command agent is BoxLite's guest agent: PID 1 of the VM's initramfs. It loads the virtio
-// modules, switches into the box's root disk and serves the host over a virtio-serial port.
+// modules, switches into the box's root disk and serves the host over a virtio-serial port,
+// a virtio-vsock port, or both.
 package main
 
 import (
@@ -11,8 +12,9 @@ import (
 	"time"
 )
 
-// 0.3.0: FREEZE/THAW (saved and restored VMs). 0.2.0: copies (COPY_IN, COPY_OUT).
-const agentName = "boxlite-agent 0.3.0"
+// 0.4.0: vsock channel (boxlite.vsock), virtio-pci (boxlite.virtio=pci). 0.3.0: FREEZE/THAW
+// (saved and restored VMs). 0.2.0: copies (COPY_IN, COPY_OUT).
+const agentName = "boxlite-agent 0.4.0"
 
 var console io.Writer = os.Stderr
 
@@ -45,8 +47,12 @@ func main() {
 	if err := mountEarly(); err != nil {
 		fatal("%v", err)
 	}
+	vsockPort, err := cmd.vsockPort()
+	if err != nil {
+		fatal("%v", err)
+	}
 	t0 := time.Now()
-	nmod, err := loadModules("/lib/modules/order")
+	nmod, err := loadModules(bootOrders(cmd))
 	if err != nil {
 		fatal("%v", err)
 	}
@@ -55,8 +61,16 @@ func main() {
 		fatal("%v", err)
 	}
 	t1 := time.Now()
-	portPath, err := findPort(cmd.get("boxlite.port", "boxlite.agent"), 5*time.Second)
-	if err != nil {
+	// The channels: the virtio-serial port, a vsock port, or both. With vsock the port is
+	// optional and looked for once vsock is served: a VMM without one must not wait for it.
+	portName := cmd.get("boxlite.port", "boxlite.agent")
+	var portPath string
+	var vsock *vsockListener
+	if vsockPort == 0 {
+		if portPath, err = findPort(portName, 5*time.Second); err != nil {
+			fatal("%v", err)
+		}
+	} else if vsock, err = listenVsock(vsockPort, cmd.vsockLoopback()); err != nil {
 		fatal("%v", err)
 	}
 	t2 := time.Now()
@@ -84,21 +98,36 @@ func main() {
 		return err
 	}
 	apply := configureOnce(realSysOps(hostname, loadFsModules))
-	serve(portPath, func(c *GuestConfig) error {
-		t := time.Now()
-		err := apply(c)
-		if err == nil {
-			logf("configured (network %v, %d mounts) in %v", c.Network != nil, len(c.Mounts), time.Since(t).Round(time.Millisecond))
-		}
-		return err
-	})
+	cfg := Config{Agent: agentName, Shutdown: shutdown, Logf: logf, Thaw: applyThaw,
+		Configure: func(c *GuestConfig) error {
+			t := time.Now()
+			err := apply(c)
+			if err == nil {
+				logf("configured (network %v, %d mounts) in %v", c.Network != nil, len(c.Mounts), time.Since(t).Round(time.Millisecond))
+			}
+			return err
+		}}
+	if vsock == nil {
+		logf("ready")
+		serve(portPath, cfg) // never returns
+	}
+	go serveVsock(vsock, cfg)
+	logf("ready")
+	if vsock.loopback {
+		logf("vsock port %d (and loopback: guest processes can connect, for tests only)", vsockPort)
+	} else {
+		logf("vsock port %d", vsockPort)
+	}
+	if portPath, err = findPort(portName, 5*time.Second); err != nil {
+		logf("no virtio-serial port %s: vsock only", portName)
+		select {}
+	}
+	serve(portPath, cfg)
 }
 
 // serve runs sessions on the port forever. The port is opened once per session: opening it
 // per message loses data. Only a session that ended in an error reopens it.
-func serve(portPath string, configure func(*GuestConfig) error) {
-	cfg := Config{Agent: agentName, Shutdown: shutdown, Logf: logf, Configure: configure, Thaw: applyThaw}
-	logf("ready")
+func serve(portPath string, cfg Config) {
 	for {
 		port, err := os.OpenFile(portPath, os.O_RDWR, 0)
 		if err != nil {
@@ -121,6 +150,33 @@ func serve(portPath string, configure func(*GuestConfig) error) {
 			logf("%v; reopening the channel", err)
 		}
 		port.Close()
+	}
+}
+
+// serveVsock runs a session per accepted connection from the host, concurrently: each
+// connection is a channel of its own (a framing error ends only that connection).
+func serveVsock(l *vsockListener, cfg Config) {
+	for {
+		c, peer, err := l.accept()
+		if err != nil {
+			// Out of descriptors or memory: the serial channel, if any, still works.
+			logf("%v", err)
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		if !l.allowed(peer) {
+			logf("vsock: refused a connection from CID %d (only the host may connect)", peer)
+			c.Close()
+			continue
+		}
+		go func() {
+			defer c.Close()
+			err := Serve(c, cfg)
+			var pe *ProtocolError
+			if errors.As(err, &pe) {
+				logf("vsock: %v; closing the connection", err)
+			}
+		}()
 	}
 }
 

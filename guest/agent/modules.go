@@ -4,6 +4,10 @@ package main
 // order files (one path per line, dependencies first) so no modprobe logic is needed here:
 // /lib/modules/order is loaded at boot, /lib/modules/order.volumes (fuse, virtiofs: fuse.ko
 // alone costs more than all the virtio modules under TCG) only when a CONFIGURE has mounts.
+// order.pci (virtio_pci), order.vsock (vsock and its virtio transport) and order.loopback
+// (vsock's loopback transport, tests only) are loaded at boot only when the command line asks
+// for them: QEMU microvm needs none of them.
+// Each order file lists all its dependencies, so the lists overlap: a module is loaded once.
 
 import (
 	"os"
@@ -15,8 +19,44 @@ import (
 
 const sysFinitModule = 313 // amd64
 
-func loadModules(orderFile string) (int, error) {
-	paths, err := readOrder(orderFile)
+// bootOrders are the order files to load at boot for this command line, in order.
+func bootOrders(c cmdline) []string {
+	var files []string
+	if c.virtioPCI() {
+		files = append(files, "/lib/modules/order.pci") // the transport of every other device
+	}
+	files = append(files, "/lib/modules/order")
+	if c["boxlite.vsock"] != "" {
+		files = append(files, "/lib/modules/order.vsock")
+		if c.vsockLoopback() {
+			files = append(files, "/lib/modules/order.loopback")
+		}
+	}
+	return files
+}
+
+// moduleList is the modules of the order files in order, each path once (a missing file is
+// an empty list).
+func moduleList(orderFiles []string) ([]string, error) {
+	var paths []string
+	seen := map[string]bool{}
+	for _, file := range orderFiles {
+		ps, err := readOrder(file)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range ps {
+			if !seen[p] {
+				seen[p] = true
+				paths = append(paths, p)
+			}
+		}
+	}
+	return paths, nil
+}
+
+func loadModules(orderFiles []string) (int, error) {
+	paths, err := moduleList(orderFiles)
 	if err != nil {
 		return 0, err
 	}
