@@ -35,7 +35,7 @@ for round in $(seq "$runs"); do
     qemu-system-x86_64 -M microvm,x-option-roms=off -accel tcg -m 512M -smp 1 -nodefaults \
       -no-user-config -display none -no-reboot -chardev "file,id=con0,path=$tmp/console.log" \
       -serial chardev:con0 -kernel "$tmp/$kernel" -initrd "$tmp/initrd.$comp" \
-      -append "$cmdline tsc_early_khz=$tsc boxlite.probe=1"
+      -append "$cmdline console=ttyS0 8250.nr_uarts=1 pci=off i8042.noaux i8042.nokbd tsc_early_khz=$tsc boxlite.probe=1"
     echo $(( ($(now) - t) / 1000000 )) >> "$tmp/times.$kernel.$comp"
     grep -q 'boxlite-agent: init' "$tmp/console.log" || { echo "no init line ($v)" >&2; exit 1; }
   done

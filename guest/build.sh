@@ -27,8 +27,9 @@ vsock_modules=(vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transpor
 loopback_modules=(vsock_loopback)
 # initcall_blacklist=tracer_init_tracefs: no tracefs, whose ~10,000 event files cost every
 # guest 9 MiB of inodes and dentries (6.1 creates them all at boot).
-# tsc_early_khz= is not here: it is only right under TCG, and the QEMU driver adds it there.
-cmdline="console=ttyS0 quiet reboot=t panic=-1 no_timer_check i8042.noaux i8042.nokbd cryptomgr.notests random.trust_cpu=on pci=off 8250.nr_uarts=1 initcall_blacklist=tracer_init_tracefs"
+# Only what every machine wants: the console, the buses and tsc_early_khz= are the drivers' to
+# add (QEMU's microvm: console=ttyS0 pci=off ...; cloud-hypervisor and vfkit: virtio-pci).
+cmdline="quiet reboot=t panic=-1 no_timer_check cryptomgr.notests random.trust_cpu=on initcall_blacklist=tracer_init_tracefs"
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000}
 
 for tool in go cpio depmod modprobe lz4 dpkg-deb apt-get apt-cache sha256sum; do

@@ -94,12 +94,19 @@ export const SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resou
  */
 export const tcgCacheMib = (memoryMib: number) => Math.min(256, Math.max(64, Math.floor(memoryMib / 8)))
 
+/**
+ * What the guest kernel needs to know of the machine: microvm's console is its one 8250 UART,
+ * it has no PCI bus to scan and no i8042 keyboard controller to probe; virt's console is a PL011.
+ */
+const machineCmdline = (machine: string): string =>
+  machine.startsWith("microvm") ? "console=ttyS0 8250.nr_uarts=1 pci=off i8042.noaux i8042.nokbd" : "console=ttyAMA0"
+
 export const qemuArgs = (spec: VmSpec, machine: string, accel: AcceleratorChoice, fds: VmDescriptors): Array<string> => {
   const tsc = accel.accelerator === "tcg" && machine.startsWith("microvm") ? hostTscKhz() : undefined
   // tsc=reliable: the guest's clocksource watchdog judges the TSC against jiffies, which lag
   // whenever the host is busy and the vCPU waits; it then marked the TSC unstable (8 guests of
   // 10 under load) and fell back to jiffies and a periodic 250 Hz tick.
-  const cmdline = [spec.cmdline, tsc ? `tsc_early_khz=${tsc} tsc=reliable` : ""].filter(Boolean).join(" ")
+  const cmdline = [machineCmdline(machine), spec.cmdline, tsc ? `tsc_early_khz=${tsc} tsc=reliable` : ""].filter(Boolean).join(" ")
   // vhost-user devices need guest RAM the daemon can map, and modern virtio-mmio: only then.
   const shared = spec.volumes.length > 0
   // The disk's nodes spelled out: QEMU opens no backing file named in the overlay's header.
