@@ -92,6 +92,5 @@ export const execThroughAgent = (agent: Duplex, argv: Array<string>): Promise<st
       }
     })
     agent.once("error", reject)
-    agent.resume()
     agent.write(encodeFrame(FrameType.HELLO, 0, Buffer.from(JSON.stringify({ version: 1 }))))
   })

@@ -14,30 +14,37 @@ export const connectOnce = (socket: string, port: number): Promise<net.Socket> =
   new Promise((resolve, reject) => {
     const connection = net.connect(socket)
     let reply = Buffer.alloc(0)
+    const done = () => {
+      connection.off("readable", onReadable)
+      connection.off("close", onClose)
+      connection.off("error", fail)
+    }
     const fail = (e: Error) => {
+      done()
       connection.destroy()
       reject(e)
     }
-    const onData = (chunk: Buffer) => {
-      reply = Buffer.concat([reply, chunk])
-      const nl = reply.indexOf(0x0a)
-      if (nl === -1) {
-        if (reply.length > MAX_REPLY) fail(new Error("the VMM's vsock reply is not a line"))
-        return
+    // 'readable' rather than 'data': once its listener is gone the stream is neither flowing nor
+    // paused, so the agent's bytes wait for whoever reads the stream next.
+    const onReadable = () => {
+      for (let chunk: Buffer | null; (chunk = connection.read() as Buffer | null) !== null;) {
+        reply = Buffer.concat([reply, chunk])
+        const nl = reply.indexOf(0x0a)
+        if (nl === -1) {
+          if (reply.length > MAX_REPLY) return fail(new Error("the VMM's vsock reply is not a line"))
+          continue
+        }
+        const line = reply.subarray(0, nl).toString()
+        if (!/^OK \d+$/.test(line)) return fail(new Error(`the VMM answered "${line.slice(0, MAX_REPLY)}" to CONNECT ${port}`))
+        done()
+        // The agent's first bytes may have come with the OK: give them back to the stream.
+        const rest = reply.subarray(nl + 1)
+        if (rest.length > 0) connection.unshift(rest)
+        return resolve(connection)
       }
-      const line = reply.subarray(0, nl).toString()
-      connection.off("data", onData)
-      connection.off("close", onClose)
-      connection.off("error", fail)
-      if (!/^OK \d+$/.test(line)) return fail(new Error(`the VMM answered "${line.slice(0, MAX_REPLY)}" to CONNECT ${port}`))
-      // The agent's first bytes may have come with the OK: give them back to the stream.
-      const rest = reply.subarray(nl + 1)
-      connection.pause()
-      if (rest.length > 0) connection.unshift(rest)
-      resolve(connection)
     }
     const onClose = () => fail(new Error(`the VMM closed the connection to vsock port ${port} (nothing listens there yet)`))
-    connection.on("data", onData)
+    connection.on("readable", onReadable)
     connection.once("close", onClose)
     connection.once("error", fail)
     connection.once("connect", () => connection.write(`CONNECT ${port}\n`))
