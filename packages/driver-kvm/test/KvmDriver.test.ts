@@ -1,5 +1,5 @@
 import { BootError, HypervisorUnavailable, type Vm, type VmSpec } from "@boxlite/driver"
-import { findPasst } from "@boxlite/driver-qemu"
+import { findPasst, passtArgs } from "@boxlite/driver-qemu"
 import { CAPABILITIES, kernelCmdline, make } from "@boxlite/driver-kvm"
 import { Effect, Exit, Scope } from "effect"
 import * as fs from "node:fs"
@@ -52,7 +52,11 @@ describe("kvm driver with the fake cloud-hypervisor", () => {
     const spec = specFor(f)
     const { vm, close } = await boot(spec)
     const { runDir, calls } = callsOf(spec.boxId)
-    expect(calls[0]).toEqual({ kind: "argv", argv: ["--api-socket", `path=${runDir}/api.sock`, "--seccomp", "true"], fds: [1000, 2000, 3000] })
+    // Jailed: no capabilities, none of the host's /etc or home directories, /dev/kvm bound in.
+    expect(calls[0]).toEqual({
+      kind: "argv", argv: ["--api-socket", `path=${runDir}/api.sock`, "--seccomp", "true"], fds: [1000, 2000, 3000],
+      sees: { capEff: "0000000000000000", etc: false, home: false, kvm: true }
+    })
     const api = calls.filter((c) => c.kind === "api")
     expect(api.map((c) => `${c.method} ${c.endpoint}`)).toEqual(["GET vmm.ping", "PUT vm.create", "PUT vm.boot"])
     expect(api[1]!.body).toEqual({
@@ -123,8 +127,10 @@ describe("kvm driver with the fake cloud-hypervisor", () => {
     const spec = specFor(files(), { network: { allowHostLoopback: false, ports: [{ protocol: "tcp", hostIp: "127.0.0.1", hostPort, guestPort: 80 }] } })
     const { close } = await boot(spec)
     const { runDir, calls } = callsOf(spec.boxId)
-    const create = calls.find((c) => c.kind === "api" && c.endpoint === "vm.create") as { body: { net: unknown } }
+    const create = calls.find((c) => c.kind === "api" && c.endpoint === "vm.create") as { body: { net: unknown; memory: unknown } }
     expect(create.body.net).toEqual([{ vhost_user: true, vhost_socket: `${runDir}/net/passt.sock`, vhost_mode: "Client", num_queues: 2, queue_size: 256 }])
+    // passt maps the guest's RAM like virtiofsd.
+    expect(create.body.memory).toEqual({ size: 512 * 1024 * 1024, shared: true })
     expect(calls.find((c) => c.kind === "opened")).toMatchObject({ sockets: [true] })
     const passtPids = processesMentioning(`--vhost-user --socket ${runDir}/net/passt.sock`)
     expect(passtPids.length).toBeGreaterThan(0)
@@ -194,6 +200,15 @@ describe("kvm driver with the fake cloud-hypervisor", () => {
     expect(info).toMatchObject({ driver: "kvm", accelerator: "kvm", transport: "vsock" })
     expect(info.confinement?.user).toMatch(/user namespace/)
     expect(CAPABILITIES).toEqual({ diskFormats: ["qcow2", "raw"], network: true, portForwards: true, egressPolicy: true, volumes: true, snapshots: false, agentTransport: "vsock" })
+  })
+})
+
+describe("passt as a vhost-user back end", () => {
+  it("listens on the socket instead of taking QEMU's socketpair", () => {
+    const network = { allowHostLoopback: false, ports: [] }
+    expect(passtArgs(network, "namespace", "/run/x/net/passt.sock").slice(0, 5)).toEqual(["--quiet", "--foreground", "--vhost-user", "--socket", "/run/x/net/passt.sock"])
+    expect(passtArgs(network, "direct")).toContain("--fd")
+    expect(passtArgs(network, "direct", "/s")).not.toContain("--fd")
   })
 })
 

@@ -48,7 +48,7 @@ export const runDirsOf = (boxId: string): Array<string> =>
   fs.readdirSync(os.tmpdir()).filter((n) => n.startsWith(`boxlite-kvm-${boxId.slice(-8)}-`)).map((n) => path.join(os.tmpdir(), n))
 
 export type Call =
-  | { kind: "argv"; argv: Array<string>; fds: Array<number | null> }
+  | { kind: "argv"; argv: Array<string>; fds: Array<number | null>; sees: { capEff: string; etc: boolean; home: boolean; kvm: boolean } }
   | { kind: "api"; method: string; endpoint: string; body?: unknown }
   | { kind: "opened"; payload: Array<boolean>; disks: Array<boolean>; sockets: Array<boolean> }
   | { kind: "vsock"; request: string; accepted: boolean }

@@ -64,8 +64,8 @@ export const vmConfig = (spec: VmSpec, runDir: string): VmConfig => {
   return {
     payload: { kernel: `/proc/self/fd/${FD.kernel}`, initramfs: `/proc/self/fd/${FD.initrd}`, cmdline: kernelCmdline(spec.cmdline) },
     cpus: { boot_vcpus: spec.cpus, max_vcpus: spec.cpus },
-    // vhost-user devices (virtiofsd) need guest RAM their daemon can map: only then.
-    memory: { size: spec.memoryMib * 1024 * 1024, shared: spec.volumes.length > 0 },
+    // vhost-user back ends (virtiofsd, passt) map the guest's RAM: shared only when there is one.
+    memory: { size: spec.memoryMib * 1024 * 1024, shared: spec.volumes.length > 0 || spec.network !== undefined },
     // An overlay's header names its raw base: cloud-hypervisor opens it only with backing_files.
     disks: [qcow2 ? { path: `/proc/self/fd/${FD.disk}`, image_type: "Qcow2", backing_files: true, readonly: false } : { path: `/proc/self/fd/${FD.disk}`, image_type: "Raw", readonly: false }],
     ...(spec.network ? { net: [{ vhost_user: true, vhost_socket: files.net, vhost_mode: "Client", num_queues: 2, queue_size: 256 }] } : {}),
