@@ -40,14 +40,17 @@ const INSTALL =
   "(cloud-hypervisor-static, v40 or later) as /usr/local/bin/cloud-hypervisor, or set BOXLITE_CLOUD_HYPERVISOR to its path"
 
 /**
- * qcow2 overlays (cloud-hypervisor opens the raw base named in the header, `backing_files`, inside
- * the jail that shows it only that base) or raw copies; passt's vhost-user NAT with forwards and
- * the egress policy; virtiofs volumes; the agent on vsock. No snapshots: cloud-hypervisor's
- * snapshot is a directory of its own format (vm.snapshot / vm.restore), not SavedState's one
- * checked file, and its restore reopens every path of the saved config: not done yet.
+ * Raw disks first: the runtime gives each box a raw copy of its image (a reflink clone where the
+ * file system can), the format cloud-hypervisor is built around. qcow2 overlays are accepted
+ * (`backing_files`, cloud-hypervisor from 2026 on): the VMM then opens the backing path written
+ * in the overlay's header, which the jail limits to the base and layers the caller named, bound
+ * read-only (see the README). passt's vhost-user NAT with forwards and the egress policy; virtiofs
+ * volumes; the agent on vsock. No snapshots: cloud-hypervisor's vm.snapshot is a directory of
+ * its own format, not SavedState's one checked file, and its vm.restore reopens every path of
+ * the saved config: not done yet.
  */
 export const CAPABILITIES: DriverCapabilities = {
-  diskFormats: ["qcow2", "raw"],
+  diskFormats: ["raw", "qcow2"],
   network: true,
   portForwards: true,
   egressPolicy: true,

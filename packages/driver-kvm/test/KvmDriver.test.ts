@@ -67,7 +67,7 @@ describe("kvm driver with the fake cloud-hypervisor", () => {
       },
       cpus: { boot_vcpus: 2, max_vcpus: 2 },
       memory: { size: 512 * 1024 * 1024, shared: false },
-      disks: [{ path: "/proc/self/fd/6", image_type: "Qcow2", backing_files: true, readonly: false }],
+      disks: [{ path: "/proc/self/fd/6", image_type: "Raw", readonly: false }],
       vsock: { cid: 3, socket: `${runDir}/vsock.sock` },
       rng: { src: "/dev/urandom" },
       balloon: { size: 0, free_page_reporting: true },
@@ -97,12 +97,17 @@ describe("kvm driver with the fake cloud-hypervisor", () => {
     expect(await execThroughAgent(vm.agent, ["true"])).toBe("true\n")
   })
 
-  it("boots a raw disk without backing files", async () => {
+  it("boots a qcow2 overlay with backing files, its base visible in the jail only, read-only, at its own path", async () => {
     const f = files()
-    const spec = specFor(f, { rootDiskFormat: "raw", rootDisk: f.base, rootDiskBase: undefined })
+    const spec = specFor(f, { rootDiskFormat: "qcow2", rootDiskBase: f.base })
     await boot(spec)
-    const create = callsOf(spec.boxId).calls.find((c) => c.kind === "api" && c.endpoint === "vm.create")
-    expect((create as { body: { disks: unknown } }).body.disks).toEqual([{ path: "/proc/self/fd/6", image_type: "Raw", readonly: false }])
+    const { runDir, calls } = callsOf(spec.boxId)
+    const create = calls.find((c) => c.kind === "api" && c.endpoint === "vm.create")
+    expect((create as { body: { disks: unknown } }).body.disks).toEqual([{ path: "/proc/self/fd/6", image_type: "Qcow2", backing_files: true, readonly: false }])
+    const jail = processesMentioning(`--ro-bind ${f.base} ${f.base} --bind ${runDir} ${runDir}`)
+    expect(jail.length).toBe(1)
+    // The disk itself is a descriptor: no bind of the box's directory.
+    expect(processesMentioning(`--bind ${f.dir}`)).toEqual([])
   })
 
   it("shares volumes through virtiofsd: fs devices on its sockets, shared memory", async () => {
@@ -199,7 +204,7 @@ describe("kvm driver with the fake cloud-hypervisor", () => {
     const info = await Effect.runPromise(driver().info)
     expect(info).toMatchObject({ driver: "kvm", accelerator: "kvm", transport: "vsock" })
     expect(info.confinement?.user).toMatch(/user namespace/)
-    expect(CAPABILITIES).toEqual({ diskFormats: ["qcow2", "raw"], network: true, portForwards: true, egressPolicy: true, volumes: true, snapshots: false, agentTransport: "vsock" })
+    expect(CAPABILITIES).toEqual({ diskFormats: ["raw", "qcow2"], network: true, portForwards: true, egressPolicy: true, volumes: true, snapshots: false, agentTransport: "vsock" })
   })
 })
 

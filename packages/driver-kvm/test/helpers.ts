@@ -15,7 +15,7 @@ export const fakeKvm = async () => ({ usable: true as const, reason: "KVM assume
 
 export const BASE_CMDLINE = "console=ttyS0 quiet reboot=t panic=-1 pci=off 8250.nr_uarts=1"
 
-/** A box's files in a fresh directory: kernel, initrd, a raw base and its "overlay". */
+/** A box's files in a fresh directory: kernel, initrd, its disk, and a raw base for overlays. */
 export const boxFiles = () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bl-kvm-test-"))
   const file = (name: string, bytes: number) => {
@@ -34,8 +34,7 @@ export const specFor = (files: ReturnType<typeof boxFiles>, change: Partial<VmSp
   initrd: files.initrd,
   cmdline: BASE_CMDLINE,
   rootDisk: files.disk,
-  rootDiskFormat: "qcow2",
-  rootDiskBase: files.base,
+  rootDiskFormat: "raw",
   cpus: 2,
   memoryMib: 512,
   network: undefined,
