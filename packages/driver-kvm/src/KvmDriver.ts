@@ -14,7 +14,7 @@ import {
   VIRTIOFSD_FD, virtiofsdArgv, virtiofsdFilter, type VirtiofsdUser
 } from "@boxlite/driver-qemu"
 import { Effect, Layer } from "effect"
-import { spawn, type StdioOptions } from "node:child_process"
+import { spawn, spawnSync, type StdioOptions } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -37,7 +37,7 @@ export interface KvmDriverOptions {
 
 const INSTALL =
   "cloud-hypervisor is not packaged by Debian: install the static binary from https://github.com/cloud-hypervisor/cloud-hypervisor/releases " +
-  "(cloud-hypervisor-static, v40 or later) as /usr/local/bin/cloud-hypervisor, or set BOXLITE_CLOUD_HYPERVISOR to its path"
+  "(cloud-hypervisor-static, a release from mid-2024 on) as /usr/local/bin/cloud-hypervisor, or set BOXLITE_CLOUD_HYPERVISOR to its path"
 
 /**
  * Raw disks first: the runtime gives each box a raw copy of its image (a reflink clone where the
@@ -65,6 +65,9 @@ export const VMM_OVERHEAD_MIB = 64
 export const TASKS_PER_VM = 64
 const NOFILE = 1024
 const NOBODY = 65534
+
+/** passt knows `--vhost-user` (added late 2024): an unknown option fails before `--version` is acted on. */
+export const hasVhostUser = (passt: string): boolean => spawnSync(passt, ["--vhost-user", "--version"], { stdio: "ignore" }).status === 0
 
 /** Appears at bind() and accepts at listen(): both are waited for, by polling the file. */
 const waitForSocket = async (file: string, timeoutMs: number, gone: () => string | undefined): Promise<void> => {
@@ -139,9 +142,9 @@ export const make = (options: KvmDriverOptions = {}): Hypervisor["Service"] => {
 
   const networkPlan = once((): Effect.Effect<NetworkPlan, HypervisorUnavailable> => {
     const build = findPasst()
-    if (!build || !build.current) {
+    if (!build || !hasVhostUser(build.passt)) {
       return Effect.fail(new HypervisorUnavailable(
-        `the kvm driver's network is passt's vhost-user back end (passt from 2024 on)${build ? `; ${build.passt} is older` : ""}: run scripts/build-passt.sh, or set BOXLITE_PASST to a current passt; without it use network "none"`
+        `the kvm driver's network is passt's vhost-user back end (passt from late 2024 on)${build ? `; ${build.passt} has no --vhost-user` : ""}: run scripts/build-passt.sh, or set BOXLITE_PASST to a current passt; without it use network "none"`
       ))
     }
     const support = probeNamespace(build, isRoot)

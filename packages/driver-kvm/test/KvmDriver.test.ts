@@ -1,6 +1,6 @@
 import { BootError, HypervisorUnavailable, type Vm, type VmSpec } from "@boxlite/driver"
 import { findPasst, passtArgs } from "@boxlite/driver-qemu"
-import { CAPABILITIES, kernelCmdline, make } from "@boxlite/driver-kvm"
+import { CAPABILITIES, hasVhostUser, kernelCmdline, make } from "@boxlite/driver-kvm"
 import { Effect, Exit, Scope } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -127,7 +127,7 @@ describe("kvm driver with the fake cloud-hypervisor", () => {
   })
 
   const passt = findPasst()
-  it.skipIf(!passt?.current)("gives a network through passt's vhost-user back end, with port forwards", async () => {
+  it.skipIf(!passt || !hasVhostUser(passt.passt))("gives a network through passt's vhost-user back end, with port forwards", async () => {
     const hostPort = 40000 + (process.pid % 20000)
     const spec = specFor(files(), { network: { allowHostLoopback: false, ports: [{ protocol: "tcp", hostIp: "127.0.0.1", hostPort, guestPort: 80 }] } })
     const { close } = await boot(spec)
@@ -144,6 +144,23 @@ describe("kvm driver with the fake cloud-hypervisor", () => {
     await close()
     expect(processesMentioning(`--vhost-user --socket ${runDir}/net/passt.sock`)).toEqual([])
     expectNothingLeft(spec.boxId)
+  })
+
+  it.skipIf(!fs.existsSync("/usr/bin/passt") || hasVhostUser("/usr/bin/passt"))("refuses a network with a passt that has no vhost-user, naming what to install", async () => {
+    const saved = process.env["BOXLITE_PASST"]
+    process.env["BOXLITE_PASST"] = "/usr/bin/passt"
+    try {
+      const spec = specFor(files(), { network: { allowHostLoopback: false, ports: [] } })
+      const error = await failure(spec)
+      expect(error).toBeInstanceOf(HypervisorUnavailable)
+      expect((error as Error).message).toBe(
+        `the kvm driver's network is passt's vhost-user back end (passt from late 2024 on); /usr/bin/passt has no --vhost-user: run scripts/build-passt.sh, or set BOXLITE_PASST to a current passt; without it use network "none"`
+      )
+      expectNothingLeft(spec.boxId)
+    } finally {
+      if (saved === undefined) delete process.env["BOXLITE_PASST"]
+      else process.env["BOXLITE_PASST"] = saved
+    }
   })
 
   it("kill() ends the VMM at once; SHUTDOWN through the agent lets it exit by itself", async () => {
