@@ -38,7 +38,7 @@ describe.skipIf(!fs.existsSync(path.join(repo, "images/out/busybox")))("Boxlite 
   it("creates a box on the kvm driver and runs echo through the fake agent", async () => {
     const box = await runtime.create({ image: BUSYBOX, network: "none" })
     const execution = await box.exec("echo", ["hi"])
-    expect(await execution.stdout().text()).toBe("echo hi\n")
+    expect(await execution.stdout().text()).toBe("hi\n")
     expect(await execution.wait()).toEqual({ exitCode: 0 })
     const info = await box.info()
     expect(info.status).toBe("running")
