@@ -17,10 +17,11 @@ const BUSYBOX = `oci:${path.join(repo, "images/out/busybox")}:latest`
 
 describe.skipIf(!fs.existsSync(path.join(repo, "images/out/busybox")))("Boxlite on the kvm driver (fake cloud-hypervisor)", () => {
   const saved = { ch: process.env["BOXLITE_CLOUD_HYPERVISOR"], accel: process.env["BOXLITE_ACCEL"] }
-  const home = fs.mkdtempSync(path.join(os.tmpdir(), "bl-kvm-"))
+  let home: string
   let runtime: Boxlite
 
   beforeAll(() => {
+    home = fs.mkdtempSync(path.join(os.tmpdir(), "bl-kvm-"))
     // The supervisor inherits both: the fake for the binary, and KVM assumed (this host's is PVM).
     process.env["BOXLITE_CLOUD_HYPERVISOR"] = FAKE_CH
     process.env["BOXLITE_ACCEL"] = "kvm"

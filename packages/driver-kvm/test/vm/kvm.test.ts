@@ -47,11 +47,14 @@ const vmmsUnder = (dir: string): Array<string> => {
 }
 
 describe.skipIf(skipReason !== undefined)("boxes on cloud-hypervisor (real KVM)", () => {
-  const home = fs.mkdtempSync(path.join(os.tmpdir(), "bl-kvm-vm-"))
-  const shared = fs.mkdtempSync(path.join(os.tmpdir(), "bl-kvm-share-"))
+  let home: string
+  let shared: string
   let runtime: Boxlite
 
+  // Made here, not in the describe body: that runs even when the suite is skipped.
   beforeAll(() => {
+    home = fs.mkdtempSync(path.join(os.tmpdir(), "bl-kvm-vm-"))
+    shared = fs.mkdtempSync(path.join(os.tmpdir(), "bl-kvm-share-"))
     runtime = new Boxlite({ homeDir: home, driver: "kvm" })
   })
   afterAll(async () => {
