@@ -2,6 +2,7 @@ import { BootError, HypervisorUnavailable, type Vm, type VmSpec } from "@boxlite
 import { findPasst, passtArgs } from "@boxlite/driver-qemu"
 import { CAPABILITIES, hasVhostUser, kernelCmdline, make } from "@boxlite/driver-kvm"
 import { Effect, Exit, Scope } from "effect"
+import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
@@ -144,6 +145,16 @@ describe("kvm driver with the fake cloud-hypervisor", () => {
     await close()
     expect(processesMentioning(`--vhost-user --socket ${runDir}/net/passt.sock`)).toEqual([])
     expectNothingLeft(spec.boxId)
+  })
+
+  it.skipIf(!passt || !hasVhostUser(passt.passt) || process.getuid?.() !== 0)("enforces the egress policy around passt: the box's rules are in passt's network namespace", async () => {
+    const spec = specFor(files(), { network: { allowHostLoopback: false, ports: [], egress: { deny: ["203.0.113.0/24"] } } })
+    await boot(spec)
+    const { runDir } = callsOf(spec.boxId)
+    const [pid] = processesMentioning(`--vhost-user --socket ${runDir}/net/passt.sock`).filter((p) => fs.readFileSync(`/proc/${p}/comm`, "utf8").startsWith("passt"))
+    expect(pid).toBeDefined()
+    const rules = execFileSync("nsenter", ["--target", pid!, "--net", "nft", "list", "ruleset"]).toString()
+    expect(rules).toContain("ip daddr 203.0.113.0/24 drop")
   })
 
   it.skipIf(!fs.existsSync("/usr/bin/passt") || hasVhostUser("/usr/bin/passt"))("refuses a network with a passt that has no vhost-user, naming what to install", async () => {
