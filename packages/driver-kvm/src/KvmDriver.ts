@@ -183,9 +183,9 @@ export const make = (options: KvmDriverOptions = {}): Hypervisor["Service"] => {
         }),
         (cg) => Effect.promise(() => cg.remove().catch(() => undefined))
       ))
-      // Short: unix socket paths are limited to 108 bytes. 0755: passt binds its socket here after
-      // dropping to nobody (it fails with Permission denied in a 0700 or 0711 directory); the
-      // sockets themselves are 0755, so no other user can connect to them.
+      // Short: unix socket paths are limited to 108 bytes. 0755: passt (which drops to nobody)
+      // fails to bind a socket below a directory others cannot read (0700, 0711); no socket here
+      // is writable by others, so no other user can connect to one.
       const runDir = yield* Effect.acquireRelease(
         Effect.sync(() => {
           const dir = fs.mkdtempSync(path.join(os.tmpdir(), `boxlite-kvm-${spec.boxId.slice(-8)}-`))
