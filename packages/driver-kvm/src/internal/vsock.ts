@@ -9,12 +9,14 @@ import * as net from "node:net"
 /** The longest reply line the VMM sends (`OK 4294967295\n`), with room to spare. */
 const MAX_REPLY = 64
 
-/** One attempt: the stream, or an error (refused, closed without OK, a reply that is not OK). */
-export const connectOnce = (socket: string, port: number): Promise<net.Socket> =>
+/** One attempt: the stream, or an error (refused, closed without OK, a reply that is not OK, no reply within `timeoutMs`). */
+export const connectOnce = (socket: string, port: number, timeoutMs: number): Promise<net.Socket> =>
   new Promise((resolve, reject) => {
     const connection = net.connect(socket)
     let reply = Buffer.alloc(0)
+    const timer = setTimeout(() => fail(new Error(`no answer to CONNECT ${port} within ${timeoutMs} ms`)), timeoutMs)
     const done = () => {
+      clearTimeout(timer)
       connection.off("readable", onReadable)
       connection.off("close", onClose)
       connection.off("error", fail)
@@ -60,7 +62,7 @@ export const connectGuest = async (socket: string, port: number, deadline: numbe
     const exited = gone()
     if (exited) throw new Error(exited)
     try {
-      return await connectOnce(socket, port)
+      return await connectOnce(socket, port, Math.max(100, deadline - Date.now()))
     } catch (e) {
       last = (e as Error).message
     }
