@@ -400,6 +400,9 @@ const launch = async (plan: Launch): Promise<Launched> => {
     }
     await api.expect("PUT", "vm.create", vmConfig(plan.spec, plan.runDir))
     await api.expect("PUT", "vm.boot")
+    // vm.boot answers once the vCPUs are started: anything but Running is a VM that will not come up.
+    const state = (JSON.parse(await api.expect("GET", "vm.info")) as { state?: unknown }).state
+    if (state !== "Running") throw new Error(`the VM is ${String(state)} after vm.boot`)
     const agent = await connectGuest(files.vsock, AGENT_VSOCK_PORT, Date.now() + plan.bootTimeoutMs, gone)
     const vm: Vm = {
       pid: vmmPid ?? proc.pid ?? -1,

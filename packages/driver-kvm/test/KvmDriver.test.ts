@@ -59,7 +59,7 @@ describe("kvm driver with the fake cloud-hypervisor", () => {
       sees: { capEff: "0000000000000000", etc: false, home: false, kvm: true }
     })
     const api = calls.filter((c) => c.kind === "api")
-    expect(api.map((c) => `${c.method} ${c.endpoint}`)).toEqual(["GET vmm.ping", "PUT vm.create", "PUT vm.boot"])
+    expect(api.map((c) => `${c.method} ${c.endpoint}`)).toEqual(["GET vmm.ping", "PUT vm.create", "PUT vm.boot", "GET vm.info"])
     expect(api[1]!.body).toEqual({
       payload: {
         kernel: "/proc/self/fd/4",
@@ -198,6 +198,14 @@ describe("kvm driver with the fake cloud-hypervisor", () => {
     expect(error).toBeInstanceOf(BootError)
     expect((error as BootError).message).toContain("PUT vm.create: HTTP 400")
     expect((error as BootError).message).toContain("fake refusal")
+    expectNothingLeft(spec.boxId)
+  })
+
+  it("a VM that is not Running after vm.boot is a BootError", async () => {
+    const spec = specFor(files(), { cmdline: "console=ttyS0 fake.mode=stay-created" })
+    const error = await failure(spec)
+    expect(error).toBeInstanceOf(BootError)
+    expect((error as BootError).message).toContain("the VM is Created after vm.boot")
     expectNothingLeft(spec.boxId)
   })
 
