@@ -138,12 +138,12 @@ describe("kvm driver with the fake cloud-hypervisor", () => {
     // passt maps the guest's RAM like virtiofsd.
     expect(create.body.memory).toEqual({ size: 512 * 1024 * 1024, shared: true })
     expect(calls.find((c) => c.kind === "opened")).toMatchObject({ sockets: [true] })
-    const passtPids = processesMentioning(`--vhost-user --socket ${runDir}/net/passt.sock`)
+    const passtPids = processesMentioning(`--vhost-user --one-off --socket ${runDir}/net/passt.sock`)
     expect(passtPids.length).toBeGreaterThan(0)
     // The forward is set up as under QEMU (passt, or pasta in front of the egress namespace).
     expect(processesMentioning(`127.0.0.1/${hostPort}:`).length).toBeGreaterThan(0)
     await close()
-    expect(processesMentioning(`--vhost-user --socket ${runDir}/net/passt.sock`)).toEqual([])
+    expect(processesMentioning(`--vhost-user --one-off --socket ${runDir}/net/passt.sock`)).toEqual([])
     expectNothingLeft(spec.boxId)
   })
 
@@ -151,7 +151,7 @@ describe("kvm driver with the fake cloud-hypervisor", () => {
     const spec = specFor(files(), { network: { allowHostLoopback: false, ports: [], egress: { deny: ["203.0.113.0/24"] } } })
     await boot(spec)
     const { runDir } = callsOf(spec.boxId)
-    const [pid] = processesMentioning(`--vhost-user --socket ${runDir}/net/passt.sock`).filter((p) => fs.readFileSync(`/proc/${p}/comm`, "utf8").startsWith("passt"))
+    const [pid] = processesMentioning(`--vhost-user --one-off --socket ${runDir}/net/passt.sock`).filter((p) => fs.readFileSync(`/proc/${p}/comm`, "utf8").startsWith("passt"))
     expect(pid).toBeDefined()
     const rules = execFileSync("nsenter", ["--target", pid!, "--net", "nft", "list", "ruleset"]).toString()
     expect(rules).toContain("ip daddr 203.0.113.0/24 drop")
@@ -247,7 +247,7 @@ describe("kvm driver with the fake cloud-hypervisor", () => {
 describe("passt as a vhost-user back end", () => {
   it("listens on the socket instead of taking QEMU's socketpair", () => {
     const network = { allowHostLoopback: false, ports: [] }
-    expect(passtArgs(network, "namespace", "/run/x/net/passt.sock").slice(0, 5)).toEqual(["--quiet", "--foreground", "--vhost-user", "--socket", "/run/x/net/passt.sock"])
+    expect(passtArgs(network, "namespace", "/run/x/net/passt.sock").slice(0, 6)).toEqual(["--quiet", "--foreground", "--vhost-user", "--one-off", "--socket", "/run/x/net/passt.sock"])
     expect(passtArgs(network, "direct")).toContain("--fd")
     expect(passtArgs(network, "direct", "/s")).not.toContain("--fd")
   })

@@ -192,8 +192,9 @@ export const innerPorts = (ports: VmNetwork["ports"]): Array<number> => {
  */
 export const passtArgs = (network: VmNetwork, where: "namespace" | "direct", vhostUserSocket?: string): Array<string> => [
   "--quiet", "--foreground",
-  // vhost-user (cloud-hypervisor connects to the socket) or a socketpair end (QEMU's stream netdev).
-  ...(vhostUserSocket === undefined ? ["--fd", String(PASST_FD)] : ["--vhost-user", "--socket", vhostUserSocket]),
+  // A socketpair end (QEMU's stream netdev), or a vhost-user socket cloud-hypervisor connects to;
+  // `--one-off` there as `--fd` implies it: passt quits when its VMM disconnects (or dies).
+  ...(vhostUserSocket === undefined ? ["--fd", String(PASST_FD)] : ["--vhost-user", "--one-off", "--socket", vhostUserSocket]),
   "--ipv4-only",
   "--address", GUEST_NETWORK.address, "--netmask", "255.255.255.0", "--gateway", GUEST_NETWORK.gateway,
   "--dns-forward", GUEST_NETWORK.dns, "--mtu", String(GUEST_NETWORK.mtu),
@@ -311,7 +312,7 @@ const namespaceReady = (helper: Helper, timeoutMs: number): Promise<void> =>
 export interface StartedNetwork {
   /** passt, and pasta when in a namespace: they live as long as the VM (see launch). */
   readonly helpers: ReadonlyArray<Helper>
-  /** This process's end of the socketpair: QEMU's at PASST_FD, then destroyed here (none in vhost-user mode). */
+  /** This process's end of the socketpair: QEMU's at PASST_FD, then destroyed here (unused in vhost-user mode: destroy it). */
   readonly fdForQemu: net.Socket
 }
 
@@ -327,9 +328,10 @@ export interface NetworkPlan {
 /**
  * Starts passt (in its namespace, behind pasta, when the plan has one) on a socketpair whose
  * other end is for QEMU, or, given `vhostUserSocket`, as a vhost-user back end listening there
- * (cloud-hypervisor; the socketpair is then unused). passt quits when that end closes (`--fd` implies `--one-off`), i.e.
- * with QEMU; pasta quits when passt's namespace is gone. setpriv's pdeathsig cannot tie them to
- * this process: their own privilege drops and sandboxes clear it.
+ * for cloud-hypervisor. passt quits when that end closes (`--fd` implies `--one-off`), or when
+ * its vhost-user client disconnects, i.e. with the VMM; pasta quits when passt's namespace is
+ * gone. setpriv's pdeathsig cannot tie them to this process: their own privilege drops and
+ * sandboxes clear it.
  */
 export const startNetwork = async (network: VmNetwork, plan: NetworkPlan, helpers: Array<Helper>, vhostUserSocket?: string): Promise<StartedNetwork> => {
   if (!plan.namespace) {
