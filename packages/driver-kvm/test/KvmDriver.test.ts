@@ -90,7 +90,7 @@ describe("kvm driver with the fake cloud-hypervisor", () => {
   })
 
   it("retries CONNECT while the guest agent is not listening yet", async () => {
-    const spec = specFor(files(), { cmdline: `${"console=ttyS0"} fake.agent-delay-ms=600` })
+    const spec = specFor(files(), { cmdline: `${"console=ttyS0"} fake.agent-delay-ms=1500` })
     const { vm } = await boot(spec)
     const vsock = callsOf(spec.boxId).calls.filter((c) => c.kind === "vsock")
     expect(vsock.length).toBeGreaterThan(1)
