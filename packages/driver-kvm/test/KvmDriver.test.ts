@@ -47,7 +47,8 @@ const expectNothingLeft = (boxId: string) => {
   expect(processesMentioning(`boxlite-kvm-${boxId.slice(-8)}-`)).toEqual([])
 }
 
-describe("kvm driver with the fake cloud-hypervisor", () => {
+// Generous: helpers (virtiofsd, passt, pasta) start slower on a loaded machine.
+describe("kvm driver with the fake cloud-hypervisor", { timeout: 20_000 }, () => {
   it("boots a plain box: exact command line, REST calls and VmConfig, vsock agent, console; closing leaves nothing", async () => {
     const f = files()
     const spec = specFor(f)
@@ -90,7 +91,7 @@ describe("kvm driver with the fake cloud-hypervisor", () => {
   })
 
   it("retries CONNECT while the guest agent is not listening yet", async () => {
-    const spec = specFor(files(), { cmdline: `${"console=ttyS0"} fake.agent-delay-ms=1500` })
+    const spec = specFor(files(), { cmdline: "console=ttyS0 fake.agent-delay-ms=1500" })
     const { vm } = await boot(spec)
     const vsock = callsOf(spec.boxId).calls.filter((c) => c.kind === "vsock")
     expect(vsock.length).toBeGreaterThan(1)
