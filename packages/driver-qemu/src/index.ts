@@ -16,3 +16,12 @@ export { virtiofsdFilter } from "./internal/seccomp.js"
 export { deviceModel, signatureDifference, StateReceiver, stateSignature } from "./internal/state.js"
 /** Accelerator probing: KVM only where it can really run a guest, else TCG (or HVF on macOS). */
 export * from "./Accelerator.js"
+/**
+ * Building blocks another Linux driver reuses (driver-kvm): the jail and its probe, helper
+ * processes (virtiofsd, passt), the console reader, the network plan.
+ */
+export { hostRootLayout, probeJail } from "./internal/jail.js"
+export { type Helper, startHelper, stopHelper, VIRTIOFSD, VIRTIOFSD_FD } from "./internal/helpers.js"
+export { readConsole } from "./internal/console.js"
+export { findPasst, hasExplicitPolicy, type NetworkPlan, type PasstBuild, probeNamespace, startNetwork, type StartedNetwork } from "./internal/network.js"
+export { findOnPath } from "./internal/which.js"

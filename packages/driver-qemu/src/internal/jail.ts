@@ -34,6 +34,8 @@ export interface JailSpec {
   readonly devices: ReadonlyArray<string>
   /** Host directories QEMU needs read-only beyond /usr (the prefix of a QEMU installed elsewhere). */
   readonly readOnly: ReadonlyArray<string>
+  /** Host directories bound read-write (a VMM that opens its sockets by path: cloud-hypervisor's run directory). */
+  readonly readWrite?: ReadonlyArray<string>
   readonly rlimits: { readonly nofile: number; readonly nproc: number }
   /** cgroup.procs files the jail joins before anything else runs. */
   readonly cgroupProcs: ReadonlyArray<string>
@@ -78,6 +80,7 @@ export const jailArgv = (tools: JailTools, jail: JailSpec, qemu: string, args: R
     "--cap-drop", "ALL", "--clearenv",
     "--ro-bind", "/usr", "/usr", ...tools.root,
     ...jail.readOnly.flatMap((dir) => ["--ro-bind", dir, dir]),
+    ...(jail.readWrite ?? []).flatMap((dir) => ["--bind", dir, dir]),
     "--proc", "/proc", "--dev", "/dev",
     ...jail.devices.flatMap((device) => ["--dev-bind", device, device]),
     "--chdir", "/",

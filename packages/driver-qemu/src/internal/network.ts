@@ -190,8 +190,12 @@ export const innerPorts = (ports: VmNetwork["ports"]): Array<number> => {
  * pasta maps to the host's loopback only with allowHostLoopback). `direct` (an old passt on the
  * host's network, no policy): `--no-map-gw` unless the box may reach the host's loopback.
  */
-export const passtArgs = (network: VmNetwork, where: "namespace" | "direct"): Array<string> => [
-  "--quiet", "--foreground", "--fd", String(PASST_FD), "--ipv4-only",
+export const passtArgs = (network: VmNetwork, where: "namespace" | "direct", vhostUserSocket?: string): Array<string> => [
+  "--quiet", "--foreground",
+  // A socketpair end (QEMU's stream netdev), or a vhost-user socket cloud-hypervisor connects to;
+  // `--one-off` there as `--fd` implies it: passt quits when its VMM disconnects (or dies).
+  ...(vhostUserSocket === undefined ? ["--fd", String(PASST_FD)] : ["--vhost-user", "--one-off", "--socket", vhostUserSocket]),
+  "--ipv4-only",
   "--address", GUEST_NETWORK.address, "--netmask", "255.255.255.0", "--gateway", GUEST_NETWORK.gateway,
   "--dns-forward", GUEST_NETWORK.dns, "--mtu", String(GUEST_NETWORK.mtu),
   ...(where === "namespace"
@@ -308,7 +312,7 @@ const namespaceReady = (helper: Helper, timeoutMs: number): Promise<void> =>
 export interface StartedNetwork {
   /** passt, and pasta when in a namespace: they live as long as the VM (see launch). */
   readonly helpers: ReadonlyArray<Helper>
-  /** This process's end of the socketpair: QEMU's at PASST_FD, then destroyed here. */
+  /** This process's end of the socketpair: QEMU's at PASST_FD, then destroyed here (unused in vhost-user mode: destroy it). */
   readonly fdForQemu: net.Socket
 }
 
@@ -323,18 +327,20 @@ export interface NetworkPlan {
 
 /**
  * Starts passt (in its namespace, behind pasta, when the plan has one) on a socketpair whose
- * other end is for QEMU. passt quits when that end closes (`--fd` implies `--one-off`), i.e.
- * with QEMU; pasta quits when passt's namespace is gone. setpriv's pdeathsig cannot tie them to
- * this process: their own privilege drops and sandboxes clear it.
+ * other end is for QEMU, or, given `vhostUserSocket`, as a vhost-user back end listening there
+ * for cloud-hypervisor. passt quits when that end closes (`--fd` implies `--one-off`), or when
+ * its vhost-user client disconnects, i.e. with the VMM; pasta quits when passt's namespace is
+ * gone. setpriv's pdeathsig cannot tie them to this process: their own privilege drops and
+ * sandboxes clear it.
  */
-export const startNetwork = async (network: VmNetwork, plan: NetworkPlan, helpers: Array<Helper>): Promise<StartedNetwork> => {
+export const startNetwork = async (network: VmNetwork, plan: NetworkPlan, helpers: Array<Helper>, vhostUserSocket?: string): Promise<StartedNetwork> => {
   if (!plan.namespace) {
-    const passt = startHelper("passt", [plan.build.passt, ...passtArgs(network, "direct")], undefined, ["pipe"])
+    const passt = startHelper("passt", [plan.build.passt, ...passtArgs(network, "direct", vhostUserSocket)], undefined, ["pipe"])
     helpers.push(passt)
     return { helpers: [passt], fdForQemu: passt.process.stdio[PASST_FD] as net.Socket }
   }
   const rules = await compileEgress(network)
-  const argv = [...namespaceOwner(plan.isRoot, plan.namespace.pastaAsRoot), findProgram("unshare")!, "--user", "--map-root-user", "--net", "--", "sh", "-c", NAMESPACE_SCRIPT, "sh", plan.build.passt, ...passtArgs(network, "namespace")]
+  const argv = [...namespaceOwner(plan.isRoot, plan.namespace.pastaAsRoot), findProgram("unshare")!, "--user", "--map-root-user", "--net", "--", "sh", "-c", NAMESPACE_SCRIPT, "sh", plan.build.passt, ...passtArgs(network, "namespace", vhostUserSocket)]
   const passt = startHelper("passt", argv, undefined, ["pipe"], { IP: findProgram("ip")!, NFT: findProgram("nft")!, RULES: rules })
   helpers.push(passt)
   const fdForQemu = passt.process.stdio[PASST_FD] as net.Socket
