@@ -143,10 +143,8 @@ const makeWith = (options: FakeDriverOptions, problem?: string): Hypervisor["Ser
         if (spec.network && !capabilities.network) throw new Error("it has no network")
         if (spec.volumes.length > 0 && !capabilities.volumes) throw new Error("it shares no volumes")
         if (spec.restore && !capabilities.snapshots) throw new Error("it restores no saved state")
-        for (const [what, file] of [["kernel", spec.kernel], ["initramfs", spec.initrd], ["root disk", spec.rootDisk], ["root disk base", spec.rootDiskBase]] as const) {
-          if (file !== undefined) fs.accessSync(file, fs.constants.R_OK)
-          else if (what !== "root disk base") throw new Error(`no ${what}`)
-        }
+        const files = [spec.kernel, spec.initrd, spec.rootDisk, ...(spec.rootDiskBase ? [spec.rootDiskBase] : []), ...(spec.rootDiskLayers ?? [])]
+        for (const file of files) fs.accessSync(file, fs.constants.R_OK)
         if (fs.lstatSync(spec.rootDisk).isSymbolicLink()) throw new Error(`the root disk ${spec.rootDisk} is a symlink`)
       },
       catch: (e) => new BootError(`box ${spec.boxId} cannot start on the fake driver: ${(e as Error).message}`, "")
@@ -156,7 +154,12 @@ const makeWith = (options: FakeDriverOptions, problem?: string): Hypervisor["Ser
     Effect.gen(function*() {
       if (unavailable) return yield* new HypervisorUnavailable(unavailable)
       yield* check(spec)
-      const restored = spec.restore ? yield* Effect.try({ try: () => readState(name, spec, spec.restore!), catch: (e) => e as SnapshotError }) : undefined
+      const restored = spec.restore
+        ? yield* Effect.try({
+          try: () => readState(name, spec, spec.restore!),
+          catch: (e) => (e instanceof SnapshotError ? e : new SnapshotError("corrupt", `${spec.restore!.file}: ${(e as Error).message}`))
+        })
+        : undefined
       const consoleFile = path.join(spec.dir, "console.log")
       const consoleLog = yield* Effect.acquireRelease(
         Effect.try({
