@@ -195,6 +195,24 @@ describe("box lifecycle on the fake driver", () => {
     }), 30_000)
 })
 
+describe("streams on the fake driver", () => {
+  it.live("cat moves 1 MiB through stdin and stdout within the flow-control windows", () =>
+    Effect.gen(function*() {
+      const runtime = yield* openRuntime(newHome())
+      const box = yield* runtime.create({ image })
+      const data = Buffer.alloc(1024 * 1024)
+      for (let i = 0; i < data.length; i++) data[i] = (i * 7) % 251
+      const cat = yield* box.exec("cat")
+      const [, out] = yield* Effect.all([
+        Effect.andThen(cat.writeStdin(data), cat.closeStdin),
+        Stream.runFold(cat.stdout, () => [] as Array<Uint8Array>, (chunks, chunk) => [...chunks, chunk])
+      ], { concurrency: 2 })
+      expect(Buffer.concat(out).equals(data)).toBe(true)
+      expect((yield* cat.wait).exitCode).toBe(0)
+      yield* box.remove
+    }), 30_000)
+})
+
 describe("failures on the fake driver", () => {
   it.live("a boot failure is a BootError with the console tail; the box is failed with the reason, no process is left", () =>
     Effect.gen(function*() {
@@ -338,6 +356,20 @@ describe("what the driver can do, and which driver runs a box", () => {
       expect(fs.readFileSync(path.join(home, "boxes", id, "console.log"), "utf8")).toContain(`fake VMM ${FAKE_DRIVER_NAME}:`)
       // Not the runtime's driver: its accelerator is not this runtime's to say.
       expect((yield* box.info).accelerator).toBeUndefined()
+      yield* box.remove
+      yield* noProcessesOf(box.id)
+    }), 30_000)
+
+  it.live("a supervisor whose fake cannot save (BOXLITE_FAKE_CAPS) refuses a snapshot as unsupported", () =>
+    Effect.gen(function*() {
+      yield* withEnv({ BOXLITE_FAKE_CAPS: JSON.stringify({ snapshots: false }) })
+      const runtime = yield* openRuntime(newHome())
+      const box = yield* runtime.create({ image })
+      yield* box.start
+      const error = yield* Effect.flip(box.snapshot())
+      expect(error).toBeInstanceOf(SnapshotError)
+      expect(error).toMatchObject({ reason: "unsupported", message: "this hypervisor driver cannot pause or save VMs" })
+      expect(yield* runtime.snapshots.list).toEqual([])
       yield* box.remove
       yield* noProcessesOf(box.id)
     }), 30_000)
