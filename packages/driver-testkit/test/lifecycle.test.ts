@@ -211,6 +211,18 @@ describe("streams on the fake driver", () => {
       expect((yield* cat.wait).exitCode).toBe(0)
       yield* box.remove
     }), 30_000)
+
+  it.live("a signal ends a command with 128 + n, and a timeout is a TimeoutError", () =>
+    Effect.gen(function*() {
+      const runtime = yield* openRuntime(newHome())
+      const box = yield* runtime.create({ image })
+      const sleeper = yield* box.exec("sleep", ["60000"])
+      yield* sleeper.kill(15)
+      expect(yield* sleeper.wait).toEqual({ exitCode: 143, signal: "SIGTERM" })
+      const slow = yield* box.exec("sleep", ["60000"], { timeoutMs: 100 })
+      expect(yield* Effect.flip(slow.wait)).toMatchObject({ _tag: "TimeoutError" })
+      yield* box.remove
+    }), 30_000)
 })
 
 describe("failures on the fake driver", () => {
