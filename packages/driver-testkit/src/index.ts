@@ -1,2 +1,6 @@
-/** Driver testkit (in progress). */
-export {}
+/** The fake driver: a stand-in VMM process and an in-process agent; faults by environment (test-only). */
+export * from "./FakeDriver.js"
+/** The fake guest agent: the real protocol, a tiny deterministic command set. */
+export * from "./FakeAgent.js"
+/** The contract suite every driver runs (vitest cases). */
+export * from "./Contract.js"
