@@ -9,6 +9,8 @@ const examples = fileURLToPath(new URL("../../../../examples/", import.meta.url)
 describe("examples gallery", () => {
   it.each([
     ["hello.mjs", /Hello from BoxLite! Python 3/],
+    // Where cloud-hypervisor and real KVM are, the box runs on kvm.
+    ["drivers.mjs", /kvm: (HypervisorUnavailable: [^\n]+|kvm over vsock[^\n]+)\nhvf: HypervisorUnavailable: the hvf driver runs on macOS only[^\n]*\nqemu: (tcg|kvm) over virtio-serial; disks qcow2\/raw; network, portForwards, egressPolicy, volumes, snapshots\na box on (kvm|qemu): Linux 6\./],
     ["simplebox.mjs", /stdout: "basic execution\\n" exit code: 0/],
     ["streaming.mjs", /stdin round trip: DATA SENT TO STDIN/],
     ["effect.mjs", /42/],
