@@ -94,7 +94,7 @@ const converse = (vm: Vm, frames: Array<Buffer>, until: (seen: Array<{ type: num
 
 const restOf = (argv: Array<string>) => argv[argv.indexOf("--restful-uri") + 1]!.slice("unix://".length)
 
-describe("hvf driver: the host", () => {
+describe("hvf driver: the host", { timeout: 30_000 }, () => {
   it("on this Linux host, the default driver says it runs on macOS only", async () => {
     const { spec, runDirs } = setup()
     const info = await Effect.runPromise(Effect.flip(make().info))
@@ -148,7 +148,7 @@ describe("hvf driver: the host", () => {
   })
 })
 
-describe("hvf driver: a VM", () => {
+describe("hvf driver: a VM", { timeout: 30_000 }, () => {
   it("declares what vfkit can do", () => {
     expect(CAPABILITIES).toEqual({ diskFormats: ["raw"], network: true, portForwards: false, egressPolicy: false, volumes: true, snapshots: false, agentTransport: "vsock" })
     expect(GUEST_NETWORK).toEqual({ address: "192.168.64.250", prefixLength: 24, gateway: "192.168.64.1", dns: "192.168.64.1", mtu: 1500 })

@@ -32,7 +32,7 @@ const vmm = async (answer: (connection: net.Socket, line: string) => void): Prom
 
 const firstData = (socket: net.Socket) => new Promise<string>((resolve) => socket.once("data", (d: Buffer) => resolve(d.toString())))
 
-describe("hybrid vsock (host side)", () => {
+describe("hybrid vsock (host side)", { timeout: 30_000 }, () => {
   it("sends CONNECT <port>, and keeps the bytes that came with OK for the stream's reader", async () => {
     const seen: Array<string> = []
     const socket = await vmm((connection, line) => {

@@ -118,7 +118,7 @@ const run = (box: Box, command: string, args: ReadonlyArray<string> = []) =>
     return { stdout, exitCode }
   })
 
-describe("box lifecycle on the fake driver", () => {
+describe("box lifecycle on the fake driver", { timeout: 30_000 }, () => {
   it.live("create, start, exec, stop, remove: the box runs on the fake, and nothing is left", () =>
     Effect.gen(function*() {
       const home = newHome()
@@ -195,7 +195,7 @@ describe("box lifecycle on the fake driver", () => {
     }), 30_000)
 })
 
-describe("streams on the fake driver", () => {
+describe("streams on the fake driver", { timeout: 30_000 }, () => {
   it.live("cat moves 1 MiB through stdin and stdout within the flow-control windows", () =>
     Effect.gen(function*() {
       const runtime = yield* openRuntime(newHome())
@@ -225,7 +225,7 @@ describe("streams on the fake driver", () => {
     }), 30_000)
 })
 
-describe("failures on the fake driver", () => {
+describe("failures on the fake driver", { timeout: 30_000 }, () => {
   it.live("a boot failure is a BootError with the console tail; the box is failed with the reason, no process is left", () =>
     Effect.gen(function*() {
       yield* withEnv({ BOXLITE_FAKE_FAULT: "boot-fails" })
@@ -314,7 +314,7 @@ describe("failures on the fake driver", () => {
     }), 30_000)
 })
 
-describe("what the driver can do, and which driver runs a box", () => {
+describe("what the driver can do, and which driver runs a box", { timeout: 30_000 }, () => {
   it.live("a driver without volumes refuses a box with volumes (InvalidOptions volumes) and records nothing", () =>
     Effect.gen(function*() {
       const home = newHome()
