@@ -174,7 +174,7 @@ describe("faults", () => {
     // create loads a spare supervisor for the next start. Frozen while it loads (as a loaded
     // host would slow it), it outlives close() and the deletion of the home.
     await runtime.create({ image: BUSYBOX, memoryMib: 128 })
-    const spare = pgrep(`supervisor.*js ${home}$`)
+    const spare = pgrep(`supervisor.*js ${home} `)
     expect(spare.length).toBe(1)
     process.kill(Number(spare[0]), "SIGSTOP")
     await runtime.close()
@@ -183,7 +183,7 @@ describe("faults", () => {
     await new Promise((r) => setTimeout(r, 5_000))
     expect(fs.existsSync(home)).toBe(false)
     expect(fs.readdirSync(parent)).toEqual([])
-    expect(pgrep(`supervisor.*js ${home}$`)).toEqual([])
+    expect(pgrep(`supervisor.*js ${home} `)).toEqual([])
   }, 120_000)
 
   it("argv-over-1MiB: InvalidOptions naming the field, nothing sent; the box stays usable", async () => {
