@@ -1,0 +1,107 @@
+/**
+ * The SQLite binding under the state store, chosen by the Node that runs it: Node's own
+ * `node:sqlite` where it has one (22.13+ and 24; 22.5+ with --experimental-sqlite), else the
+ * native better-sqlite3. A native module is built for one Node ABI: better-sqlite3 installed by
+ * Node 20 fails to load on 24 (ERR_DLOPEN_FAILED), so it is loaded only when needed.
+ */
+import * as fs from "node:fs"
+import { createRequire } from "node:module"
+
+export type SqliteBackend = "node:sqlite" | "better-sqlite3"
+
+export type SqlValue = string | number | bigint | null
+
+/** The part of a binding the store uses: both bindings' statements and databases have it. */
+export interface SqliteStatement {
+  run(...params: Array<SqlValue>): { readonly changes: number | bigint }
+  get(...params: Array<SqlValue>): unknown
+  all(...params: Array<SqlValue>): Array<unknown>
+}
+
+export interface SqliteDatabase {
+  exec(sql: string): void
+  prepare(sql: string): SqliteStatement
+  close(): void
+}
+
+type Open = (file: string) => SqliteDatabase
+
+const loadNodeSqlite = (): Open | undefined => {
+  // process.getBuiltinModule: Node >= 20.16 / 22.3; undefined where node:sqlite is absent or flagged off.
+  const getBuiltin = (process as { getBuiltinModule?: (id: string) => unknown }).getBuiltinModule
+  if (getBuiltin === undefined) return undefined
+  // Node 22 warns that node:sqlite is experimental when it loads: a library's users did not ask
+  // for it, so that one warning is dropped (Node 24 does not emit it).
+  const emitWarning = process.emitWarning
+  process.emitWarning = ((warning: string | Error, ...rest: Array<unknown>) => {
+    if (!String(warning).includes("SQLite is an experimental feature")) {
+      ;(emitWarning as (...args: Array<unknown>) => void).call(process, warning, ...rest)
+    }
+  }) as typeof process.emitWarning
+  try {
+    const sqlite = getBuiltin.call(process, "node:sqlite") as
+      | { DatabaseSync: new(file: string) => SqliteDatabase }
+      | undefined
+    return sqlite && ((file) => new sqlite.DatabaseSync(file))
+  } catch {
+    return undefined
+  } finally {
+    process.emitWarning = emitWarning
+  }
+}
+
+const loadBetterSqlite3 = (): Open | undefined => {
+  try {
+    const Database = createRequire(import.meta.url)("better-sqlite3") as new(file: string, options: { fileMustExist: boolean }) => SqliteDatabase
+    // Loading the module does not load its native part: opening a database does.
+    new Database(":memory:", { fileMustExist: false }).close()
+    return (file) => new Database(file, { fileMustExist: true })
+  } catch {
+    return undefined
+  }
+}
+
+const loaded = new Map<SqliteBackend, Open | undefined>()
+const load = (backend: SqliteBackend): Open | undefined => {
+  if (!loaded.has(backend)) loaded.set(backend, backend === "node:sqlite" ? loadNodeSqlite() : loadBetterSqlite3())
+  return loaded.get(backend)
+}
+
+/** The bindings this Node can load, preferred first. */
+export const availableBackends = (): ReadonlyArray<SqliteBackend> =>
+  (["node:sqlite", "better-sqlite3"] as const).filter((backend) => load(backend) !== undefined)
+
+/**
+ * Opens an existing database file with `backend`, or the first binding this Node can load.
+ * Throws when the file is missing (neither binding creates it: a deleted home stays deleted) or
+ * no binding loads.
+ */
+export const openSqlite = (file: string, backend?: SqliteBackend): SqliteDatabase => {
+  const open = backend === undefined ? availableBackends().map(load)[0] : load(backend)
+  if (open === undefined) {
+    throw new Error(
+      backend === undefined
+        ? `no SQLite binding loads on Node ${process.versions.node}: node:sqlite needs Node >= 22.13, and better-sqlite3 is not installed or was built for another Node (run \`npm rebuild better-sqlite3\`)`
+        : `the SQLite binding ${backend} does not load on Node ${process.versions.node}`
+    )
+  }
+  // node:sqlite has no fileMustExist: it would create the file.
+  if (!fs.existsSync(file)) throw new Error(`unable to open database file ${file}: it does not exist`)
+  return open(file)
+}
+
+/** Runs `body` in a BEGIN IMMEDIATE transaction (the write lock taken first: no upgrade deadlock), rolled back if it throws. */
+export const immediateTransaction = <A>(db: SqliteDatabase, body: () => A): A => {
+  db.exec("BEGIN IMMEDIATE")
+  try {
+    const result = body()
+    db.exec("COMMIT")
+    return result
+  } catch (e) {
+    // SQLite may have rolled back already (a full disk, an I/O error): `e` is the error to report.
+    try {
+      db.exec("ROLLBACK")
+    } catch {}
+    throw e
+  }
+}
