@@ -5,7 +5,8 @@
  * Node 20 fails to load on 24 (ERR_DLOPEN_FAILED), so it is loaded only when needed.
  */
 import * as fs from "node:fs"
-import { createRequire } from "node:module"
+// A namespace import: the supervisor bundle's banner declares its own `createRequire`.
+import * as nodeModule from "node:module"
 
 export type SqliteBackend = "node:sqlite" | "better-sqlite3"
 
@@ -52,7 +53,7 @@ const loadNodeSqlite = (): Open | undefined => {
 
 const loadBetterSqlite3 = (): Open | undefined => {
   try {
-    const Database = createRequire(import.meta.url)("better-sqlite3") as new(file: string, options: { fileMustExist: boolean }) => SqliteDatabase
+    const Database = nodeModule.createRequire(import.meta.url)("better-sqlite3") as new(file: string, options: { fileMustExist: boolean }) => SqliteDatabase
     // Loading the module does not load its native part: opening a database does.
     new Database(":memory:", { fileMustExist: false }).close()
     return (file) => new Database(file, { fileMustExist: true })
