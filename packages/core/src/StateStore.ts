@@ -4,7 +4,6 @@
  */
 import type { RunConfig } from "@boxlite/oci"
 import { Context, Effect, Layer } from "effect"
-import * as fs from "node:fs"
 import * as path from "node:path"
 import { BoxStateError, InvalidOptions, StorageError } from "./Errors.js"
 import { secureHome } from "./internal/PrivateHome.js"
@@ -211,9 +210,7 @@ export const layerSqlite = (homeDir: string, options: SqliteOptions = { create: 
         return yield* Effect.try({
           try: () => {
             const file = path.join(homeDir, "boxlite.db")
-            // Created 0600 before SQLite sees it, so not one write lands in a readable file.
-            if (options.create) fs.closeSync(fs.openSync(file, "a", 0o600))
-            const db = openSqlite(file, options.backend)
+            const db = openSqlite(file, options)
             // Many processes share a home: wait for a writer rather than fail with SQLITE_BUSY.
             db.exec("PRAGMA busy_timeout = 30000")
             db.exec("PRAGMA journal_mode = WAL")

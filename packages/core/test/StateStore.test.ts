@@ -14,7 +14,7 @@ const withStoreOn = <A, E>(home: string, f: (store: StateStore["Service"]) => Ef
 /** A database file opened directly, as an earlier version or another process would. */
 const rawDatabase = (file: string, backend?: SqliteBackend) => {
   fs.closeSync(fs.openSync(file, "a"))
-  return openSqlite(file, backend)
+  return openSqlite(file, { backend })
 }
 
 const major = Number(process.versions.node.split(".")[0])
@@ -40,9 +40,17 @@ describe("the SQLite binding", () => {
   it("does not create a missing database file (a deleted home stays deleted)", () => {
     const home = fs.mkdtempSync(path.join(os.tmpdir(), "bl-store-"))
     for (const backend of availableBackends()) {
-      expect(() => openSqlite(path.join(home, "boxlite.db"), backend)).toThrow(/does not exist|unable to open/)
+      expect(() => openSqlite(path.join(home, "boxlite.db"), { backend })).toThrow(/does not exist|unable to open/)
       expect(fs.readdirSync(home)).toEqual([])
     }
+  })
+
+  it.runIf(availableBackends().length < 2)("a binding this Node cannot load is a StorageError naming it, and leaves nothing behind", async () => {
+    const missing = (["node:sqlite", "better-sqlite3"] as const).find((b) => !availableBackends().includes(b))!
+    const home = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "bl-store-")), "home")
+    const error = await Effect.runPromise(Effect.flip(Effect.provide(StateStore.use(() => Effect.void), layerSqlite(home, { create: true, backend: missing }))))
+    expect(error).toMatchObject({ _tag: "StorageError", message: expect.stringContaining(`the SQLite binding ${missing} does not load on Node ${process.versions.node}`) })
+    expect(fs.readdirSync(home)).toEqual([])
   })
 
   it.runIf(availableBackends().length === 2)("a home written through one binding is read through the other (a user switching Node)", async () => {

@@ -73,12 +73,15 @@ export const availableBackends = (): ReadonlyArray<SqliteBackend> =>
   (["node:sqlite", "better-sqlite3"] as const).filter((backend) => load(backend) !== undefined)
 
 /**
- * Opens an existing database file with `backend`, or the first binding this Node can load.
- * Throws when the file is missing (neither binding creates it: a deleted home stays deleted) or
- * no binding loads.
+ * Opens the database file with `backend`, or the first binding this Node can load. With `create`,
+ * a missing file is created 0600 first (so not one write lands in a readable file), once a binding
+ * has loaded; without, a missing file throws (neither binding creates it: a deleted home stays
+ * deleted). Throws too when no binding loads.
  */
-export const openSqlite = (file: string, backend?: SqliteBackend): SqliteDatabase => {
-  const open = backend === undefined ? availableBackends().map(load)[0] : load(backend)
+export const openSqlite = (file: string, options: { readonly create?: boolean; readonly backend?: SqliteBackend | undefined } = {}): SqliteDatabase => {
+  const { backend, create = false } = options
+  // node:sqlite first: better-sqlite3 is not even loaded where Node has its own.
+  const open = backend === undefined ? load("node:sqlite") ?? load("better-sqlite3") : load(backend)
   if (open === undefined) {
     throw new Error(
       backend === undefined
@@ -86,8 +89,9 @@ export const openSqlite = (file: string, backend?: SqliteBackend): SqliteDatabas
         : `the SQLite binding ${backend} does not load on Node ${process.versions.node}`
     )
   }
+  if (create) fs.closeSync(fs.openSync(file, "a", 0o600))
   // node:sqlite has no fileMustExist: it would create the file.
-  if (!fs.existsSync(file)) throw new Error(`unable to open database file ${file}: it does not exist`)
+  else if (!fs.existsSync(file)) throw new Error(`unable to open database file ${file}: it does not exist`)
   return open(file)
 }
 
