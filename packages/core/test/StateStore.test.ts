@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest"
 import { Effect } from "effect"
-import { spawn } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -60,6 +60,28 @@ describe("the SQLite binding", () => {
     const found = await withStoreOn(home, (store) => Effect.andThen(store.update("SWITCH", { status: "stopped" }), store.find("moved")), "node:sqlite")
     expect(found).toMatchObject({ id: "SWITCH", status: "stopped" })
     expect(await withStoreOn(home, (store) => store.find("SWITCH"), "better-sqlite3")).toMatchObject({ status: "stopped" })
+  })
+})
+
+// .ci/run sets BOXLITE_NODE24 (scripts/node24.sh): run on Node 20, this test is a home used by
+// Node 20 on better-sqlite3 and by Node 24 on node:sqlite in turn, as a user switching Node does.
+const node24 = process.env["BOXLITE_NODE24"]
+describe.runIf(node24 !== undefined)("a home shared by this Node and Node 24", () => {
+  it("each reads and changes what the other wrote", async () => {
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), "bl-store-"))
+    const r = await record("CROSS")
+    await withStoreOn(home, (store) => store.insert({ ...r, name: "crossed" }))
+    const script = `
+      import { Effect } from "effect"
+      import { layerSqlite, StateStore } from "@boxlite/core"
+      const found = await Effect.runPromise(Effect.provide(
+        StateStore.use((store) => Effect.tap(store.find("crossed"), () => store.update("CROSS", { status: "stopped" }))),
+        layerSqlite(process.argv[1], { create: false })))
+      console.log(JSON.stringify({ node: process.versions.node, status: found?.status }))`
+    const child = spawnSync(node24!, ["--input-type=module", "-e", script, home], { cwd: process.cwd(), encoding: "utf8" })
+    expect(child.stderr).toBe("")
+    expect(JSON.parse(child.stdout)).toEqual({ node: expect.stringMatching(/^24\./), status: "configured" })
+    expect(await withStoreOn(home, (store) => store.find("CROSS"))).toMatchObject({ status: "stopped", name: "crossed" })
   })
 })
 
