@@ -211,9 +211,6 @@ export const layerSqlite = (homeDir: string, options: SqliteOptions = { create: 
           try: () => {
             const file = path.join(homeDir, "boxlite.db")
             const db = openSqlite(file, options)
-            // Many processes share a home: wait for a writer rather than fail with SQLITE_BUSY.
-            db.exec("PRAGMA busy_timeout = 30000")
-            db.exec("PRAGMA journal_mode = WAL")
             immediateTransaction(db, () => {
               db.exec(SCHEMA)
               const present = new Set((db.prepare("PRAGMA table_info(boxes)").all() as Array<{ name: string }>).map((c) => c.name))

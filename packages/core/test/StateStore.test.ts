@@ -116,7 +116,7 @@ describe.each(availableBackends())("StateStore on %s", (backend) => {
     expect(found).toMatchObject({ id: "OLD", status: "stopped", ports: [], booted: false, supervisor: undefined, driver: "qemu", diskFormat: "qcow2" })
   })
 
-  it("keeps a WAL journal, records names uniquely, renames snapshots and deletes once", async () => {
+  it("keeps a WAL journal (synchronous NORMAL, busy timeout 30 s), records names uniquely, renames snapshots and deletes once", async () => {
     const home = fs.mkdtempSync(path.join(os.tmpdir(), "bl-store-"))
     const r = await record("U1")
     const result = await withStore(home, (store) =>
@@ -141,8 +141,10 @@ describe.each(availableBackends())("StateStore on %s", (backend) => {
     expect(result.renamed).toMatchObject({ id: "S1", createdAt: new Date(1) })
     expect(result.renamed?.name).toBeUndefined()
     expect(result.counters.boxesCreated).toBe(2)
+    // The same settings on either binding (their own defaults differ: synchronous FULL in node:sqlite).
     const db = rawDatabase(path.join(home, "boxlite.db"), backend)
-    expect(db.prepare("PRAGMA journal_mode").get()).toEqual(expect.objectContaining({ journal_mode: "wal" }))
+    expect({ ...db.prepare("PRAGMA journal_mode").get() as object, ...db.prepare("PRAGMA synchronous").get() as object, ...db.prepare("PRAGMA busy_timeout").get() as object })
+      .toEqual({ journal_mode: "wal", synchronous: 1, timeout: 30000 })
     db.close()
   })
 
