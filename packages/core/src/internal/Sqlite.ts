@@ -27,10 +27,14 @@ export interface SqliteDatabase {
 
 type Open = (file: string) => SqliteDatabase
 
-const loadNodeSqlite = (): Open | undefined => {
+/** A binding, or why it does not load. */
+type Loaded = Open | Error
+
+const loadNodeSqlite = (): Loaded => {
   // process.getBuiltinModule: Node >= 20.16 / 22.3; undefined where node:sqlite is absent or flagged off.
   const getBuiltin = (process as { getBuiltinModule?: (id: string) => unknown }).getBuiltinModule
-  if (getBuiltin === undefined) return undefined
+  const absent = new Error("this Node has no node:sqlite (it needs >= 22.13, or 22.5 with --experimental-sqlite)")
+  if (getBuiltin === undefined) return absent
   // Node 22 warns that node:sqlite is experimental when it loads: a library's users did not ask
   // for it, so that one warning is dropped (Node 24 does not emit it).
   const emitWarning = process.emitWarning
@@ -43,34 +47,35 @@ const loadNodeSqlite = (): Open | undefined => {
     const sqlite = getBuiltin.call(process, "node:sqlite") as
       | { DatabaseSync: new(file: string) => SqliteDatabase }
       | undefined
-    return sqlite && ((file) => new sqlite.DatabaseSync(file))
-  } catch {
-    return undefined
+    return sqlite ? (file) => new sqlite.DatabaseSync(file) : absent
+  } catch (e) {
+    return e as Error
   } finally {
     process.emitWarning = emitWarning
   }
 }
 
-const loadBetterSqlite3 = (): Open | undefined => {
+const loadBetterSqlite3 = (): Loaded => {
   try {
     const Database = nodeModule.createRequire(import.meta.url)("better-sqlite3") as new(file: string, options: { fileMustExist: boolean }) => SqliteDatabase
     // Loading the module does not load its native part: opening a database does.
     new Database(":memory:", { fileMustExist: false }).close()
     return (file) => new Database(file, { fileMustExist: true })
-  } catch {
-    return undefined
+  } catch (e) {
+    return e as Error
   }
 }
 
-const loaded = new Map<SqliteBackend, Open | undefined>()
-const load = (backend: SqliteBackend): Open | undefined => {
-  if (!loaded.has(backend)) loaded.set(backend, backend === "node:sqlite" ? loadNodeSqlite() : loadBetterSqlite3())
-  return loaded.get(backend)
+const loaded = new Map<SqliteBackend, Loaded>()
+const load = (backend: SqliteBackend): Loaded => {
+  let binding = loaded.get(backend)
+  if (binding === undefined) loaded.set(backend, binding = backend === "node:sqlite" ? loadNodeSqlite() : loadBetterSqlite3())
+  return binding
 }
 
 /** The bindings this Node can load, preferred first. */
 export const availableBackends = (): ReadonlyArray<SqliteBackend> =>
-  (["node:sqlite", "better-sqlite3"] as const).filter((backend) => load(backend) !== undefined)
+  (["node:sqlite", "better-sqlite3"] as const).filter((backend) => !(load(backend) instanceof Error))
 
 /**
  * Opens the database file with `backend`, or the first binding this Node can load, set up the
@@ -82,12 +87,15 @@ export const availableBackends = (): ReadonlyArray<SqliteBackend> =>
 export const openSqlite = (file: string, options: { readonly create?: boolean; readonly backend?: SqliteBackend | undefined } = {}): SqliteDatabase => {
   const { backend, create = false } = options
   // node:sqlite first: better-sqlite3 is not even loaded where Node has its own.
-  const open = backend === undefined ? load("node:sqlite") ?? load("better-sqlite3") : load(backend)
-  if (open === undefined) {
+  const preferred = load(backend ?? "node:sqlite")
+  const open = backend === undefined && preferred instanceof Error ? load("better-sqlite3") : preferred
+  if (open instanceof Error) {
+    // On one line: better-sqlite3's dlopen message (on several) names the ABI it was built for.
+    const why = open.message.replace(/\s*\n\s*/g, " ")
     throw new Error(
       backend === undefined
-        ? `no SQLite binding loads on Node ${process.versions.node}: node:sqlite needs Node >= 22.13, and better-sqlite3 is not installed or was built for another Node (run \`npm rebuild better-sqlite3\`)`
-        : `the SQLite binding ${backend} does not load on Node ${process.versions.node}`
+        ? `no SQLite binding loads on Node ${process.versions.node}: node:sqlite needs Node >= 22.13, and better-sqlite3 (run \`npm rebuild better-sqlite3\` for this Node): ${why}`
+        : `the SQLite binding ${backend} does not load on Node ${process.versions.node}: ${why}`
     )
   }
   if (create) fs.closeSync(fs.openSync(file, "a", 0o600))
