@@ -154,7 +154,7 @@ describe.each(availableBackends())("StateStore on %s", (backend) => {
     const r = await record("W1")
     await withStore(home, (store) => store.list)
     // Another process takes the write lock and holds it for 1.5 s.
-    const holder = spawn(process.execPath, ["-e", `
+    const holder = spawn(process.execPath, ["--no-warnings", "-e", `
       const sqlite = process.getBuiltinModule?.("node:sqlite")
       const db = sqlite ? new sqlite.DatabaseSync(process.argv[1]) : new (require("better-sqlite3"))(process.argv[1])
       db.exec("BEGIN IMMEDIATE")
