@@ -17,6 +17,7 @@ PACKAGES=(
   uidmap                           # volumes for non-root users: virtiofsd in a user namespace
   bubblewrap nftables              # the jail around QEMU and its helpers; the egress policy
   make gcc libc6-dev patch xz-utils  # a current passt, built from Debian's source (scripts/build-passt.sh)
+  g++                              # better-sqlite3 from source on Node < 22.13 (no node:sqlite) when no prebuilt binary is reachable
   util-linux procps iproute2 ca-certificates python3  # test hosts in netns; python3 for bench/io.js and test wheels
   chromium                         # a real browser on the host for the ComputerBox viewer test
 )
@@ -39,6 +40,14 @@ if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" = 600 ]; then $SUDO chm
 node -e 'if (+process.versions.node.split(".")[0] < 20) { console.error("BoxLite needs Node.js >= 20"); process.exit(1) }'
 npm ci --no-audit --no-fund --loglevel=error
 npm run build --silent
+# The state database needs a SQLite binding: Node's own node:sqlite (>= 22.13) or better-sqlite3
+# built for this Node (an optional dependency: its build may fail where it is not needed).
+node --input-type=module -e '
+  import { availableBackends } from "./packages/core/dist/internal/Sqlite.js"
+  if (availableBackends().length === 0) {
+    console.error(`BoxLite: no SQLite binding loads on Node ${process.versions.node}: use Node >= 22.13, or build better-sqlite3 for this Node (npm rebuild better-sqlite3)`)
+    process.exit(1)
+  }'
 # npm links a bin only if its target exists: boxlite's (dist/bin.js) exists once built, so `npx boxlite` works.
 npm rebuild boxlite --silent
 npm run build:guest --silent

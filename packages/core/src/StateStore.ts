@@ -3,12 +3,11 @@
  * so it survives a killed process and can be shared by several processes.
  */
 import type { RunConfig } from "@boxlite/oci"
-import Database from "better-sqlite3"
 import { Context, Effect, Layer } from "effect"
-import * as fs from "node:fs"
 import * as path from "node:path"
 import { BoxStateError, InvalidOptions, StorageError } from "./Errors.js"
 import { secureHome } from "./internal/PrivateHome.js"
+import { immediateTransaction, openSqlite, type SqliteBackend, type SqlValue } from "./internal/Sqlite.js"
 import type { ProcessRef } from "./internal/Proc.js"
 import type { DiskFormat, SavedState } from "@boxlite/driver"
 import type { Port, ResolvedBoxOptions } from "./Options.js"
@@ -194,6 +193,8 @@ export interface SqliteOptions {
    * home deleted under it (its runtime closed and the home was cleaned up) must stay deleted.
    */
   readonly create: boolean
+  /** The SQLite binding (tests run the store on each): by default node:sqlite where Node has it, else better-sqlite3. */
+  readonly backend?: SqliteBackend
 }
 
 /**
@@ -209,17 +210,12 @@ export const layerSqlite = (homeDir: string, options: SqliteOptions = { create: 
         return yield* Effect.try({
           try: () => {
             const file = path.join(homeDir, "boxlite.db")
-            // Created 0600 before SQLite sees it, so not one write lands in a readable file.
-            if (options.create) fs.closeSync(fs.openSync(file, "a", 0o600))
-            const db = new Database(file, { fileMustExist: true })
-            // Many processes share a home: wait for a writer rather than fail with SQLITE_BUSY.
-            db.pragma("busy_timeout = 30000")
-            db.pragma("journal_mode = WAL")
-            db.transaction(() => {
+            const db = openSqlite(file, options)
+            immediateTransaction(db, () => {
               db.exec(SCHEMA)
               const present = new Set((db.prepare("PRAGMA table_info(boxes)").all() as Array<{ name: string }>).map((c) => c.name))
               for (const [column, type] of ADDED_COLUMNS) if (!present.has(column)) db.exec(`ALTER TABLE boxes ADD COLUMN ${column} ${type}`)
-            }).immediate()
+            })
             return db
           },
           catch: (e) => new StorageError(`cannot open the state database of ${homeDir}: ${(e as Error).message}`)
@@ -254,13 +250,13 @@ export const layerSqlite = (homeDir: string, options: SqliteOptions = { create: 
           const names = Object.keys(columns)
           if (names.length === 0) return true
           let sql = `UPDATE boxes SET ${names.map((n) => `${n} = ?`).join(", ")} WHERE id = ?`
-          const values = [...Object.values(columns), id]
+          const values = [...Object.values(columns) as Array<SqlValue>, id]
           if (supervisor === null) sql += " AND supervisor_pid IS NULL"
           else if (supervisor !== undefined) {
             sql += " AND supervisor_pid = ? AND supervisor_start = ?"
             values.push(supervisor.pid, supervisor.startTime)
           }
-          return db.prepare(sql).run(...values).changes === 1
+          return Number(db.prepare(sql).run(...values).changes) === 1
         }
         return StateStore.of({
           insert: (r) =>
@@ -287,18 +283,18 @@ export const layerSqlite = (homeDir: string, options: SqliteOptions = { create: 
               return row ? toSnapshot(row) : undefined
             }),
           listSnapshots: Effect.sync(() => (allSnapshots.all() as Array<{ data: string }>).map(toSnapshot)),
-          deleteSnapshot: (id) => Effect.sync(() => removeSnapshot.run(id).changes === 1),
+          deleteSnapshot: (id) => Effect.sync(() => Number(removeSnapshot.run(id).changes) === 1),
           renameSnapshot: (id, name) =>
             Effect.sync(() =>
-              db.transaction(() => {
+              immediateTransaction(db, () => {
                 const row = snapshotById.get(id) as { data: string } | undefined
                 if (!row) return
                 const data = { ...(JSON.parse(row.data) as Record<string, unknown>), name }
                 renameStatement.run(name ?? null, JSON.stringify(data), id)
-              }).immediate()
+              })
             ),
           update: (id, change) => Effect.sync(() => void patch(id, change)),
-          claimStart: (id, launcher) => Effect.sync(() => claim.run(launcher.pid, launcher.startTime, id).changes === 1),
+          claimStart: (id, launcher) => Effect.sync(() => Number(claim.run(launcher.pid, launcher.startTime, id).changes) === 1),
           updateIfSupervisor: (id, supervisor, change) => Effect.sync(() => patch(id, change, supervisor ?? null)),
           find: (idOrName) =>
             Effect.sync(() => {
@@ -306,7 +302,7 @@ export const layerSqlite = (homeDir: string, options: SqliteOptions = { create: 
               return row ? toRecord(row) : undefined
             }),
           list: Effect.sync(() => (all.all() as Array<Row>).map(toRecord)),
-          delete: (id) => Effect.sync(() => remove.run(id).changes === 1),
+          delete: (id) => Effect.sync(() => Number(remove.run(id).changes) === 1),
           increment: (counter) => Effect.sync(() => void increment.run(counter)),
           counters: Effect.sync(() => {
             const values = { boxesCreated: 0, boxesDestroyed: 0, totalExecCalls: 0 }

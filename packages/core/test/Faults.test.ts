@@ -2,7 +2,6 @@
 // error a user sees typed (issue 9). The VM versions are in boxlite/test/vm/security-faults.
 import { describe, expect, it } from "vitest"
 import { encodeFrame, encodeJson, FrameDecoder, FrameType } from "@boxlite/agent-protocol"
-import Database from "better-sqlite3"
 import { Effect, Exit, Stream } from "effect"
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
@@ -17,8 +16,14 @@ import type { SupervisorPool } from "../src/internal/SupervisorPool.js"
 import { Execution } from "../src/promise/Execution.js"
 import { type BoxRecord, layerSqlite, StateStore } from "../src/StateStore.js"
 import { socketPair } from "./socketPair.js"
+import { openSqlite } from "../src/internal/Sqlite.js"
 
 const tempHome = () => fs.mkdtempSync(path.join(os.tmpdir(), "bl-faults-"))
+/** A database file opened directly, as an earlier version would. */
+const rawDatabase = (file: string) => {
+  fs.closeSync(fs.openSync(file, "a"))
+  return openSqlite(file)
+}
 const modeOf = (file: string) => fs.statSync(file).mode & 0o777
 
 const withStore = <A, E>(home: string, f: (store: StateStore["Service"]) => Effect.Effect<A, E>, create = true) =>
@@ -37,8 +42,8 @@ describe("state at rest", () => {
     const file = path.join(home, "boxlite.db")
     // An earlier version's database, still open elsewhere: its -wal and -shm exist, 0644.
     const previous = process.umask(0o022)
-    const old = new Database(file)
-    old.pragma("journal_mode = WAL")
+    const old = rawDatabase(file)
+    old.exec("PRAGMA journal_mode = WAL")
     old.exec("CREATE TABLE t (x)")
     process.umask(previous)
     for (const f of [file, `${file}-wal`, `${file}-shm`]) expect(modeOf(f)).toBe(0o644)
@@ -121,7 +126,7 @@ describe("records of dead supervisors", () => {
 
   it("the reason column is added to a home of an earlier version", async () => {
     const home = tempHome()
-    const old = new Database(path.join(home, "boxlite.db"))
+    const old = rawDatabase(path.join(home, "boxlite.db"))
     old.exec(`CREATE TABLE boxes (id TEXT PRIMARY KEY, name TEXT UNIQUE, status TEXT NOT NULL, image TEXT NOT NULL,
       options TEXT NOT NULL, created_at INTEGER NOT NULL, pid INTEGER)`)
     old.prepare("INSERT INTO boxes VALUES ('OLD', 'kept', 'stopped', 'busybox', ?, 1, NULL)").run(JSON.stringify((await record("x")).options))

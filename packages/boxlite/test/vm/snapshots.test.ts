@@ -3,7 +3,6 @@
  * restored into new QEMUs. Also what can go wrong: damaged or foreign snapshot files, options a
  * clone cannot change, boxes that cannot be saved, snapshots still in use.
  */
-import Database from "better-sqlite3"
 import { type Box, Boxlite, BoxStateError, InvalidOptions, SnapshotError } from "boxlite"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
@@ -11,6 +10,7 @@ import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { openSqlite } from "../../../core/src/internal/Sqlite.js"
 import { boxDirs, BUSYBOX, qemuProcessesUnder, sh, tempHome } from "./helpers.js"
 
 const home = tempHome()
@@ -285,7 +285,7 @@ describe("damaged and foreign snapshots", () => {
 
   it("a snapshot saved by another QEMU is `incompatible`, naming what differs", async () => {
     await restoreFails((_dir, id) => {
-      const db = new Database(path.join(home, "boxlite.db"))
+      const db = openSqlite(path.join(home, "boxlite.db"))
       const row = db.prepare("SELECT data FROM snapshots WHERE id = ?").get(id) as { data: string }
       const data = JSON.parse(row.data)
       data.state.signature = JSON.stringify({ ...JSON.parse(data.state.signature), qemu: "9.9.9" })
@@ -331,7 +331,7 @@ describe("warm", () => {
     const first = await runtime.create({ image: BUSYBOX, memoryMib: 192, warm: true })
     await first.remove()
     const [stale] = await warmTemplates()
-    const db = new Database(path.join(home, "boxlite.db"))
+    const db = openSqlite(path.join(home, "boxlite.db"))
     const row = db.prepare("SELECT data FROM snapshots WHERE id = ?").get(stale!.id) as { data: string }
     const data = JSON.parse(row.data)
     data.state.signature = JSON.stringify({ ...JSON.parse(data.state.signature), qemu: "0.0.1" })
