@@ -49,16 +49,16 @@ export interface Images {
 export const fromPullError = (reference: string) => (e: PullError): ImagePullError => {
   switch (e._tag) {
     case "ImageNotFound":
-      return new ImageNotFound(reference, `image "${reference}": ${e.message}`)
+      return new ImageNotFound({ reference, message: `image "${reference}": ${e.message}` })
     case "InvalidReference":
     case "InvalidImage":
-      return new ImageError(reference, `image "${reference}": ${e.message}`)
+      return new ImageError({ reference, message: `image "${reference}": ${e.message}` })
     case "RegistryAuthError":
-      return new RegistryAuthError(e.registry, `image "${reference}": ${e.message}`)
+      return new RegistryAuthError({ registry: e.registry, status: e.status, message: `image "${reference}": ${e.message}` })
     case "RegistryError":
-      return new RegistryError(e.registry, e.status, `image "${reference}": ${e.message}`)
+      return new RegistryError({ registry: e.registry, status: e.status, message: `image "${reference}": ${e.message}` })
     case "StoreError":
-      return new StorageError(`image "${reference}": ${e.message}`)
+      return new StorageError({ message: `image "${reference}": ${e.message}` })
   }
 }
 
@@ -69,7 +69,7 @@ export const resolveImage = (store: ContentStoreShape, options: RegistryOptions,
     try {
       ref = parseReference(reference)
     } catch (e) {
-      return Effect.fail(new ImageError(reference, `invalid image reference "${reference}": ${(e as Error).message}`))
+      return Effect.fail(new ImageError({ reference, message: `invalid image reference "${reference}": ${(e as Error).message}` }))
     }
     const mapError = fromPullError(reference)
     if (ref._tag === "Layout") return Effect.mapError(resolveLayout(ref, options.platform), mapError)
@@ -99,7 +99,7 @@ export const makeImages = (
       Effect.mapError(fromPullError(reference))
     ),
   list: Effect.gen(function*() {
-    const pulled = yield* Effect.mapError(store.list, (e) => new StorageError(e.message))
+    const pulled = yield* Effect.mapError(store.list, (e) => new StorageError({ message: e.message }))
     const layouts = yield* Effect.promise(() => readLayouts(rootfsDir))
     const kept = yield* Effect.promise(() => fs.readdir(rootfsDir).catch(() => [] as Array<string>))
     return [...pulled, ...Object.values(layouts).filter((l) => kept.includes(baseFileName(l.configDigest)))]
@@ -107,7 +107,7 @@ export const makeImages = (
   inspect: (reference) => Effect.mapError(store.inspect(reference), (e) => fromPullError(reference)(e) as ImageNotFound | ImageError),
   remove: (reference) => Effect.mapError(store.remove(reference), (e) => fromPullError(reference)(e) as ImageNotFound | ImageError | StorageError),
   prune: Effect.gen(function*() {
-    const images = yield* Effect.mapError(store.list, (e) => new StorageError(e.message))
+    const images = yield* Effect.mapError(store.list, (e) => new StorageError({ message: e.message }))
     const keep = new Set([...images.map((i) => baseFileName(i.configDigest)), ...(yield* basesInUse).map((b) => path.basename(b))])
     const bases = yield* Effect.promise(() => fs.readdir(rootfsDir).catch(() => [] as Array<string>))
     let removedBases = 0
@@ -120,7 +120,7 @@ export const makeImages = (
       removedBases++
     }
     const blobs = yield* store.prune().pipe(
-      Effect.mapError((e) => e._tag === "StoreError" ? new StorageError(e.message) : new ImageError("", e.message))
+      Effect.mapError((e) => e._tag === "StoreError" ? new StorageError({ message: e.message }) : new ImageError({ reference: e.reference, message: e.message }))
     )
     return { removedBlobs: blobs.removedBlobs, removedBases, freedBytes: freedBytes + blobs.freedBytes }
   })

@@ -3,7 +3,7 @@
  * finds them again, lists and removes them, and counts what it did.
  */
 import { ContentStore, layer as contentStoreLayer } from "@boxlite/oci"
-import { DiskStore, layer as diskStoreLayer, type StorageError as DiskStorageError } from "@boxlite/storage"
+import { DiskStore, layer as diskStoreLayer } from "@boxlite/storage"
 import { Context, Effect, Layer, References } from "effect"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
@@ -170,7 +170,7 @@ const cloneOptions = (snapshot: SnapshotRecord, input: BoxOptions) =>
 /** InvalidOptions unless the file system of the home has `sizeGb` GiB free for an unprivileged user. */
 const checkFreeSpace = (homeDir: string, sizeGb: number) =>
   Effect.flatMap(
-    Effect.tryPromise({ try: () => fs.statfs(homeDir), catch: (e) => new StorageError(`cannot read the free space of ${homeDir}: ${(e as Error).message}`) }),
+    Effect.tryPromise({ try: () => fs.statfs(homeDir), catch: (e) => new StorageError({ message: `cannot read the free space of ${homeDir}: ${(e as Error).message}` }) }),
     (stat) => {
       const free = stat.bavail * stat.bsize
       return sizeGb * GiB <= free
@@ -229,15 +229,14 @@ const make = (homeDir: string, registry: RegistryOptions) =>
       })
 
     /** The box's directory, its disk (made by `makeDisk`) and its record; a failure leaves none of them. */
-    const recordBox = (record: BoxRecord, makeDisk: (diskPath: string) => Effect.Effect<void, DiskStorageError>) =>
+    const recordBox = (record: BoxRecord, makeDisk: (diskPath: string) => Effect.Effect<void, StorageError>) =>
       Effect.gen(function*() {
         const dir = boxDirOf(homeDir, record.id)
         yield* Effect.tryPromise({
           try: () => fs.mkdir(dir, { recursive: true, mode: 0o700 }),
-          catch: (e) => new StorageError(`cannot create ${dir}: ${(e as Error).message}`)
+          catch: (e) => new StorageError({ message: `cannot create ${dir}: ${(e as Error).message}` })
         })
         yield* makeDisk(rootDiskOf(dir, record.diskFormat)).pipe(
-          Effect.mapError((e: DiskStorageError): StorageError | BoxStateError => new StorageError(e.message)),
           Effect.andThen(restrictFiles(dir)),
           Effect.andThen(store.insert(record)),
           Effect.tapError(() => Effect.promise(() => fs.rm(dir, { recursive: true, force: true }).catch(() => undefined))),
@@ -318,7 +317,6 @@ const make = (homeDir: string, registry: RegistryOptions) =>
         yield* claimNameAndPorts(options)
         const image = yield* resolveImage(contentStore, registry, options.image).pipe(timed("image resolved", { image: options.image }))
         const base = yield* disks.baseFor(image).pipe(
-          Effect.mapError((e: DiskStorageError) => new StorageError(e.message)),
           timed("root filesystem ready", { image: options.image })
         )
         yield* recordLayout(rootfsDirOf(homeDir), image)
@@ -326,7 +324,7 @@ const make = (homeDir: string, registry: RegistryOptions) =>
         if (sizeBytes !== undefined) {
           const baseBytes = yield* Effect.tryPromise({
             try: () => fs.stat(base).then((s) => s.size),
-            catch: (e) => new StorageError(`cannot read ${base}: ${(e as Error).message}`)
+            catch: (e) => new StorageError({ message: `cannot read ${base}: ${(e as Error).message}` })
           })
           if (sizeBytes < baseBytes) {
             return yield* new InvalidOptions("diskSizeGb", `image ${options.image} needs at least ${Math.ceil(baseBytes / GiB)} GiB (got ${options.diskSizeGb})`)

@@ -115,7 +115,7 @@ export const errorFromReport = (error: Extract<LaunchReport, { ok: false }>["err
     case "HypervisorUnavailable":
       return new HypervisorUnavailable(error.message)
     case "StorageError":
-      return new StorageError(error.message)
+      return new StorageError({ message: error.message })
     case "BoxNotFound":
       return new BoxNotFound(boxId)
     case "SnapshotError":
@@ -191,7 +191,7 @@ const boot = (record: BoxRecord, args: SupervisorArgs, scope: Scope.Scope, stop:
         : layer
         ? disks.createLayeredDisk(layer, diskPath)
         : disks.createBoxDisk(record.base, diskPath)
-      yield* recreate.pipe(Effect.mapError((e) => new StorageError(e.message)))
+      yield* recreate
     }
     const files = args.guest
     const ports = yield* Effect.tryPromise({

@@ -2,7 +2,8 @@
  * Disks of boxes (a containerd "snapshotter" for VMs): one read-only ext4 base per image,
  * built once from its layers, and a qcow2 copy-on-write disk per box on top of it.
  */
-import { Context, Data, Effect, Layer } from "effect"
+import { BoxliteError } from "@boxlite/driver"
+import { Context, Effect, Layer, Schema } from "effect"
 import type { ResolvedImage } from "@boxlite/oci"
 import { randomBytes } from "node:crypto"
 import { constants as fsConstants } from "node:fs"
@@ -12,9 +13,10 @@ import { fileURLToPath } from "node:url"
 import { runCommand } from "./internal/command.js"
 import type { RootfsJob } from "./internal/build-rootfs.js"
 
-export class StorageError extends Data.TaggedError("StorageError")<{
-  readonly message: string
-}> {}
+/** Building or creating a disk, or another file of BoxLite's home, failed. */
+export class StorageError extends BoxliteError.extend<StorageError>("StorageError")({
+  _tag: Schema.tag("StorageError")
+}) {}
 
 export interface DiskStoreOptions {
   /** Directory of the per-image ext4 bases (`<home>/images/rootfs`). */
