@@ -73,14 +73,6 @@ export class BoxStateError extends BoxliteError {
   }
 }
 
-/** The host<->guest channel broke the protocol. */
-export class AgentProtocolError extends BoxliteError {
-  override readonly _tag = "AgentProtocolError" as const
-  constructor(message: string) {
-    super({ message })
-  }
-}
-
 /**
  * A failure BoxLite did not foresee (a bug, or the host failing in a new way), as the Promise
  * face reports it, so every rejection is a BoxliteError; `cause` is the original.
