@@ -8,9 +8,9 @@ import {
 } from "@boxlite/oci"
 import { baseFileName } from "@boxlite/storage"
 import { Effect } from "effect"
-import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { ImageError, ImageNotFound, RegistryAuthError, RegistryError, StorageError } from "./Errors.js"
+import { readDirIfExists, removeTree, statIfExists } from "./internal/Fs.js"
 import { readLayouts } from "./internal/Layouts.js"
 
 export type { ImageDetails, ImageInfo, PullProgress, RegistryConfig }
@@ -100,8 +100,8 @@ export const makeImages = (
     ),
   list: Effect.gen(function*() {
     const pulled = yield* Effect.mapError(store.list, (e) => new StorageError({ message: e.message }))
-    const layouts = yield* Effect.promise(() => readLayouts(rootfsDir))
-    const kept = yield* Effect.promise(() => fs.readdir(rootfsDir).catch(() => [] as Array<string>))
+    const layouts = yield* readLayouts(rootfsDir)
+    const kept = yield* readDirIfExists(rootfsDir)
     return [...pulled, ...Object.values(layouts).filter((l) => kept.includes(baseFileName(l.configDigest)))]
   }),
   inspect: (reference) => Effect.mapError(store.inspect(reference), (e) => fromPullError(reference)(e) as ImageNotFound | ImageError),
@@ -109,14 +109,14 @@ export const makeImages = (
   prune: Effect.gen(function*() {
     const images = yield* Effect.mapError(store.list, (e) => new StorageError({ message: e.message }))
     const keep = new Set([...images.map((i) => baseFileName(i.configDigest)), ...(yield* basesInUse).map((b) => path.basename(b))])
-    const bases = yield* Effect.promise(() => fs.readdir(rootfsDir).catch(() => [] as Array<string>))
+    const bases = yield* readDirIfExists(rootfsDir)
     let removedBases = 0
     let freedBytes = 0
     for (const base of bases) {
       if (!base.endsWith(".ext4") || keep.has(base)) continue
       const file = path.join(rootfsDir, base)
-      freedBytes += yield* Effect.promise(() => fs.stat(file).then((s) => s.blocks * 512, () => 0))
-      yield* Effect.promise(() => fs.rm(file, { force: true }))
+      freedBytes += ((yield* statIfExists(file))?.blocks ?? 0) * 512
+      yield* removeTree(file)
       removedBases++
     }
     const blobs = yield* store.prune().pipe(

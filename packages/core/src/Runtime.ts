@@ -18,6 +18,7 @@ import { type ImagePullError, type Images, makeImages, type RegistryOptions, res
 import { BoxHandle, infoOf, reconcile } from "./internal/BoxHandle.js"
 import { boxDirOf, boxesDirOf, rootDiskOf, rootfsDirOf, snapshotsDirOf } from "./internal/BoxFiles.js"
 import { unsupportedOption } from "./internal/Capabilities.js"
+import { orWarn, readDirIfExists, removeTree, statIfExists } from "./internal/Fs.js"
 import { recordLayout } from "./internal/Layouts.js"
 import { restrictFiles, secureTree } from "./internal/PrivateHome.js"
 import { claimHostPorts } from "./internal/HostPorts.js"
@@ -110,7 +111,7 @@ const reconcileHome = (homeDir: string, store: StateStore["Service"]) =>
       if (!ACTIVE_STATUSES.includes(record.status)) continue
       const now = yield* reconcile(store, record)
       if (now.status === "stopped" && record.options.autoRemove) {
-        yield* Effect.promise(() => fs.rm(boxDirOf(homeDir, record.id), { recursive: true, force: true }).catch(() => undefined))
+        yield* orWarn(removeTree(boxDirOf(homeDir, record.id)))
         if (yield* store.delete(record.id)) yield* store.increment("boxesDestroyed")
       }
     }
@@ -121,14 +122,14 @@ const reconcileHome = (homeDir: string, store: StateStore["Service"]) =>
 /** Directories under `parent` that no record claims (a create or snapshot that died half-way), once they are old enough. */
 const removeOrphanDirs = (parent: string, known: ReadonlySet<string>, what: string) =>
   Effect.gen(function*() {
-    const entries = yield* Effect.promise(() => fs.readdir(parent).catch(() => [] as Array<string>))
+    const entries = yield* readDirIfExists(parent)
     for (const entry of entries) {
       if (known.has(entry)) continue
       const dir = path.join(parent, entry)
-      const stat = yield* Effect.promise(() => fs.stat(dir).catch(() => undefined))
+      const stat = yield* statIfExists(dir)
       if (stat && Date.now() - stat.mtimeMs > ORPHAN_AGE_MS) {
         yield* Effect.logInfo(`removing an orphaned ${what} directory`).pipe(Effect.annotateLogs({ dir }))
-        yield* Effect.promise(() => fs.rm(dir, { recursive: true, force: true }).catch(() => undefined))
+        yield* orWarn(removeTree(dir))
       }
     }
   })
@@ -239,7 +240,7 @@ const make = (homeDir: string, registry: RegistryOptions) =>
         yield* makeDisk(rootDiskOf(dir, record.diskFormat)).pipe(
           Effect.andThen(restrictFiles(dir)),
           Effect.andThen(store.insert(record)),
-          Effect.tapError(() => Effect.promise(() => fs.rm(dir, { recursive: true, force: true }).catch(() => undefined))),
+          Effect.tapError(() => orWarn(removeTree(dir))),
           timed("box disk created", { box: record.id })
         )
         yield* store.increment("boxesCreated")
@@ -256,12 +257,13 @@ const make = (homeDir: string, registry: RegistryOptions) =>
         )
         const options = yield* cloneOptions(snapshot, input)
         yield* claimNameAndPorts(options)
-        const missing = yield* Effect.promise(async () => {
-          for (const file of [snapshot.state.file, ...snapshot.layers]) {
-            if (!(await fs.stat(file).catch(() => undefined))) return file
+        let missing: string | undefined
+        for (const file of [snapshot.state.file, ...snapshot.layers]) {
+          if (!(yield* statIfExists(file))) {
+            missing = file
+            break
           }
-          return undefined
-        })
+        }
         if (missing) return yield* new SnapshotError("corrupt", `snapshot ${snapshot.name ?? snapshot.id} is damaged: ${missing} is missing`)
         const id = ulid()
         const box = yield* recordBox(

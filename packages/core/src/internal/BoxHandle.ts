@@ -25,6 +25,7 @@ import { errorFromReport, type LaunchReport, type SupervisorCommand } from "../S
 import { AgentConnection, type CopyChannel, CopyRefused, SpawnFailed } from "./AgentConnection.js"
 import { type SnapshotInfo, snapshotInfoOf, unsavable } from "../Snapshots.js"
 import { boxDirOf, snapshotDirOf, supervisorLogOf, supervisorSocketOf, suspendStateOf } from "./BoxFiles.js"
+import { orWarn, removeTree } from "./Fs.js"
 import { destinationOf, extractFrom, packInto, readSingleFile, singleFileArchive } from "./FileTransfer.js"
 import { cpuTimeMs, isAlive, selfRef } from "./Proc.js"
 import { type SupervisorPool, type SupervisorProcess } from "./SupervisorPool.js"
@@ -486,7 +487,7 @@ export class BoxHandle implements Box {
       if (refusal) return yield* refusal
       const id = ulid()
       const dir = snapshotDirOf(this.deps.homeDir, id)
-      const removeDir = Effect.promise(() => fs.promises.rm(dir, { recursive: true, force: true }).catch(() => undefined))
+      const removeDir = orWarn(removeTree(dir))
       yield* Effect.tryPromise({
         try: () => fs.promises.mkdir(dir, { recursive: true, mode: 0o700 }),
         catch: (e) => new BoxStateError(`cannot create ${dir}: ${(e as Error).message}`)
@@ -574,7 +575,7 @@ export class BoxHandle implements Box {
       // A stopped box boots afresh: saved state of a suspend (or a clone's unused one) is dropped.
       if (after && after.restore && (after.status === "suspended" || after.status === "failed")) {
         yield* this.deps.store.update(after.id, { status: "stopped", restore: undefined })
-        yield* Effect.promise(() => fs.promises.rm(suspendStateOf(this.deps.homeDir, after.id), { force: true }))
+        yield* orWarn(removeTree(suspendStateOf(this.deps.homeDir, after.id)))
       }
       return after !== undefined
     })
