@@ -3,8 +3,12 @@
  * tagged (so Effect users can `Effect.catchTag("TimeoutError", ...)`). All extend BoxliteError.
  */
 import { BoxliteError } from "@boxlite/driver"
+import { Schema } from "effect"
 
 export { BootError, BoxliteError, HypervisorUnavailable, SnapshotError } from "@boxlite/driver"
+/** Defined once, where they are raised: image lookup and registry errors in @boxlite/oci, disk and file errors in @boxlite/storage. */
+export { ImageNotFound, RegistryAuthError, RegistryError } from "@boxlite/oci"
+export { StorageError } from "@boxlite/storage"
 
 /** An option had a value out of range or of the wrong shape; nothing was started. */
 export class InvalidOptions extends BoxliteError {
@@ -47,45 +51,11 @@ export class ParseError extends BoxliteError {
   }
 }
 
-/** The image does not exist where the reference points. */
-export class ImageNotFound extends BoxliteError {
-  override readonly _tag = "ImageNotFound" as const
-  constructor(readonly reference: string, message: string) {
-    super({ message })
-  }
-}
-
-/** The image exists but is not usable (corrupt or unsupported content). */
-export class ImageError extends BoxliteError {
-  override readonly _tag = "ImageError" as const
-  constructor(readonly reference: string, message: string) {
-    super({ message })
-  }
-}
-
-/** A registry refused the credentials (or gave none where they are needed). */
-export class RegistryAuthError extends BoxliteError {
-  override readonly _tag = "RegistryAuthError" as const
-  constructor(readonly registry: string, message: string) {
-    super({ message })
-  }
-}
-
-/** A registry could not be reached, or kept failing (429/5xx) after retries. */
-export class RegistryError extends BoxliteError {
-  override readonly _tag = "RegistryError" as const
-  constructor(readonly registry: string, readonly status: number | undefined, message: string) {
-    super({ message })
-  }
-}
-
-/** Building or creating a disk failed. */
-export class StorageError extends BoxliteError {
-  override readonly _tag = "StorageError" as const
-  constructor(message: string) {
-    super({ message })
-  }
-}
+/** The image exists but is not usable (an invalid reference, corrupt or unsupported content). */
+export class ImageError extends BoxliteError.extend<ImageError>("ImageError")({
+  _tag: Schema.tag("ImageError"),
+  reference: Schema.String
+}) {}
 
 /** No box with that id or name in this home directory. */
 export class BoxNotFound extends BoxliteError {
@@ -98,14 +68,6 @@ export class BoxNotFound extends BoxliteError {
 /** The request does not fit the box's current state (e.g. a duplicate name, exec on a removed box). */
 export class BoxStateError extends BoxliteError {
   override readonly _tag = "BoxStateError" as const
-  constructor(message: string) {
-    super({ message })
-  }
-}
-
-/** The host<->guest channel broke the protocol. */
-export class AgentProtocolError extends BoxliteError {
-  override readonly _tag = "AgentProtocolError" as const
   constructor(message: string) {
     super({ message })
   }

@@ -8,9 +8,9 @@ import {
 } from "@boxlite/oci"
 import { baseFileName } from "@boxlite/storage"
 import { Effect } from "effect"
-import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { ImageError, ImageNotFound, RegistryAuthError, RegistryError, StorageError } from "./Errors.js"
+import { readDirIfExists, removeTree, statIfExists } from "./internal/Fs.js"
 import { readLayouts } from "./internal/Layouts.js"
 
 export type { ImageDetails, ImageInfo, PullProgress, RegistryConfig }
@@ -49,16 +49,16 @@ export interface Images {
 export const fromPullError = (reference: string) => (e: PullError): ImagePullError => {
   switch (e._tag) {
     case "ImageNotFound":
-      return new ImageNotFound(reference, `image "${reference}": ${e.message}`)
+      return new ImageNotFound({ reference, message: `image "${reference}": ${e.message}` })
     case "InvalidReference":
     case "InvalidImage":
-      return new ImageError(reference, `image "${reference}": ${e.message}`)
+      return new ImageError({ reference, message: `image "${reference}": ${e.message}` })
     case "RegistryAuthError":
-      return new RegistryAuthError(e.registry, `image "${reference}": ${e.message}`)
+      return new RegistryAuthError({ registry: e.registry, status: e.status, message: `image "${reference}": ${e.message}` })
     case "RegistryError":
-      return new RegistryError(e.registry, e.status, `image "${reference}": ${e.message}`)
+      return new RegistryError({ registry: e.registry, status: e.status, message: `image "${reference}": ${e.message}` })
     case "StoreError":
-      return new StorageError(`image "${reference}": ${e.message}`)
+      return new StorageError({ message: `image "${reference}": ${e.message}` })
   }
 }
 
@@ -69,7 +69,7 @@ export const resolveImage = (store: ContentStoreShape, options: RegistryOptions,
     try {
       ref = parseReference(reference)
     } catch (e) {
-      return Effect.fail(new ImageError(reference, `invalid image reference "${reference}": ${(e as Error).message}`))
+      return Effect.fail(new ImageError({ reference, message: `invalid image reference "${reference}": ${(e as Error).message}` }))
     }
     const mapError = fromPullError(reference)
     if (ref._tag === "Layout") return Effect.mapError(resolveLayout(ref, options.platform), mapError)
@@ -99,28 +99,28 @@ export const makeImages = (
       Effect.mapError(fromPullError(reference))
     ),
   list: Effect.gen(function*() {
-    const pulled = yield* Effect.mapError(store.list, (e) => new StorageError(e.message))
-    const layouts = yield* Effect.promise(() => readLayouts(rootfsDir))
-    const kept = yield* Effect.promise(() => fs.readdir(rootfsDir).catch(() => [] as Array<string>))
+    const pulled = yield* Effect.mapError(store.list, (e) => new StorageError({ message: e.message }))
+    const layouts = yield* readLayouts(rootfsDir)
+    const kept = yield* readDirIfExists(rootfsDir)
     return [...pulled, ...Object.values(layouts).filter((l) => kept.includes(baseFileName(l.configDigest)))]
   }),
   inspect: (reference) => Effect.mapError(store.inspect(reference), (e) => fromPullError(reference)(e) as ImageNotFound | ImageError),
   remove: (reference) => Effect.mapError(store.remove(reference), (e) => fromPullError(reference)(e) as ImageNotFound | ImageError | StorageError),
   prune: Effect.gen(function*() {
-    const images = yield* Effect.mapError(store.list, (e) => new StorageError(e.message))
+    const images = yield* Effect.mapError(store.list, (e) => new StorageError({ message: e.message }))
     const keep = new Set([...images.map((i) => baseFileName(i.configDigest)), ...(yield* basesInUse).map((b) => path.basename(b))])
-    const bases = yield* Effect.promise(() => fs.readdir(rootfsDir).catch(() => [] as Array<string>))
+    const bases = yield* readDirIfExists(rootfsDir)
     let removedBases = 0
     let freedBytes = 0
     for (const base of bases) {
       if (!base.endsWith(".ext4") || keep.has(base)) continue
       const file = path.join(rootfsDir, base)
-      freedBytes += yield* Effect.promise(() => fs.stat(file).then((s) => s.blocks * 512, () => 0))
-      yield* Effect.promise(() => fs.rm(file, { force: true }))
+      freedBytes += ((yield* statIfExists(file))?.blocks ?? 0) * 512
+      yield* removeTree(file)
       removedBases++
     }
     const blobs = yield* store.prune().pipe(
-      Effect.mapError((e) => e._tag === "StoreError" ? new StorageError(e.message) : new ImageError("", e.message))
+      Effect.mapError((e) => e._tag === "StoreError" ? new StorageError({ message: e.message }) : new ImageError({ reference: e.reference, message: e.message }))
     )
     return { removedBlobs: blobs.removedBlobs, removedBases, freedBytes: freedBytes + blobs.freedBytes }
   })

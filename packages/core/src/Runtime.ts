@@ -3,7 +3,7 @@
  * finds them again, lists and removes them, and counts what it did.
  */
 import { ContentStore, layer as contentStoreLayer } from "@boxlite/oci"
-import { DiskStore, layer as diskStoreLayer, type StorageError as DiskStorageError } from "@boxlite/storage"
+import { DiskStore, layer as diskStoreLayer } from "@boxlite/storage"
 import { Context, Effect, Layer, References } from "effect"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
@@ -18,6 +18,7 @@ import { type ImagePullError, type Images, makeImages, type RegistryOptions, res
 import { BoxHandle, infoOf, reconcile } from "./internal/BoxHandle.js"
 import { boxDirOf, boxesDirOf, rootDiskOf, rootfsDirOf, snapshotsDirOf } from "./internal/BoxFiles.js"
 import { unsupportedOption } from "./internal/Capabilities.js"
+import { orWarn, readDirIfExists, removeTree, statIfExists } from "./internal/Fs.js"
 import { recordLayout } from "./internal/Layouts.js"
 import { restrictFiles, secureTree } from "./internal/PrivateHome.js"
 import { claimHostPorts } from "./internal/HostPorts.js"
@@ -110,7 +111,7 @@ const reconcileHome = (homeDir: string, store: StateStore["Service"]) =>
       if (!ACTIVE_STATUSES.includes(record.status)) continue
       const now = yield* reconcile(store, record)
       if (now.status === "stopped" && record.options.autoRemove) {
-        yield* Effect.promise(() => fs.rm(boxDirOf(homeDir, record.id), { recursive: true, force: true }).catch(() => undefined))
+        yield* orWarn(removeTree(boxDirOf(homeDir, record.id)))
         if (yield* store.delete(record.id)) yield* store.increment("boxesDestroyed")
       }
     }
@@ -121,14 +122,14 @@ const reconcileHome = (homeDir: string, store: StateStore["Service"]) =>
 /** Directories under `parent` that no record claims (a create or snapshot that died half-way), once they are old enough. */
 const removeOrphanDirs = (parent: string, known: ReadonlySet<string>, what: string) =>
   Effect.gen(function*() {
-    const entries = yield* Effect.promise(() => fs.readdir(parent).catch(() => [] as Array<string>))
+    const entries = yield* readDirIfExists(parent)
     for (const entry of entries) {
       if (known.has(entry)) continue
       const dir = path.join(parent, entry)
-      const stat = yield* Effect.promise(() => fs.stat(dir).catch(() => undefined))
+      const stat = yield* statIfExists(dir)
       if (stat && Date.now() - stat.mtimeMs > ORPHAN_AGE_MS) {
         yield* Effect.logInfo(`removing an orphaned ${what} directory`).pipe(Effect.annotateLogs({ dir }))
-        yield* Effect.promise(() => fs.rm(dir, { recursive: true, force: true }).catch(() => undefined))
+        yield* orWarn(removeTree(dir))
       }
     }
   })
@@ -170,7 +171,7 @@ const cloneOptions = (snapshot: SnapshotRecord, input: BoxOptions) =>
 /** InvalidOptions unless the file system of the home has `sizeGb` GiB free for an unprivileged user. */
 const checkFreeSpace = (homeDir: string, sizeGb: number) =>
   Effect.flatMap(
-    Effect.tryPromise({ try: () => fs.statfs(homeDir), catch: (e) => new StorageError(`cannot read the free space of ${homeDir}: ${(e as Error).message}`) }),
+    Effect.tryPromise({ try: () => fs.statfs(homeDir), catch: (e) => new StorageError({ message: `cannot read the free space of ${homeDir}: ${(e as Error).message}` }) }),
     (stat) => {
       const free = stat.bavail * stat.bsize
       return sizeGb * GiB <= free
@@ -229,18 +230,17 @@ const make = (homeDir: string, registry: RegistryOptions) =>
       })
 
     /** The box's directory, its disk (made by `makeDisk`) and its record; a failure leaves none of them. */
-    const recordBox = (record: BoxRecord, makeDisk: (diskPath: string) => Effect.Effect<void, DiskStorageError>) =>
+    const recordBox = (record: BoxRecord, makeDisk: (diskPath: string) => Effect.Effect<void, StorageError>) =>
       Effect.gen(function*() {
         const dir = boxDirOf(homeDir, record.id)
         yield* Effect.tryPromise({
           try: () => fs.mkdir(dir, { recursive: true, mode: 0o700 }),
-          catch: (e) => new StorageError(`cannot create ${dir}: ${(e as Error).message}`)
+          catch: (e) => new StorageError({ message: `cannot create ${dir}: ${(e as Error).message}` })
         })
         yield* makeDisk(rootDiskOf(dir, record.diskFormat)).pipe(
-          Effect.mapError((e: DiskStorageError): StorageError | BoxStateError => new StorageError(e.message)),
           Effect.andThen(restrictFiles(dir)),
           Effect.andThen(store.insert(record)),
-          Effect.tapError(() => Effect.promise(() => fs.rm(dir, { recursive: true, force: true }).catch(() => undefined))),
+          Effect.tapError(() => orWarn(removeTree(dir))),
           timed("box disk created", { box: record.id })
         )
         yield* store.increment("boxesCreated")
@@ -257,12 +257,13 @@ const make = (homeDir: string, registry: RegistryOptions) =>
         )
         const options = yield* cloneOptions(snapshot, input)
         yield* claimNameAndPorts(options)
-        const missing = yield* Effect.promise(async () => {
-          for (const file of [snapshot.state.file, ...snapshot.layers]) {
-            if (!(await fs.stat(file).catch(() => undefined))) return file
+        let missing: string | undefined
+        for (const file of [snapshot.state.file, ...snapshot.layers]) {
+          if (!(yield* statIfExists(file))) {
+            missing = file
+            break
           }
-          return undefined
-        })
+        }
         if (missing) return yield* new SnapshotError("corrupt", `snapshot ${snapshot.name ?? snapshot.id} is damaged: ${missing} is missing`)
         const id = ulid()
         const box = yield* recordBox(
@@ -318,7 +319,6 @@ const make = (homeDir: string, registry: RegistryOptions) =>
         yield* claimNameAndPorts(options)
         const image = yield* resolveImage(contentStore, registry, options.image).pipe(timed("image resolved", { image: options.image }))
         const base = yield* disks.baseFor(image).pipe(
-          Effect.mapError((e: DiskStorageError) => new StorageError(e.message)),
           timed("root filesystem ready", { image: options.image })
         )
         yield* recordLayout(rootfsDirOf(homeDir), image)
@@ -326,7 +326,7 @@ const make = (homeDir: string, registry: RegistryOptions) =>
         if (sizeBytes !== undefined) {
           const baseBytes = yield* Effect.tryPromise({
             try: () => fs.stat(base).then((s) => s.size),
-            catch: (e) => new StorageError(`cannot read ${base}: ${(e as Error).message}`)
+            catch: (e) => new StorageError({ message: `cannot read ${base}: ${(e as Error).message}` })
           })
           if (sizeBytes < baseBytes) {
             return yield* new InvalidOptions("diskSizeGb", `image ${options.image} needs at least ${Math.ceil(baseBytes / GiB)} GiB (got ${options.diskSizeGb})`)

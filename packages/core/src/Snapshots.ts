@@ -4,9 +4,9 @@
  * with `box.snapshot()`, started with `runtime.create({ fromSnapshot })`.
  */
 import { Effect } from "effect"
-import * as fs from "node:fs/promises"
 import { SnapshotError } from "./Errors.js"
 import { snapshotDirOf } from "./internal/BoxFiles.js"
+import { orWarn, removeTree } from "./internal/Fs.js"
 import type { BoxRecord, SnapshotRecord, StateStore } from "./StateStore.js"
 
 export interface SnapshotInfo {
@@ -74,7 +74,8 @@ const dependents = (store: StateStore["Service"], snapshot: SnapshotRecord) =>
     return [...boxes, ...snapshots]
   })
 
-const removeFiles = (homeDir: string, id: string) => Effect.promise(() => fs.rm(snapshotDirOf(homeDir, id), { recursive: true, force: true }).catch(() => undefined))
+/** The record is gone already: files that cannot be removed now go with the orphaned directories at the next open. */
+const removeFiles = (homeDir: string, id: string) => orWarn(removeTree(snapshotDirOf(homeDir, id)))
 
 export const makeSnapshots = (homeDir: string, store: StateStore["Service"]): Snapshots => {
   const remove = (snapshot: SnapshotRecord) =>

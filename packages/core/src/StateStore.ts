@@ -206,7 +206,7 @@ export const layerSqlite = (homeDir: string, options: SqliteOptions = { create: 
   Layer.effect(StateStore)(
     Effect.acquireRelease(
       Effect.gen(function*() {
-        if (!(yield* secureHome(homeDir, options.create))) return yield* new StorageError(`the home ${homeDir} does not exist (any more)`)
+        if (!(yield* secureHome(homeDir, options.create))) return yield* new StorageError({ message: `the home ${homeDir} does not exist (any more)` })
         return yield* Effect.try({
           try: () => {
             const file = path.join(homeDir, "boxlite.db")
@@ -218,7 +218,7 @@ export const layerSqlite = (homeDir: string, options: SqliteOptions = { create: 
             })
             return db
           },
-          catch: (e) => new StorageError(`cannot open the state database of ${homeDir}: ${(e as Error).message}`)
+          catch: (e) => new StorageError({ message: `cannot open the state database of ${homeDir}: ${(e as Error).message}` })
         })
       }),
       (db) => Effect.sync(() => db.close())

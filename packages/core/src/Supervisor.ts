@@ -21,7 +21,7 @@ import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
 import { randomBytes } from "node:crypto"
-import { BoxliteError, BootError, BoxNotFound, BoxStateError, HypervisorUnavailable, InvalidOptions, SnapshotError, StorageError } from "./Errors.js"
+import { BoxliteError, BootError, BoxNotFound, BoxStateError, HypervisorUnavailable, InvalidOptions, SnapshotError, StorageError, TimeoutError } from "./Errors.js"
 import { type DriverPlugin, type GuestFiles, Hypervisor, loadDriver, removeRunDirs, RotatingLog, type SavedState, type Vm, type VmExit, type VmVolume } from "@boxlite/driver"
 import { AgentMux } from "./internal/AgentMux.js"
 import { boxDirOf, rootDiskOf, rootfsDirOf, supervisorLogOf, supervisorSocketOf, suspendStateOf } from "./internal/BoxFiles.js"
@@ -115,7 +115,7 @@ export const errorFromReport = (error: Extract<LaunchReport, { ok: false }>["err
     case "HypervisorUnavailable":
       return new HypervisorUnavailable(error.message)
     case "StorageError":
-      return new StorageError(error.message)
+      return new StorageError({ message: error.message })
     case "BoxNotFound":
       return new BoxNotFound(boxId)
     case "SnapshotError":
@@ -191,7 +191,7 @@ const boot = (record: BoxRecord, args: SupervisorArgs, scope: Scope.Scope, stop:
         : layer
         ? disks.createLayeredDisk(layer, diskPath)
         : disks.createBoxDisk(record.base, diskPath)
-      yield* recreate.pipe(Effect.mapError((e) => new StorageError(e.message)))
+      yield* recreate
     }
     const files = args.guest
     const ports = yield* Effect.tryPromise({
@@ -253,13 +253,13 @@ const boot = (record: BoxRecord, args: SupervisorArgs, scope: Scope.Scope, stop:
         AgentMux.open(vm.agent, onShutdown, thaw),
         vm.exited.then((exit) => Promise.reject(new Error(`the VM exited during boot (${exit.signal ?? `code ${exit.code}`})`)))
       ]),
-      catch: (e) => (e as Error).message
+      catch: (e) => e as Error
     }).pipe(
       Effect.timeoutOrElse({
         duration: options.readyTimeoutMs,
-        orElse: () => Effect.fail(`the guest agent did not answer within ${options.readyTimeoutMs} ms (option readyTimeoutMs)`)
+        orElse: () => Effect.fail(new TimeoutError(`the guest agent did not answer within ${options.readyTimeoutMs} ms (option readyTimeoutMs)`, options.readyTimeoutMs))
       }),
-      Effect.catch((problem: string) => abandon(`failed to boot: ${problem}`)),
+      Effect.catch((e) => abandon(`failed to boot: ${e.message}`)),
       Logging.timed(restore ? "agent thawed and greeted" : "agent greeted")
     )
     const guestConfig: GuestConfig = {
@@ -269,12 +269,12 @@ const boot = (record: BoxRecord, args: SupervisorArgs, scope: Scope.Scope, stop:
     // A guest that answered HELLO but never answers CONFIGURE must not leave the box "starting".
     // A restored one was configured before it was saved.
     if (!restore) {
-      yield* Effect.tryPromise({ try: () => mux.configure(guestConfig), catch: (e) => (e as Error).message }).pipe(
+      yield* Effect.tryPromise({ try: () => mux.configure(guestConfig), catch: (e) => e as Error }).pipe(
         Effect.timeoutOrElse({
           duration: options.readyTimeoutMs,
-          orElse: () => Effect.fail(`the guest agent did not answer CONFIGURE within ${options.readyTimeoutMs} ms (option readyTimeoutMs)`)
+          orElse: () => Effect.fail(new TimeoutError(`the guest agent did not answer CONFIGURE within ${options.readyTimeoutMs} ms (option readyTimeoutMs)`, options.readyTimeoutMs))
         }),
-        Effect.catch((problem: string) => abandon(`could not be configured: ${problem}`))
+        Effect.catch((e) => abandon(`could not be configured: ${e.message}`))
       )
     }
     const socketPath = supervisorSocketOf(args.homeDir, record.id)

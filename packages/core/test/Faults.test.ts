@@ -152,7 +152,7 @@ describe("errors users see are BoxliteErrors", () => {
     const connection = await AgentConnection.open(client, () => "the box's supervisor (pid 42) died")
     const channel = connection.exec({ argv: ["sh"], env: [] })
     const impl = new ExecutionImpl(channel, ["sh"], await channel.started, undefined)
-    const execution = new Execution(impl)
+    const execution = new Execution(impl, Effect.runPromise)
     const lines: Array<string> = []
     const iterating = (async () => {
       for await (const line of execution.stdout()) {

@@ -3,14 +3,30 @@
  * Promise users) and tagged (so Effect users can `Effect.catchTag("BootError", ...)`); the
  * runtime's other errors (@boxlite/core) extend the same BoxliteError.
  */
-import { Data } from "effect"
+import { Schema } from "effect"
 
-export class BoxliteError extends Data.Error<{ readonly message: string }> {
-  readonly _tag: string = "BoxliteError"
-  override get name(): string {
-    return this._tag
-  }
+/**
+ * The base of every BoxLite error: a Schema-backed class, so a subclass defined with
+ * `BoxliteError.extend<X>("X")({ _tag: Schema.tag("X"), ...fields })` is encoded and decoded
+ * with its fields (e.g. across the supervisor's pipe) and still `instanceof BoxliteError`.
+ */
+export class BoxliteError extends Schema.Error<BoxliteError>("BoxliteError")({ message: Schema.String }) {
+  /** Set by each subclass (a class field, or its Schema's `_tag`); "BoxliteError" on the base. */
+  declare readonly _tag: string
 }
+// On the prototype, not as class members: a `_tag` field would overwrite the one a Schema
+// subclass's constructor has just set, and each Schema subclass assigns its prototype a `name`,
+// which a getter without a setter would refuse. An error's name is its tag.
+Object.defineProperties(BoxliteError.prototype, {
+  _tag: { value: "BoxliteError", writable: true, configurable: true },
+  name: {
+    get(this: BoxliteError) {
+      return this._tag
+    },
+    set() {},
+    configurable: true
+  }
+})
 
 /** No usable hypervisor on this host (e.g. QEMU is not installed); says what to install. */
 export class HypervisorUnavailable extends BoxliteError {

@@ -3,7 +3,8 @@
  * Whatever the image came from (a local layout now, a registry's content store later), this
  * is what the rest of BoxLite sees.
  */
-import { Data } from "effect"
+import { BoxliteError } from "@boxlite/driver"
+import { Schema } from "effect"
 
 export const MediaType = {
   ociIndex: "application/vnd.oci.image.index.v1+json",
@@ -46,16 +47,17 @@ export interface ResolvedImage {
   readonly layers: ReadonlyArray<Layer>
 }
 
-export class ImageNotFound extends Data.TaggedError("ImageNotFound")<{
-  readonly reference: string
-  readonly message: string
-}> {}
+/** The image does not exist where the reference points. */
+export class ImageNotFound extends BoxliteError.extend<ImageNotFound>("ImageNotFound")({
+  _tag: Schema.tag("ImageNotFound"),
+  reference: Schema.String
+}) {}
 
 /** The image exists but its content is not a valid image (bad JSON, missing blob, wrong digest). */
-export class InvalidImage extends Data.TaggedError("InvalidImage")<{
-  readonly reference: string
-  readonly message: string
-}> {}
+export class InvalidImage extends BoxliteError.extend<InvalidImage>("InvalidImage")({
+  _tag: Schema.tag("InvalidImage"),
+  reference: Schema.String
+}) {}
 
 export const layerCompression = (mediaType: string): LayerCompression | undefined => {
   if (mediaType.endsWith("+gzip") || mediaType.endsWith(".tar.gzip") || mediaType === "application/vnd.docker.image.rootfs.diff.tar.gzip") return "gzip"

@@ -5,12 +5,14 @@
  * - anything else is a registry reference (`python:slim`, `ghcr.io/o/r:tag`, `name@sha256:...`),
  *   normalised the way Docker does it.
  */
-import { Data } from "effect"
+import { BoxliteError } from "@boxlite/driver"
+import { Schema } from "effect"
 
-export class InvalidReference extends Data.TaggedError("InvalidReference")<{
-  readonly reference: string
-  readonly message: string
-}> {}
+/** The reference cannot be parsed. */
+export class InvalidReference extends BoxliteError.extend<InvalidReference>("InvalidReference")({
+  _tag: Schema.tag("InvalidReference"),
+  reference: Schema.String
+}) {}
 
 export interface LayoutReference {
   readonly _tag: "Layout"

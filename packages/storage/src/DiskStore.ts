@@ -2,7 +2,8 @@
  * Disks of boxes (a containerd "snapshotter" for VMs): one read-only ext4 base per image,
  * built once from its layers, and a qcow2 copy-on-write disk per box on top of it.
  */
-import { Context, Data, Effect, Layer } from "effect"
+import { BoxliteError } from "@boxlite/driver"
+import { Context, Effect, Fiber, Layer, Schema } from "effect"
 import type { ResolvedImage } from "@boxlite/oci"
 import { randomBytes } from "node:crypto"
 import { constants as fsConstants } from "node:fs"
@@ -12,9 +13,10 @@ import { fileURLToPath } from "node:url"
 import { runCommand } from "./internal/command.js"
 import type { RootfsJob } from "./internal/build-rootfs.js"
 
-export class StorageError extends Data.TaggedError("StorageError")<{
-  readonly message: string
-}> {}
+/** Building or creating a disk, or another file of BoxLite's home, failed. */
+export class StorageError extends BoxliteError.extend<StorageError>("StorageError")({
+  _tag: Schema.tag("StorageError")
+}) {}
 
 export interface DiskStoreOptions {
   /** Directory of the per-image ext4 bases (`<home>/images/rootfs`). */
@@ -83,53 +85,53 @@ const roundUpToMiB = (bytes: number) => Math.ceil(bytes / MiB) * MiB
 
 export const make = (options: DiskStoreOptions): Context.Service.Shape<typeof DiskStore> => {
   const useFakeroot = options.useFakeroot ?? process.getuid?.() !== 0
-  const building = new Map<string, Promise<string>>()
+  /** Builds under way in this process, by base file: a second caller joins the first's. */
+  const building = new Map<string, Fiber.Fiber<string, StorageError>>()
 
-  const build = async (image: ResolvedImage, final: string): Promise<string> => {
-    await fs.mkdir(options.rootfsDir, { recursive: true })
+  const build = (image: ResolvedImage, final: string): Effect.Effect<string, StorageError> => {
+    const what = `building the root filesystem of ${image.reference}`
+    const io = <A>(f: () => Promise<A>) => Effect.tryPromise({ try: f, catch: (e) => new StorageError({ message: `${what}: ${(e as Error).message}` }) })
     const work = path.join(options.rootfsDir, `.build-${randomBytes(6).toString("hex")}`)
-    await fs.mkdir(work)
-    try {
-      const job: RootfsJob = {
-        tree: path.join(work, "tree"),
-        image: path.join(work, "rootfs.ext4"),
-        layers: image.layers.map((l) => ({ digest: l.digest, path: l.path, compression: l.compression })),
-        headroomBytes: BASE_SLACK_BYTES,
-        maxUnpackedBytes: options.maxUnpackedBytes ?? 32 * 1024 * 1024 * 1024
-      }
-      await fs.writeFile(path.join(work, "job.json"), JSON.stringify(job))
-      await Effect.runPromise(
-        (useFakeroot
-          ? runCommand("fakeroot", ["--", process.execPath, BUILD_SCRIPT, path.join(work, "job.json")])
-          : runCommand(process.execPath, [BUILD_SCRIPT, path.join(work, "job.json")])).pipe(
-          Effect.mapError(failure(`building the root filesystem of ${image.reference}`))
-        )
-      )
-      // link() refuses to replace: if another process finished first, its base (which its
-      // boxes may already use as a backing file) stays and ours is discarded.
-      await fs.link(job.image, final).catch((e: NodeJS.ErrnoException) => {
-        if (e.code !== "EEXIST") throw e
-      })
-      return final
-    } finally {
-      await fs.rm(work, { recursive: true, force: true })
+    const job: RootfsJob = {
+      tree: path.join(work, "tree"),
+      image: path.join(work, "rootfs.ext4"),
+      layers: image.layers.map((l) => ({ digest: l.digest, path: l.path, compression: l.compression })),
+      headroomBytes: BASE_SLACK_BYTES,
+      maxUnpackedBytes: options.maxUnpackedBytes ?? 32 * 1024 * 1024 * 1024
     }
+    const jobFile = path.join(work, "job.json")
+    return Effect.acquireUseRelease(
+      io(() => fs.mkdir(options.rootfsDir, { recursive: true }).then(() => fs.mkdir(work))),
+      () =>
+        io(() => fs.writeFile(jobFile, JSON.stringify(job))).pipe(
+          Effect.andThen(
+            (useFakeroot
+              ? runCommand("fakeroot", ["--", process.execPath, BUILD_SCRIPT, jobFile])
+              : runCommand(process.execPath, [BUILD_SCRIPT, jobFile])).pipe(Effect.mapError(failure(what)))
+          ),
+          // link() refuses to replace: if another process finished first, its base (which its
+          // boxes may already use as a backing file) stays and ours is discarded.
+          Effect.andThen(io(() => fs.link(job.image, final).catch((e: NodeJS.ErrnoException) => {
+            if (e.code !== "EEXIST") throw e
+          }))),
+          Effect.as(final)
+        ),
+      () => io(() => fs.rm(work, { recursive: true, force: true })).pipe(Effect.catch((e) => Effect.logWarning(e.message)))
+    )
   }
 
   return {
     baseFor: (image) =>
-      Effect.tryPromise({
-        try: async () => {
-          const final = path.join(options.rootfsDir, baseFileName(image.configDigest))
-          if (await fs.access(final).then(() => true, () => false)) return final
-          let pending = building.get(final)
-          if (!pending) {
-            pending = build(image, final).finally(() => building.delete(final))
-            building.set(final, pending)
-          }
-          return await pending
-        },
-        catch: (e) => e instanceof StorageError ? e : new StorageError({ message: `building the root filesystem of ${image.reference}: ${(e as Error).message}` })
+      Effect.gen(function*() {
+        const final = path.join(options.rootfsDir, baseFileName(image.configDigest))
+        if (yield* Effect.promise(() => fs.access(final).then(() => true, () => false))) return final
+        let pending = building.get(final)
+        if (!pending) {
+          // Detached, like the build a Promise was: a caller that gives up does not cancel it for the others.
+          pending = yield* build(image, final).pipe(Effect.ensuring(Effect.sync(() => building.delete(final))), Effect.forkDetach)
+          building.set(final, pending)
+        }
+        return yield* Fiber.join(pending)
       }),
 
     createBoxDisk: (base, diskPath, sizeBytes) =>

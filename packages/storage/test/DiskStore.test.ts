@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest"
-import { Effect } from "effect"
+import { Effect, Exit, Fiber } from "effect"
 import type { ResolvedImage } from "@boxlite/oci"
 import { make } from "@boxlite/storage"
 import { execFileSync } from "node:child_process"
@@ -58,6 +58,23 @@ describe("DiskStore", () => {
     const info = JSON.parse(execFileSync("qemu-img", ["info", "--output=json", disk]).toString())
     expect(info["backing-filename"]).toBe(base)
     expect(info.format).toBe("qcow2")
+  })
+
+  it("a second caller joins a build under way, and the first giving up does not cancel it for the second", async () => {
+    const dir = tmp()
+    const rootfsDir = path.join(dir, "rootfs")
+    const store = make({ useFakeroot: true, rootfsDir, headroomBytes: 1024 * 1024 })
+    const img = image([layer(dir, "l", { "a": "1" })], "c3")
+    const [quitter, joiner] = await Effect.runPromise(Effect.gen(function*() {
+      const first = yield* Effect.forkChild(store.baseFor(img))
+      yield* Effect.sleep("50 millis")
+      const second = yield* Effect.forkChild(store.baseFor(img))
+      yield* Effect.sleep("20 millis")
+      return [yield* Fiber.interrupt(first).pipe(Effect.andThen(Fiber.await(first))), yield* Fiber.join(second)] as const
+    }))
+    expect(Exit.hasInterrupts(quitter)).toBe(true)
+    expect(joiner).toBe(path.join(rootfsDir, `${"sha256-c3".padEnd(71, "0")}.v2.ext4`))
+    expect(fs.readdirSync(rootfsDir)).toEqual([path.basename(joiner)])
   })
 
   it("refuses a layer whose content does not match its digest, and leaves no build behind", async () => {

@@ -4,7 +4,7 @@
  * run (not executable / not found).
  */
 import { BoxliteError, ExecError, InvalidOptions } from "@boxlite/core"
-import { Cause, Console, Effect, Exit, FileSystem, Layer, Path, Stdio, Terminal } from "effect"
+import { Cause, Console, Effect, FileSystem, Layer, Path, Stdio, Terminal } from "effect"
 import { CliConfig, CliError, CliOutput, Command, Flag, GlobalFlag } from "effect/cli"
 import { ChildProcessSpawner } from "effect/process"
 import { dockerArgv } from "./argv.js"
@@ -83,17 +83,26 @@ const environment = Layer.mergeAll(
   CliConfig.layer({ builtIns: [GlobalFlag.Help, versionFlag, GlobalFlag.Completions] })
 )
 
-/** Runs `argv` (without node and the script) and resolves with the exit code. */
-export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
-  const program = Command.runWith(boxlite, { version: VERSION })(dockerArgv(argv)).pipe(Effect.provide(environment))
-  const exit = await Effect.runPromiseExit(program)
-  if (Exit.isSuccess(exit)) return 0
-  const error = Cause.squash(exit.cause)
-  if (error instanceof Exited) return error.code
-  if (CliError.isCliError(error)) {
-    // `boxlite` alone shows the help, as `docker` does; a wrong invocation was reported by the presenter.
-    return error._tag === "ShowHelp" && error.errors.length === 0 ? 0 : 125
-  }
-  process.stderr.write(`boxlite: ${describeError(error)}\n`)
-  return execFailureCode(error) ?? 125
-}
+/** The exit code of a failed run; its reason on stderr unless the CLI's presenter showed it. */
+const failureCode = (cause: Cause.Cause<unknown>): Effect.Effect<number> =>
+  Effect.sync(() => {
+    const error = Cause.squash(cause)
+    if (error instanceof Exited) return error.code
+    if (CliError.isCliError(error)) {
+      // `boxlite` alone shows the help, as `docker` does; a wrong invocation was reported by the presenter.
+      return error._tag === "ShowHelp" && error.errors.length === 0 ? 0 : 125
+    }
+    process.stderr.write(`boxlite: ${describeError(error)}\n`)
+    return execFailureCode(error) ?? 125
+  })
+
+/** Runs `argv` (without node and the script); succeeds with the exit code. */
+export const run = (argv: ReadonlyArray<string>): Effect.Effect<number> =>
+  Command.runWith(boxlite, { version: VERSION })(dockerArgv(argv)).pipe(
+    Effect.provide(environment),
+    Effect.as(0),
+    Effect.catchCause(failureCode)
+  )
+
+/** `run` as a Promise: resolves with the exit code. */
+export const main = (argv: ReadonlyArray<string>): Promise<number> => Effect.runPromise(run(argv))

@@ -4,7 +4,7 @@
  * execs, pings, metrics and stop. Several handles (in one process or many) share one box.
  */
 import { type CopyRequest, type ExecRequest, FrameType, MAX_PAYLOAD } from "@boxlite/agent-protocol"
-import { Effect, Semaphore } from "effect"
+import { Effect, Schedule, Semaphore } from "effect"
 import type { ChildProcess } from "node:child_process"
 import * as fs from "node:fs"
 import * as net from "node:net"
@@ -25,6 +25,7 @@ import { errorFromReport, type LaunchReport, type SupervisorCommand } from "../S
 import { AgentConnection, type CopyChannel, CopyRefused, SpawnFailed } from "./AgentConnection.js"
 import { type SnapshotInfo, snapshotInfoOf, unsavable } from "../Snapshots.js"
 import { boxDirOf, snapshotDirOf, supervisorLogOf, supervisorSocketOf, suspendStateOf } from "./BoxFiles.js"
+import { orWarn, removeTree } from "./Fs.js"
 import { destinationOf, extractFrom, packInto, readSingleFile, singleFileArchive } from "./FileTransfer.js"
 import { cpuTimeMs, isAlive, selfRef } from "./Proc.js"
 import { type SupervisorPool, type SupervisorProcess } from "./SupervisorPool.js"
@@ -47,7 +48,12 @@ export interface BoxHandleDeps {
   readonly onRemoved: (id: string) => void
 }
 
-const sleep = (ms: number) => Effect.sleep(`${ms} millis`)
+/**
+ * Runs `step` every POLL_MS until it gives a value, for at most `ms` (a step under way is not cut
+ * off: it may be launching a supervisor); undefined when the time ran out first.
+ */
+const pollFor = <A, E, R>(ms: number, step: Effect.Effect<A | undefined, E, R>): Effect.Effect<A | undefined, E, R> =>
+  Effect.repeat(step, { schedule: Schedule.spaced(POLL_MS).pipe(Schedule.upTo({ duration: ms })), until: (a) => a !== undefined })
 
 /** The agent's words for a program that does not exist (exit code 127, as shells and Docker); other spawn failures are 126. */
 const NOT_FOUND = /not found in PATH|no such file or directory/i
@@ -204,25 +210,24 @@ export class BoxHandle implements Box {
    */
   private connectStarting(explicit: boolean): Effect.Effect<AgentConnection, StartError> {
     return Effect.gen({ self: this }, function*() {
-      const deadline = Date.now() + this.record.options.readyTimeoutMs + STOP_WAIT_MS
-      while (true) {
+      let last = this.record
+      // A connection, "launch" once this process claimed the start, or undefined while another
+      // process is starting or stopping the box (wait for the outcome).
+      const attempt = Effect.gen({ self: this }, function*() {
         const open = this.openConnection
         if (open) return open
-        const record = yield* this.current.pipe(Effect.mapError((e) => new BoxStateError(e.message)))
+        const record = last = yield* this.current.pipe(Effect.mapError((e) => new BoxStateError(e.message)))
         if (record.status === "paused" && !explicit) return yield* isPaused(record.id)
-        if (record.status === "running" || record.status === "paused") {
-          const connection = yield* this.connect
-          if (connection) return connection
-        } else if (record.status === "failed" && !explicit) {
+        if (record.status === "running" || record.status === "paused") return yield* this.connect
+        if (record.status === "failed" && !explicit) {
           return yield* new BoxStateError(`box ${record.id} failed (${record.reason ?? "unknown reason"}): restart it explicitly with start()`)
-        } else if (!ACTIVE_STATUSES.includes(record.status)) {
-          if (yield* this.deps.store.claimStart(record.id, selfRef())) return yield* this.launch
-          continue
         }
-        // Another process is starting or stopping it: wait for the outcome.
-        if (Date.now() > deadline) return yield* new BoxStateError(`box ${record.id} stayed "${record.status}" too long`)
-        yield* sleep(POLL_MS)
-      }
+        if (!ACTIVE_STATUSES.includes(record.status) && (yield* this.deps.store.claimStart(record.id, selfRef()))) return "launch" as const
+        return undefined
+      })
+      const outcome = yield* pollFor(this.record.options.readyTimeoutMs + STOP_WAIT_MS, attempt)
+      if (outcome === "launch") return yield* this.launch
+      return outcome ?? (yield* new BoxStateError(`box ${last.id} stayed "${last.status}" too long`))
     })
   }
 
@@ -482,7 +487,7 @@ export class BoxHandle implements Box {
       if (refusal) return yield* refusal
       const id = ulid()
       const dir = snapshotDirOf(this.deps.homeDir, id)
-      const removeDir = Effect.promise(() => fs.promises.rm(dir, { recursive: true, force: true }).catch(() => undefined))
+      const removeDir = orWarn(removeTree(dir))
       yield* Effect.tryPromise({
         try: () => fs.promises.mkdir(dir, { recursive: true, mode: 0o700 }),
         catch: (e) => new BoxStateError(`cannot create ${dir}: ${(e as Error).message}`)
@@ -509,14 +514,13 @@ export class BoxHandle implements Box {
       yield* this.control("suspend").pipe(
         Effect.catchTag("BoxStateError", (e) => Effect.flatMap(this.current, (r) => (r.status === "suspended" ? Effect.void : Effect.fail(e))))
       )
-      const deadline = Date.now() + STOP_WAIT_MS
-      while (true) {
+      const ended = yield* pollFor(STOP_WAIT_MS, Effect.gen({ self: this }, function*() {
         const record = yield* this.current
-        if (record.status === "suspended" && !isAlive(record.supervisor)) break
+        if (record.status === "suspended" && !isAlive(record.supervisor)) return true
         if (record.status !== "suspended" && record.status !== "running") return yield* new BoxStateError(`box ${record.id} became ${record.status} while suspending`)
-        if (Date.now() > deadline) return yield* new BoxStateError(`box ${record.id}: its supervisor did not end after suspending`)
-        yield* sleep(POLL_MS)
-      }
+        return undefined
+      }))
+      if (!ended) return yield* new BoxStateError(`box ${this.record.id}: its supervisor did not end after suspending`)
       yield* this.disconnect
       this.launched = undefined
     })).pipe(timed("suspend", { box: this.record.id }))
@@ -551,30 +555,19 @@ export class BoxHandle implements Box {
   /** Stops the box (any process's); true when its record is still there afterwards. */
   private get halt(): Effect.Effect<boolean, BoxNotFound> {
     return Effect.gen({ self: this }, function*() {
-      const deadline = Date.now() + STOP_WAIT_MS
-      while (true) {
+      // Asks the supervisor to stop until the record says it has; true once it has.
+      const askToStop = (force: boolean) => Effect.gen({ self: this }, function*() {
         const record = yield* this.current
-        if (!ACTIVE_STATUSES.includes(record.status)) break
+        if (!ACTIVE_STATUSES.includes(record.status)) return true
         if (record.status === "running" || record.status === "paused") {
           const connection = this.openConnection ?? (yield* this.connect.pipe(Effect.orElseSucceed(() => undefined)))
           connection?.shutdown()
         }
-        if (Date.now() > deadline && record.supervisor) {
-          // The supervisor does not finish: end it. The stop was asked for, so the box is
-          // "stopped" (not failed) once its supervisor is gone.
-          try {
-            process.kill(record.supervisor.pid, "SIGKILL")
-          } catch {
-            // Already gone.
-          }
-          for (let waited = 0; isAlive(record.supervisor) && waited < STOP_WAIT_MS; waited += POLL_MS) yield* sleep(POLL_MS)
-          if (!isAlive(record.supervisor)) {
-            removeRunDirs(record.id)
-            yield* this.deps.store.updateIfSupervisor(record.id, record.supervisor, { status: "stopped", pid: undefined, supervisor: undefined })
-          }
-        }
-        yield* sleep(POLL_MS)
-      }
+        if (force && record.supervisor) yield* this.killSupervisor(record.id, record.supervisor)
+        return undefined
+      })
+      // The supervisor does not finish in time: end it, as long as the box stays active.
+      if (!(yield* pollFor(STOP_WAIT_MS, askToStop(false)))) yield* Effect.repeat(askToStop(true), { schedule: Schedule.spaced(POLL_MS), until: (done) => done === true })
       yield* this.disconnect
       this.launched?.stdin?.destroy()
       this.launched = undefined
@@ -582,9 +575,25 @@ export class BoxHandle implements Box {
       // A stopped box boots afresh: saved state of a suspend (or a clone's unused one) is dropped.
       if (after && after.restore && (after.status === "suspended" || after.status === "failed")) {
         yield* this.deps.store.update(after.id, { status: "stopped", restore: undefined })
-        yield* Effect.promise(() => fs.promises.rm(suspendStateOf(this.deps.homeDir, after.id), { force: true }))
+        yield* orWarn(removeTree(suspendStateOf(this.deps.homeDir, after.id)))
       }
       return after !== undefined
+    })
+  }
+
+  /** Kills a supervisor that did not finish. The stop was asked for, so the box is "stopped" (not failed) once it is gone. */
+  private killSupervisor(id: string, supervisor: NonNullable<BoxRecord["supervisor"]>): Effect.Effect<void, BoxNotFound> {
+    return Effect.gen({ self: this }, function*() {
+      try {
+        process.kill(supervisor.pid, "SIGKILL")
+      } catch {
+        // Already gone.
+      }
+      const gone = yield* pollFor(STOP_WAIT_MS, Effect.sync(() => (isAlive(supervisor) ? undefined : true)))
+      if (gone) {
+        removeRunDirs(id)
+        yield* this.deps.store.updateIfSupervisor(id, supervisor, { status: "stopped", pid: undefined, supervisor: undefined })
+      }
     })
   }
 

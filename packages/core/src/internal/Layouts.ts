@@ -8,24 +8,36 @@ import { parseReference } from "@boxlite/oci"
 import { Effect } from "effect"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
+import type { StorageError } from "../Errors.js"
+import { orWarn, tryFs } from "./Fs.js"
 
 const layoutsFile = (rootfsDir: string) => path.join(rootfsDir, "layouts.json")
 
 type LayoutRecords = Record<string, ImageInfo>
 
-export const readLayouts = (rootfsDir: string): Promise<LayoutRecords> =>
-  fs.readFile(layoutsFile(rootfsDir), "utf8").then((text) => JSON.parse(text) as LayoutRecords).catch(() => ({}))
+/** The layouts recorded; none when the file is missing or unreadable as JSON (a listing, rebuilt by the next use). */
+export const readLayouts = (rootfsDir: string): Effect.Effect<LayoutRecords, StorageError> =>
+  tryFs(`cannot read ${layoutsFile(rootfsDir)}`, () =>
+    fs.readFile(layoutsFile(rootfsDir), "utf8").catch((e: NodeJS.ErrnoException) => (e.code === "ENOENT" ? "{}" : Promise.reject(e)))).pipe(
+      Effect.map((text) => {
+        try {
+          return JSON.parse(text) as LayoutRecords
+        } catch {
+          return {}
+        }
+      })
+    )
 
 /**
  * Notes that a box was made from the layout `image` (a no-op for registry images). Two
  * processes recording at once may lose one entry until its next use: a listing, not state.
  */
 export const recordLayout = (rootfsDir: string, image: ResolvedImage): Effect.Effect<void> =>
-  Effect.promise(async () => {
+  Effect.gen(function*() {
     const ref = parseReference(image.reference)
     if (ref._tag !== "Layout") return
     const reference = `oci:${path.resolve(ref.path)}${ref.tag === undefined ? "" : `:${ref.tag}`}`
-    const layouts = await readLayouts(rootfsDir)
+    const layouts = { ...(yield* readLayouts(rootfsDir)) }
     layouts[reference] = {
       reference,
       manifestDigest: image.manifestDigest,
@@ -35,6 +47,8 @@ export const recordLayout = (rootfsDir: string, image: ResolvedImage): Effect.Ef
       size: image.layers.reduce((sum, layer) => sum + layer.size, 0)
     }
     const temp = `${layoutsFile(rootfsDir)}.${process.pid}`
-    await fs.writeFile(temp, JSON.stringify(layouts), { mode: 0o600 })
-    await fs.rename(temp, layoutsFile(rootfsDir))
-  }).pipe(Effect.catchCause(() => Effect.void))
+    yield* tryFs(`cannot write ${layoutsFile(rootfsDir)}`, async () => {
+      await fs.writeFile(temp, JSON.stringify(layouts), { mode: 0o600 })
+      await fs.rename(temp, layoutsFile(rootfsDir))
+    })
+  }).pipe(orWarn, Effect.asVoid)

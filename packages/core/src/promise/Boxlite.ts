@@ -1,7 +1,6 @@
 import { Effect, Layer, ManagedRuntime } from "effect"
 import type { Box as EffectBox, BoxInfo, BoxMetrics } from "../Box.js"
 import { BoxStateError } from "../Errors.js"
-import type { ExecutionImpl } from "../Execution.js"
 import type { ImageDetails, ImageInfo, PruneResult, PullProgress } from "../Images.js"
 import type { GuestArtifacts, Hypervisor, HypervisorUnavailable } from "@boxlite/driver"
 import * as Logging from "../Logging.js"
@@ -31,7 +30,7 @@ export class Box implements AsyncDisposable {
   /** Runs `command args...` in the box (booting it first if needed) and returns at once. */
   async exec(command: string, args: ReadonlyArray<string> = [], options?: ExecOptions): Promise<Execution> {
     const execution = await this.run(this.box.exec(command, args, options))
-    return new Execution(execution as ExecutionImpl, this.run)
+    return new Execution(execution, this.run)
   }
 
   start(): Promise<void> {

@@ -1,6 +1,15 @@
-import type { Effect } from "effect"
-import type { ExecResult, ExecutionImpl } from "../Execution.js"
-import { runPromise } from "./run.js"
+import { type Effect, Stream } from "effect"
+import type { Execution as EffectExecution, ExecResult } from "../Execution.js"
+
+/** Runs an effect on the runtime of the Boxlite the command came from (its logger, its services). */
+type Run = <A, E>(effect: Effect.Effect<A, E>) => Promise<A>
+
+/** An output stream as an async iterable whose pulls run on `run`; `break` discards the rest, as an interrupted Stream does. */
+const iterate = (stream: Stream.Stream<Uint8Array, unknown>, run: Run): AsyncIterable<Uint8Array> => ({
+  async *[Symbol.asyncIterator]() {
+    yield* await run(Stream.toAsyncIterableEffect(stream))
+  }
+})
 
 /** One output stream of a command: iterate it for lines, or take bytes or the whole text. */
 export class OutputStream implements AsyncIterable<string> {
@@ -38,22 +47,22 @@ export class OutputStream implements AsyncIterable<string> {
 
 /** The command's standard input. */
 export class ExecStdin {
-  constructor(private readonly execution: ExecutionImpl) {}
+  constructor(private readonly execution: EffectExecution, private readonly run: Run) {}
 
   /** Resolves once the guest has room for the data (flow control), not when the process read it. */
   write(data: string | Uint8Array): Promise<void> {
-    return runPromise(this.execution.writeStdin(data))
+    return this.run(this.execution.writeStdin(data))
   }
 
   close(): Promise<void> {
-    return runPromise(this.execution.closeStdin)
+    return this.run(this.execution.closeStdin)
   }
 }
 
 /** A running command (Promise face of the Effect `Execution`). */
 export class Execution {
-  /** `run` is the runtime's (its logger sees the exit); plain Effect.runPromise otherwise. */
-  constructor(private readonly impl: ExecutionImpl, private readonly run: <A, E>(effect: Effect.Effect<A, E>) => Promise<A> = runPromise) {}
+  /** `run` is the runtime's: its logger sees the exit, and every call rejects with a BoxliteError. */
+  constructor(private readonly impl: EffectExecution, private readonly run: Run) {}
 
   /** Unique id of this execution (a ULID). */
   get id(): string {
@@ -71,17 +80,17 @@ export class Execution {
    * `wait()`, and so is output a reader leaves unread for 2 s while `wait()` runs.
    */
   stdout(): OutputStream {
-    const source = this.impl.chunks("stdout")
+    const source = iterate(this.impl.stdout, this.run)
     return new OutputStream(() => source)
   }
 
   stderr(): OutputStream {
-    const source = this.impl.chunks("stderr")
+    const source = iterate(this.impl.stderr, this.run)
     return new OutputStream(() => source)
   }
 
   stdin(): ExecStdin {
-    return new ExecStdin(this.impl)
+    return new ExecStdin(this.impl, this.run)
   }
 
   /** Resolves with the exit status; rejects with TimeoutError when `timeoutMs` ran out. */
@@ -91,11 +100,11 @@ export class Execution {
 
   /** Sends `signal` (default 9) to the command's process group. */
   kill(signal = 9): Promise<void> {
-    return runPromise(this.impl.kill(signal))
+    return this.run(this.impl.kill(signal))
   }
 
   /** A tty exec's new terminal size (the process gets SIGWINCH); BoxStateError without a tty. */
   resize(rows: number, cols: number): Promise<void> {
-    return runPromise(this.impl.resize(rows, cols))
+    return this.run(this.impl.resize(rows, cols))
   }
 }
