@@ -21,13 +21,13 @@ import {
   resolveSnapshotOptions, resolveWriteFileOptions, type SnapshotOptions, type WriteFileOptions
 } from "../Options.js"
 import { ACTIVE_STATUSES, type BoxRecord, StateStore } from "../StateStore.js"
-import { errorFromReport, type LaunchReport, type SupervisorCommand } from "../Supervisor.js"
+import { errorFromReport, type LaunchReport, type SupervisorCommand } from "../supervisor/Supervisor.js"
 import { AgentConnection, type CopyChannel, CopyRefused, SpawnFailed } from "./AgentConnection.js"
 import { type SnapshotInfo, snapshotInfoOf, unsavable } from "../Snapshots.js"
 import { boxDirOf, snapshotDirOf, supervisorLogOf, supervisorSocketOf, suspendStateOf } from "./BoxFiles.js"
 import { destinationOf, extractFrom, packInto, readSingleFile, singleFileArchive } from "./FileTransfer.js"
 import { cpuTimeMs, isAlive, selfRef } from "./Proc.js"
-import { type SupervisorPool, type SupervisorProcess } from "./SupervisorPool.js"
+import { type SupervisorPool, type SupervisorProcess } from "../supervisor/SupervisorPool.js"
 
 const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 const POLL_MS = 50
