@@ -4,7 +4,7 @@
  * execs, pings, metrics and stop. Several handles (in one process or many) share one box.
  */
 import { type CopyRequest, type ExecRequest, FrameType, MAX_PAYLOAD } from "@boxlite/agent-protocol"
-import { Effect, Semaphore } from "effect"
+import { Effect, Exit, Schema, Semaphore } from "effect"
 import type { ChildProcess } from "node:child_process"
 import * as fs from "node:fs"
 import * as net from "node:net"
@@ -21,7 +21,7 @@ import {
   resolveSnapshotOptions, resolveWriteFileOptions, type SnapshotOptions, type WriteFileOptions
 } from "../Options.js"
 import { ACTIVE_STATUSES, type BoxRecord, StateStore } from "../StateStore.js"
-import { errorFromReport, type LaunchReport, type SupervisorCommand } from "../supervisor/Supervisor.js"
+import { decodeReport, encodeCommand, fromWire, type LaunchReport, SnapshotReason, type SupervisorCommand } from "../supervisor/Protocol.js"
 import { AgentConnection, type CopyChannel, CopyRefused, SpawnFailed } from "./AgentConnection.js"
 import { type SnapshotInfo, snapshotInfoOf, unsavable } from "../Snapshots.js"
 import { boxDirOf, snapshotDirOf, supervisorLogOf, supervisorSocketOf, suspendStateOf } from "./BoxFiles.js"
@@ -46,6 +46,8 @@ export interface BoxHandleDeps {
   /** Called once the box is gone (removed), so the runtime forgets the handle. */
   readonly onRemoved: (id: string) => void
 }
+
+const isSnapshotReason = Schema.is(SnapshotReason)
 
 const sleep = (ms: number) => Effect.sleep(`${ms} millis`)
 
@@ -143,7 +145,7 @@ const awaitReport = (supervisor: SupervisorProcess, boxId: string, log: string):
     let text = ""
     const exited = (code: number | null, signal: string | null) => {
       const stderr = supervisor.stderr()
-      resolve({ ok: false, error: { _tag: "BootError", message: `the supervisor of box ${boxId} exited before the box ran (${signal ?? `code ${code}`}); see ${log}${stderr ? `: ${stderr}` : ""}` } })
+      resolve({ ok: false, error: { _tag: "BootError", problem: `the supervisor of box ${boxId} exited before the box ran (${signal ?? `code ${code}`}); see ${log}${stderr ? `: ${stderr}` : ""}`, consoleTail: "" } })
     }
     child.once("exit", exited)
     pipe.on("data", (chunk: Buffer) => {
@@ -152,11 +154,8 @@ const awaitReport = (supervisor: SupervisorProcess, boxId: string, log: string):
       if (line < 0) return
       child.off("exit", exited)
       pipe.destroy()
-      try {
-        resolve(JSON.parse(text.slice(0, line)) as LaunchReport)
-      } catch {
-        resolve({ ok: false, error: { _tag: "BootError", message: `unreadable launch report: ${text.slice(0, line)}` } })
-      }
+      const report = decodeReport(text.slice(0, line))
+      resolve(Exit.isSuccess(report) ? report.value : { ok: false, error: { _tag: "BootError", problem: `unreadable launch report: ${text.slice(0, line)}`, consoleTail: "" } })
     })
   })
 
@@ -282,7 +281,7 @@ export class BoxHandle implements Box {
       const command: SupervisorCommand = {
         boxId: id, launcher: selfRef(), owned: !detached, logMaxBytes: this.record.options.logMaxBytes, driver: this.record.driver, guest
       }
-      child.stdin!.write(`${JSON.stringify(command)}\n`)
+      child.stdin!.write(encodeCommand(command))
       // A detached box ignores its stdin from now on; an owned one stops when it closes.
       if (detached) child.stdin!.end()
       yield* Effect.logInfo("supervisor launched").pipe(Effect.annotateLogs({ box: id, supervisorPid: child.pid, detached }))
@@ -296,8 +295,9 @@ export class BoxHandle implements Box {
         child.stdin?.destroy()
         // A supervisor that died before taking the record over leaves our claim on it: release
         // it, or the box would stay "starting" for as long as this process lives.
-        yield* this.deps.store.updateIfSupervisor(id, command.launcher, { status: "failed", reason: report.error.message, supervisor: undefined })
-        return yield* errorFromReport(report.error, id) as StartError
+        const error = fromWire(report.error) as StartError
+        yield* this.deps.store.updateIfSupervisor(id, command.launcher, { status: "failed", reason: error.message, supervisor: undefined })
+        return yield* error
       }
       if (!detached) this.launched = child
       this.deps.supervisors.refill()
@@ -447,8 +447,8 @@ export class BoxHandle implements Box {
         catch: (e) => new BoxStateError(`box ${record.id}: ${op} failed: ${(e as Error).message}`)
       })
       if (done.error) {
-        const error = errorFromReport({ _tag: done.error.tag, message: done.error.message, ...(done.error.reason ? { reason: done.error.reason } : {}) }, record.id)
-        return yield* (error instanceof SnapshotError ? error : new BoxStateError(error.message))
+        const { tag, message, reason } = done.error
+        return yield* (tag === "SnapshotError" ? new SnapshotError(isSnapshotReason(reason) ? reason : "corrupt", message) : new BoxStateError(message))
       }
       return done
     })

@@ -2,6 +2,8 @@
  * Spawns the supervisor processes of one home directory, and keeps one spare loaded ahead of
  * the next start: loading Node and the supervisor takes ~0.3 s, which would otherwise be on
  * every start's path. A spare ends by itself when this process does (its stdin closes).
+ *
+ * Runs in the runtime (the launching process), not in a supervisor.
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import type * as net from "node:net"
