@@ -559,7 +559,9 @@ export class BoxHandle implements Box {
           const connection = this.openConnection ?? (yield* this.connect.pipe(Effect.orElseSucceed(() => undefined)))
           connection?.shutdown()
         }
-        if (Date.now() > deadline && record.supervisor) {
+        // A start claim still held by its launcher names a client, not a supervisor: never killed
+        // (it hands the box over or releases it, and a dead one is reconciled above).
+        if (Date.now() > deadline && record.supervisor && !record.launching) {
           // The supervisor does not finish: end it. The stop was asked for, so the box is
           // "stopped" (not failed) once its supervisor is gone.
           try {
