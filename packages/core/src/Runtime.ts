@@ -16,7 +16,7 @@ import { type DriverCapabilities, GuestArtifacts, Hypervisor, type HypervisorInf
 import { timed } from "./Logging.js"
 import { type ImagePullError, type Images, makeImages, type RegistryOptions, resolveImage } from "./Images.js"
 import { BoxHandle, infoOf, reconcile } from "./internal/BoxHandle.js"
-import { boxDirOf, boxesDirOf, rootDiskOf, rootfsDirOf, snapshotsDirOf } from "./internal/BoxFiles.js"
+import { boxDirOf, boxesDirOf, removeBox, rootDiskOf, rootfsDirOf, snapshotsDirOf } from "./internal/BoxFiles.js"
 import { unsupportedOption } from "./internal/Capabilities.js"
 import { recordLayout } from "./internal/Layouts.js"
 import { restrictFiles, secureTree } from "./internal/PrivateHome.js"
@@ -110,8 +110,7 @@ const reconcileHome = (homeDir: string, store: StateStore["Service"]) =>
       if (!ACTIVE_STATUSES.includes(record.status)) continue
       const now = yield* reconcile(store, record)
       if (now.status === "stopped" && record.options.autoRemove) {
-        yield* Effect.promise(() => fs.rm(boxDirOf(homeDir, record.id), { recursive: true, force: true }).catch(() => undefined))
-        if (yield* store.delete(record.id)) yield* store.increment("boxesDestroyed")
+        yield* removeBox(homeDir, store, record.id)
       }
     }
     yield* removeOrphanDirs(boxesDirOf(homeDir), new Set((yield* store.list).map((r) => r.id)), "box")

@@ -24,7 +24,7 @@ import { ACTIVE_STATUSES, type BoxRecord, StateStore } from "../StateStore.js"
 import { decodeReport, encodeCommand, fromWire, type LaunchReport, SnapshotReason, type SupervisorCommand } from "../supervisor/Protocol.js"
 import { AgentConnection, type CopyChannel, CopyRefused, SpawnFailed } from "./AgentConnection.js"
 import { type SnapshotInfo, snapshotInfoOf, unsavable } from "../Snapshots.js"
-import { boxDirOf, snapshotDirOf, supervisorLogOf, supervisorSocketOf, suspendStateOf } from "./BoxFiles.js"
+import { removeBox, snapshotDirOf, supervisorLogOf, supervisorSocketOf, suspendStateOf } from "./BoxFiles.js"
 import { destinationOf, extractFrom, packInto, readSingleFile, singleFileArchive } from "./FileTransfer.js"
 import { cpuTimeMs, isAlive, selfRef } from "./Proc.js"
 import { type SupervisorPool, type SupervisorProcess } from "../supervisor/SupervisorPool.js"
@@ -593,13 +593,7 @@ export class BoxHandle implements Box {
   private get removeFiles(): Effect.Effect<void> {
     return Effect.gen({ self: this }, function*() {
       const id = this.record.id
-      const dir = boxDirOf(this.deps.homeDir, id)
-      // What cannot be deleted now (EBUSY) goes with the orphaned directories at the next open.
-      yield* Effect.tryPromise(() => fs.promises.rm(dir, { recursive: true, force: true })).pipe(
-        Effect.catch((e) => Effect.logWarning(`cannot remove ${dir}: ${e.message}`))
-      )
-      // Two processes may remove one box at once: only the one that deleted the record counts it.
-      if (yield* this.deps.store.delete(id)) yield* this.deps.store.increment("boxesDestroyed")
+      yield* removeBox(this.deps.homeDir, this.deps.store, id)
       yield* Effect.logInfo("box removed").pipe(Effect.annotateLogs({ box: id }))
     })
   }

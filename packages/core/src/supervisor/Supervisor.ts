@@ -28,7 +28,7 @@ import { BootError, BoxStateError, type HypervisorUnavailable, InvalidOptions, S
 import { type DriverPlugin, Hypervisor, loadDriver, removeRunDirs, RotatingLog, type SavedState, type Vm, type VmExit, type VmVolume } from "@boxlite/driver"
 import { AgentMux } from "./AgentMux.js"
 import { decodeCommand, encodeReport, fromWire, type LaunchReport, type SupervisorCommand, toWire, type WireError } from "./Protocol.js"
-import { boxDirOf, rootDiskOf, rootfsDirOf, supervisorLogOf, supervisorSocketOf, suspendStateOf } from "../internal/BoxFiles.js"
+import { boxDirOf, removeBox, rootDiskOf, rootfsDirOf, supervisorLogOf, supervisorSocketOf, suspendStateOf } from "../internal/BoxFiles.js"
 import { claimHostPorts } from "./HostPorts.js"
 import { restrictFiles } from "../internal/PrivateHome.js"
 import { selfRef } from "../internal/Proc.js"
@@ -445,8 +445,7 @@ export const runSupervisor = (args: SupervisorArgs, launcherGone?: Promise<void>
     } else if (failure) {
       yield* Effect.logError("box failed").pipe(Effect.annotateLogs({ reason: failure }))
     } else if (record.options.autoRemove) {
-      fs.rmSync(boxDirOf(args.homeDir, record.id), { recursive: true, force: true })
-      if (yield* store.delete(record.id)) yield* store.increment("boxesDestroyed")
+      yield* removeBox(args.homeDir, store, record.id)
       yield* Effect.logInfo("removed (autoRemove)")
     }
     yield* Effect.logInfo("stopped")
