@@ -7,6 +7,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import type * as net from "node:net"
+import { outputTail } from "@boxlite/driver"
 
 export interface SupervisorProcess {
   readonly child: ChildProcess
@@ -45,12 +46,11 @@ export class SupervisorPool {
       detached: true,
       stdio: ["pipe", "ignore", "pipe", "pipe"]
     })
-    let stderr = ""
-    child.stderr!.on("data", (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4096)))
-    child.on("error", (e) => (stderr += `cannot start: ${e.message}`))
+    const stderr = outputTail(child.stderr)
+    child.on("error", (e) => stderr.note(`cannot start: ${e.message}`))
     // Idle, it must not keep this process alive; a launch refs it while it waits for the report.
     child.unref()
     for (const pipe of [child.stdin, child.stderr, child.stdio[3]]) (pipe as net.Socket | null)?.unref()
-    return { child, stderr: () => stderr.trim() }
+    return { child, stderr: stderr.text }
   }
 }
