@@ -177,9 +177,22 @@ describe("volumes (virtiofsd)", () => {
     expect(runDirs(spec)).toEqual([])
   })
 
-  it("boots with neither network nor volumes", async () => {
-    const box = await boot(await maker.spec({}))
+  it("boots with neither network nor volumes: no NIC, no share, no helper process, nothing left", async () => {
+    const spec = await maker.spec({})
+    const box = await boot(spec)
     console.log(`boot without network or volumes: ${box.bootMs} ms`)
-    await box.close()
+    try {
+      expect(await box.agent.configure({ mounts: [] })).toMatchObject({ ok: true })
+      expect((await box.agent.sh("ls /sys/class/net")).output.trim()).toBe("lo")
+      expect((await box.agent.sh("grep -c virtiofs /proc/mounts || true")).output.trim()).toBe("0")
+      // The VMM alone (QEMU, or the jail that runs it): no passt, pasta or virtiofsd for it.
+      const running = children()
+      expect(running.length).toBeGreaterThan(0)
+      expect(running.filter((l) => /passt|pasta|virtiofsd/.test(l))).toEqual([])
+    } finally {
+      await box.close()
+    }
+    expect(children()).toEqual([])
+    expect(runDirs(spec)).toEqual([])
   })
 })
