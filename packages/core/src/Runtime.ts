@@ -21,11 +21,10 @@ import { unsupportedOption } from "./internal/Capabilities.js"
 import { recordLayout } from "./internal/Layouts.js"
 import { restrictFiles, secureTree } from "./internal/PrivateHome.js"
 import { claimHostPorts } from "./supervisor/HostPorts.js"
-import { SupervisorPool } from "./supervisor/SupervisorPool.js"
+import { SupervisorEntry, SupervisorPool } from "./supervisor/SupervisorPool.js"
 import { type BoxOptions, resolveBoxOptions, type ResolvedBoxOptions } from "./Options.js"
 import { findSnapshot, makeSnapshots, type Snapshots } from "./Snapshots.js"
 import { ACTIVE_STATUSES, type BoxRecord, layerSqlite, type SnapshotRecord, StateStore } from "./StateStore.js"
-import { SupervisorEntry } from "./supervisor/Supervisor.js"
 
 export interface RuntimeOptions extends RegistryOptions {
   /** Where boxes, images and state live. Default: `$BOXLITE_HOME`, else `~/.boxlite`. */

@@ -4,7 +4,7 @@
  * client asks, when the VM ends by itself, or, for a box that is not detached, when the
  * process that launched it dies (even by SIGKILL: its end of our stdin pipe closes).
  *
- * Runs in the supervisor process (one per running box); SupervisorEntry is read by the runtime.
+ * Runs in the supervisor process (one per running box).
  *
  * Launch protocol (Protocol.ts, one Schema for both ends): argv = the home directory and the
  * runtime's driver. The process loads that driver and probes it, then waits for one
@@ -19,7 +19,7 @@
  */
 import type { ControlDone, ControlRequest, GuestConfig } from "@boxlite/agent-protocol"
 import { DiskStore, layer as diskStoreLayer } from "@boxlite/storage"
-import { Cause, Context, Deferred, Effect, Exit, Layer, Runtime, Scope } from "effect"
+import { Cause, Deferred, Effect, Exit, Layer, Runtime, Scope } from "effect"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
@@ -37,11 +37,6 @@ import * as Logging from "../Logging.js"
 import { unsavable } from "../Snapshots.js"
 import { LOG_MAX_BYTES, type Volume } from "../Options.js"
 import { type BoxChange, type BoxRecord, layerSqlite, StateStore } from "../StateStore.js"
-
-/** How this platform runs a supervisor: a Node module that calls `runSupervisorMain` with the same layers. */
-export class SupervisorEntry extends Context.Service<SupervisorEntry, {
-  readonly module: string
-}>()("@boxlite/core/SupervisorEntry") {}
 
 export interface SupervisorArgs extends SupervisorCommand {
   readonly homeDir: string

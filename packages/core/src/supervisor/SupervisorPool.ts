@@ -5,9 +5,15 @@
  *
  * Runs in the runtime (the launching process), not in a supervisor.
  */
+import { Context } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import type * as net from "node:net"
 import { outputTail } from "@boxlite/driver"
+
+/** How this platform runs a supervisor: a Node module that calls `runSupervisorMain` with the same layers. */
+export class SupervisorEntry extends Context.Service<SupervisorEntry, {
+  readonly module: string
+}>()("@boxlite/core/SupervisorEntry") {}
 
 export interface SupervisorProcess {
   readonly child: ChildProcess
