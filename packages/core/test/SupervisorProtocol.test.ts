@@ -1,5 +1,11 @@
 // The launch protocol: what one end encodes the other decodes to the same thing, errors included.
 import { Exit } from "effect"
+import { spawn } from "node:child_process"
+import * as fs from "node:fs"
+import { createRequire } from "node:module"
+import * as os from "node:os"
+import * as path from "node:path"
+import type { Readable } from "node:stream"
 import { describe, expect, it } from "vitest"
 import { BootError, BoxNotFound, BoxStateError, HypervisorUnavailable, InvalidOptions, SnapshotError, StorageError } from "../src/Errors.js"
 import { decodeCommand, decodeReport, encodeCommand, encodeReport, fromWire, type SupervisorCommand, toWire, type WireError } from "../src/supervisor/Protocol.js"
@@ -79,5 +85,29 @@ describe("launch protocol", () => {
     const got = roundTrip(new TypeError("undefined is not a function"))
     expect(got).toBeInstanceOf(BootError)
     expect(got.message).toBe("undefined is not a function")
+  })
+})
+
+describe("a supervisor process", () => {
+  it("answers a line that is no command with a BootError report on fd 3, and exits 1", async () => {
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), "bl-proto-"))
+    try {
+      const program = createRequire(import.meta.url).resolve("@boxlite/core/supervisor-program")
+      const child = spawn(process.execPath, [program, home, "no-such-driver"], { stdio: ["pipe", "ignore", "pipe", "pipe"] })
+      let text = ""
+      ;(child.stdio[3] as Readable).on("data", (d: Buffer) => (text += d.toString()))
+      child.stdin!.write(`${JSON.stringify({ boxId: "x" })}\n`)
+      const code = await new Promise<number | null>((resolve) => child.once("exit", resolve))
+      expect(code).toBe(1)
+      const report = decodeReport(text.trimEnd())
+      expect(Exit.isSuccess(report)).toBe(true)
+      const error = Exit.isSuccess(report) && !report.value.ok ? fromWire(report.value.error) : undefined
+      expect(error).toBeInstanceOf(BootError)
+      expect(error?.message).toMatch(/no valid command/)
+      // It touched nothing of the home.
+      expect(fs.readdirSync(home)).toEqual([])
+    } finally {
+      fs.rmSync(home, { recursive: true, force: true })
+    }
   })
 })

@@ -49,23 +49,21 @@ export interface SupervisorArgs extends SupervisorCommand {
  */
 const readCommand = Effect.callback<{ command: SupervisorCommand; launcherGone: Promise<void> } | undefined, BootError>((resume) => {
   let text = ""
-  let command: SupervisorCommand | undefined
+  /** A line was read (a command, or not one): what stdin does next only tells the launcher's end. */
+  let read = false
   let markGone!: () => void
   const launcherGone = new Promise<void>((r) => (markGone = r))
-  const ended = () => (command ? markGone() : resume(Effect.succeed(undefined)))
+  const ended = () => (read ? markGone() : resume(Effect.succeed(undefined)))
   process.stdin.on("data", (chunk: Buffer) => {
-    if (command) return
+    if (read) return
     text += chunk.toString()
     const eol = text.indexOf("\n")
     if (eol < 0) return
+    read = true
     const decoded = decodeCommand(text.slice(0, eol))
-    if (Exit.isSuccess(decoded)) {
-      command = decoded.value
-      resume(Effect.succeed({ command, launcherGone }))
-    } else {
-      command = {} as SupervisorCommand
-      resume(Effect.fail(new BootError(`the supervisor received no valid command: ${String(decoded.cause)}`, "")))
-    }
+    resume(Exit.isSuccess(decoded)
+      ? Effect.succeed({ command: decoded.value, launcherGone })
+      : Effect.fail(new BootError(`the supervisor received no valid command: ${String(decoded.cause)}`, "")))
   })
   process.stdin.on("end", ended)
   process.stdin.on("error", ended)
