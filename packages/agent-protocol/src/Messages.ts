@@ -17,8 +17,6 @@ export const ExecRequest = Schema.Struct({
   argv: Schema.NonEmptyArray(Schema.String),
   env: Schema.Array(Schema.Tuple([Schema.String, Schema.String])),
   cwd: Schema.optionalKey(Schema.String),
-  uid: Schema.optionalKey(Schema.Number),
-  gid: Schema.optionalKey(Schema.Number),
   user: Schema.optionalKey(Schema.String),
   timeoutMs: Schema.optionalKey(Schema.Number),
   tty: Schema.optionalKey(TtySize)

@@ -48,7 +48,7 @@ export interface BoxMetrics {
   readonly networkBytesReceived: number
 }
 
-export type StartError = BootError | HypervisorUnavailable | BoxStateError | StorageError | SnapshotError
+export type StartError = BootError | HypervisorUnavailable | BoxStateError | StorageError | SnapshotError | InvalidOptions
 
 /** What a copy between the host and a box fails with. */
 export type CopyFailure = CopyError | PathNotFound | InvalidOptions | StartError

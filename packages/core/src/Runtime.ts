@@ -16,17 +16,16 @@ import { type DriverCapabilities, GuestArtifacts, Hypervisor, type HypervisorInf
 import { timed } from "./Logging.js"
 import { type ImagePullError, type Images, makeImages, type RegistryOptions, resolveImage } from "./Images.js"
 import { BoxHandle, infoOf, reconcile } from "./internal/BoxHandle.js"
-import { boxDirOf, boxesDirOf, rootDiskOf, rootfsDirOf, snapshotsDirOf } from "./internal/BoxFiles.js"
+import { boxDirOf, boxesDirOf, removeBox, rootDiskOf, rootfsDirOf, snapshotsDirOf } from "./internal/BoxFiles.js"
 import { unsupportedOption } from "./internal/Capabilities.js"
 import { orWarn, readDirIfExists, removeTree, statIfExists } from "./internal/Fs.js"
 import { recordLayout } from "./internal/Layouts.js"
 import { restrictFiles, secureTree } from "./internal/PrivateHome.js"
-import { claimHostPorts } from "./internal/HostPorts.js"
-import { SupervisorPool } from "./internal/SupervisorPool.js"
+import { claimHostPorts } from "./supervisor/HostPorts.js"
+import { SupervisorEntry, SupervisorPool } from "./supervisor/SupervisorPool.js"
 import { type BoxOptions, resolveBoxOptions, type ResolvedBoxOptions } from "./Options.js"
 import { findSnapshot, makeSnapshots, type Snapshots } from "./Snapshots.js"
 import { ACTIVE_STATUSES, type BoxRecord, layerSqlite, type SnapshotRecord, StateStore } from "./StateStore.js"
-import { SupervisorEntry } from "./Supervisor.js"
 
 export interface RuntimeOptions extends RegistryOptions {
   /** Where boxes, images and state live. Default: `$BOXLITE_HOME`, else `~/.boxlite`. */
@@ -111,8 +110,7 @@ const reconcileHome = (homeDir: string, store: StateStore["Service"]) =>
       if (!ACTIVE_STATUSES.includes(record.status)) continue
       const now = yield* reconcile(store, record)
       if (now.status === "stopped" && record.options.autoRemove) {
-        yield* orWarn(removeTree(boxDirOf(homeDir, record.id)))
-        if (yield* store.delete(record.id)) yield* store.increment("boxesDestroyed")
+        yield* removeBox(homeDir, store, record.id)
       }
     }
     yield* removeOrphanDirs(boxesDirOf(homeDir), new Set((yield* store.list).map((r) => r.id)), "box")

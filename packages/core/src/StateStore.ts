@@ -33,6 +33,11 @@ export interface BoxRecord {
   readonly pid: number | undefined
   /** The process that starts, runs or stops the box (its supervisor, or who is launching it). */
   readonly supervisor: ProcessRef | undefined
+  /**
+   * True while a start claim is held by its launcher (a client): `supervisor` is then that
+   * client, not a supervisor yet, and must never be signalled. Read from the store; false on insert.
+   */
+  readonly launching?: boolean
   /** Forwards with the host ports bound at the last start (0 replaced). */
   readonly ports: ReadonlyArray<Port>
   /** Has booted at least once (an ephemeral disk is then recreated at the next start). */
@@ -114,6 +119,7 @@ interface Row {
   pid: number | null
   supervisor_pid: number | null
   supervisor_start: string | null
+  launching: number
   ports: string
   booted: number
   reason: string | null
@@ -135,6 +141,7 @@ const toRecord = (row: Row): BoxRecord => ({
   createdAt: new Date(row.created_at),
   pid: row.pid ?? undefined,
   supervisor: row.supervisor_pid !== null && row.supervisor_start !== null ? { pid: row.supervisor_pid, startTime: row.supervisor_start } : undefined,
+  launching: row.launching === 1,
   ports: JSON.parse(row.ports) as Array<Port>,
   booted: row.booted === 1,
   reason: row.reason ?? undefined,
@@ -153,6 +160,8 @@ const columnsOf = (change: BoxChange): Record<string, unknown> => {
   if ("supervisor" in change) {
     columns["supervisor_pid"] = change.supervisor?.pid ?? null
     columns["supervisor_start"] = change.supervisor?.startTime ?? null
+    // Only claimStart names a launcher; whoever sets the supervisor afterwards is none.
+    columns["launching"] = 0
   }
   if ("ports" in change) columns["ports"] = JSON.stringify(change.ports)
   if ("booted" in change) columns["booted"] = change.booted ? 1 : 0
@@ -184,7 +193,8 @@ const ADDED_COLUMNS: ReadonlyArray<readonly [string, string]> = [
   ["restore", "TEXT"],
   // Every box before drivers were named ran on QEMU.
   ["driver", "TEXT NOT NULL DEFAULT 'qemu'"],
-  ["disk_format", "TEXT NOT NULL DEFAULT 'qcow2'"]
+  ["disk_format", "TEXT NOT NULL DEFAULT 'qcow2'"],
+  ["launching", "INTEGER NOT NULL DEFAULT 0"]
 ]
 
 export interface SqliteOptions {
@@ -228,7 +238,7 @@ export const layerSqlite = (homeDir: string, options: SqliteOptions = { create: 
           "INSERT INTO boxes (id, name, status, image, options, run_config, base, created_at, pid, supervisor_pid, supervisor_start, ports, booted, reason, layers, snapshot, restore, driver, disk_format) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
         const claim = db.prepare(
-          "UPDATE boxes SET status = 'starting', pid = NULL, reason = NULL, supervisor_pid = ?, supervisor_start = ? WHERE id = ? AND status IN ('configured', 'stopped', 'suspended', 'failed')"
+          "UPDATE boxes SET status = 'starting', pid = NULL, reason = NULL, supervisor_pid = ?, supervisor_start = ?, launching = 1 WHERE id = ? AND status IN ('configured', 'stopped', 'suspended', 'failed')"
         )
         const insertSnapshot = db.prepare("INSERT INTO snapshots (id, name, created_at, data) VALUES (?, ?, ?, ?)")
         const snapshotByIdOrName = db.prepare("SELECT data FROM snapshots WHERE id = ? OR name = ?")

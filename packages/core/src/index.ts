@@ -17,7 +17,9 @@ export * from "@boxlite/driver"
 /** Durable box records and counters (SQLite). */
 export { type BoxRecord, type BoxStatus, layerSqlite, type SnapshotRecord, StateStore } from "./StateStore.js"
 /** The per-box supervisor process and how a platform runs it. */
-export { type DriverImporter, type LaunchReport, runSupervisorMain, SupervisorEntry } from "./Supervisor.js"
+export { type LaunchReport } from "./supervisor/Protocol.js"
+export { type DriverImporter, runSupervisorMain } from "./supervisor/Supervisor.js"
+export { SupervisorEntry } from "./supervisor/SupervisorPool.js"
 /** A log file with a size cap and one rotated file (the guest console, the supervisor log). */
 export { RotatingLog } from "@boxlite/driver"
 /** Structured logs from BOXLITE_LOG / RUST_LOG. */

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from "vitest"
 import { encodeFrame, encodeJson, type Frame, FrameDecoder, FrameType } from "@boxlite/agent-protocol"
 import type * as net from "node:net"
 import { AgentConnection } from "../src/internal/AgentConnection.js"
-import { AgentMux } from "../src/internal/AgentMux.js"
+import { AgentMux } from "../src/supervisor/AgentMux.js"
 import { socketPair } from "./socketPair.js"
 
 /** A guest agent that runs nothing: each EXEC prints its argv[0] and exits, unless it is "hang". */

@@ -2,8 +2,8 @@
 // error a user sees typed (issue 9). The VM versions are in boxlite/test/vm/security-faults.
 import { describe, expect, it } from "vitest"
 import { encodeFrame, encodeJson, FrameDecoder, FrameType } from "@boxlite/agent-protocol"
-import { Effect, Exit, Stream } from "effect"
-import { execFileSync } from "node:child_process"
+import { Effect, Exit, Fiber, Stream } from "effect"
+import { execFileSync, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -12,7 +12,8 @@ import { resolveBoxOptions } from "../src/Options.js"
 import { ExecutionImpl } from "../src/Execution.js"
 import { AgentConnection } from "../src/internal/AgentConnection.js"
 import { BoxHandle, reconcile } from "../src/internal/BoxHandle.js"
-import type { SupervisorPool } from "../src/internal/SupervisorPool.js"
+import { refOf } from "../src/internal/Proc.js"
+import type { SupervisorPool } from "../src/supervisor/SupervisorPool.js"
 import { Execution } from "../src/promise/Execution.js"
 import { type BoxRecord, layerSqlite, StateStore } from "../src/StateStore.js"
 import { socketPair } from "./socketPair.js"
@@ -200,6 +201,39 @@ describe("errors users see are BoxliteErrors", () => {
     expect(exit.value.status).toBe("configured")
     expect(asked).toBe(0)
   })
+
+  it("a stop that outwaits a start claim never kills the launcher holding it (a client, not a supervisor)", async () => {
+    const home = tempHome()
+    const supervisors = { take: () => { throw new Error("must not launch") }, refill: () => {} } as unknown as SupervisorPool
+    // The launcher: another live process that claimed the start and has not handed it over.
+    const launcher = spawn("sleep", ["300"], { stdio: "ignore" })
+    const launcherExit = new Promise<string | null>((resolve) => launcher.once("exit", (_code, signal) => resolve(signal)))
+    try {
+      const exit = await withStore(home, (store) =>
+        Effect.gen(function*() {
+          const r = yield* Effect.promise(() => record("CLAIMED"))
+          yield* store.insert(r)
+          expect(yield* store.claimStart(r.id, refOf(launcher.pid!)!)).toBe(true)
+          const box = new BoxHandle(r, { homeDir: home, store, supervisors, hypervisorInfo: Effect.succeed(undefined), onRemoved: () => {} })
+          const stopping = yield* Effect.forkChild(box.stop)
+          // Past the stop's 30 s wait, where a supervisor that does not finish is SIGKILLed.
+          yield* Effect.sleep("32 seconds")
+          const aliveAfterDeadline = launcher.exitCode === null && launcher.signalCode === null
+          // The launcher dies: its claim is stale, the box failed, and the stop returns.
+          launcher.kill("SIGTERM")
+          yield* Effect.promise(() => launcherExit)
+          yield* Fiber.join(stopping)
+          return { aliveAfterDeadline, after: yield* store.find(r.id) }
+        }))
+      if (!Exit.isSuccess(exit)) throw new Error(String(exit.cause))
+      expect(exit.value.aliveAfterDeadline).toBe(true)
+      expect(await launcherExit).toBe("SIGTERM")
+      // autoRemove (the default): the stop ended with the box removed.
+      expect(exit.value.after).toBeUndefined()
+    } finally {
+      launcher.kill("SIGKILL")
+    }
+  }, 60_000)
 
   it("exec on a failed box is a BoxStateError saying to start() it", async () => {
     const home = tempHome()

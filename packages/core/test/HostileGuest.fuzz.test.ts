@@ -10,7 +10,7 @@ import {
 } from "@boxlite/agent-protocol"
 import { Duplex } from "node:stream"
 import { AgentConnection, ChannelClosed, type ExecChannel, SpawnFailed } from "../src/internal/AgentConnection.js"
-import { AgentMux } from "../src/internal/AgentMux.js"
+import { AgentMux } from "../src/supervisor/AgentMux.js"
 
 const numRuns = Number(process.env["FUZZ_RUNS"] ?? 100)
 const timeout = 10_000 + numRuns * 1000

@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from "vitest"
 import { HypervisorUnavailable } from "../src/Errors.js"
 import { GuestArtifacts, Hypervisor } from "@boxlite/driver"
 import { layer } from "../src/Runtime.js"
-import { SupervisorEntry } from "../src/Supervisor.js"
+import { SupervisorEntry } from "../src/supervisor/SupervisorPool.js"
 
 const homes: Array<string> = []
 afterEach(() => homes.splice(0).forEach((home) => fs.rmSync(home, { recursive: true, force: true })))

@@ -102,7 +102,22 @@ describe.each(availableBackends())("StateStore on %s", (backend) => {
         return { first, second, wrongOwner, rightOwner, third, now: yield* store.find("B1") }
       }))
     expect(claims).toMatchObject({ first: true, second: false, wrongOwner: false, rightOwner: true, third: true })
-    expect(claims.now).toMatchObject({ status: "starting", supervisor: { pid: 3, startTime: "30" } })
+    expect(claims.now).toMatchObject({ status: "starting", supervisor: { pid: 3, startTime: "30" }, launching: true })
+  })
+
+  it("marks a claim as its launcher's until a supervisor takes the box over", async () => {
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), "bl-store-"))
+    const r = await record("B2")
+    const seen = await withStore(home, (store) =>
+      Effect.gen(function*() {
+        yield* store.insert(r)
+        const inserted = (yield* store.find("B2"))!.launching
+        yield* store.claimStart("B2", { pid: 1, startTime: "10" })
+        const claimed = (yield* store.find("B2"))!.launching
+        yield* store.updateIfSupervisor("B2", { pid: 1, startTime: "10" }, { supervisor: { pid: 2, startTime: "20" } })
+        return { inserted, claimed, tookOver: (yield* store.find("B2"))!.launching }
+      }))
+    expect(seen).toEqual({ inserted: false, claimed: true, tookOver: false })
   })
 
   it("adds the new columns to a home made by the first release, keeping its boxes", async () => {

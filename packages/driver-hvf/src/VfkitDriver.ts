@@ -5,7 +5,7 @@
  */
 import {
   BootError, type DriverCapabilities, type DriverPlugin, Hypervisor, HypervisorUnavailable, makeRunDir, SnapshotError, type Vm, type VmExit,
-  type VmmConfinement, type VmSpec, type VmVolume
+  outputTail, type VmmConfinement, type VmSpec, type VmVolume
 } from "@boxlite/driver"
 import { Effect, Layer } from "effect"
 import { spawn } from "node:child_process"
@@ -116,10 +116,7 @@ interface Launched {
  */
 const launch = async (plan: Launch): Promise<Launched> => {
   const child = spawn(plan.vfkit, plan.args, { cwd: "/", stdio: ["ignore", "ignore", "pipe"] })
-  let stderr = ""
-  child.stderr?.on("data", (d: Buffer) => {
-    stderr = (stderr + d.toString()).slice(-4096)
-  })
+  const stderr = outputTail(child.stderr)
   let spawnError: Error | undefined
   const exited = new Promise<VmExit>((resolve) => {
     child.on("exit", (code, signal) => resolve({ code, signal }))
@@ -170,7 +167,7 @@ const launch = async (plan: Launch): Promise<Launched> => {
     kill()
     agent.destroy()
     await exited
-    const reason = stderr.trim()
+    const reason = stderr.text()
     throw new BootError(`${message(e)}${reason ? `: ${reason}` : ""}`, fileTail(plan.consoleLog, 4096))
   }
   const vm: Vm = {

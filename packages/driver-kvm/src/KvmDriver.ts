@@ -6,7 +6,7 @@
  */
 import {
   BootError, CONSOLE_LOG_MAX_BYTES, type DriverCapabilities, type DriverPlugin, Hypervisor, HypervisorUnavailable, makeRunDir, type Vm, type VmExit,
-  type VmmConfinement, type VmSpec
+  outputTail, type VmmConfinement, type VmSpec
 } from "@boxlite/driver"
 import {
   type Cgroups, findOnPath, findPasst, GUEST_NETWORK, hasExplicitPolicy, type Helper, jailArgv, type JailTools, type NetworkPlan, probeCgroups,
@@ -342,10 +342,7 @@ const launch = async (plan: Launch): Promise<Launched> => {
   // cwd /: the jail has no other directory of this process.
   const proc = spawn(plan.argv[0]!, plan.argv.slice(1), { cwd: "/", stdio })
   plan.opened.close()
-  let stderr = ""
-  proc.stderr?.on("data", (d: Buffer) => {
-    stderr = (stderr + d.toString()).slice(-4096)
-  })
+  const stderr = outputTail(proc.stderr)
   let vmmPid: number | undefined
   let info = ""
   ;(proc.stdio[FD.jailInfo] as Readable | null)?.on("data", (d: Buffer) => {
@@ -367,7 +364,7 @@ const launch = async (plan: Launch): Promise<Launched> => {
     }
     proc.kill("SIGKILL")
   }
-  const stderrText = () => (stderr.trim() ? `: ${stderr.trim()}` : "")
+  const stderrText = () => (stderr.text() ? `: ${stderr.text()}` : "")
   const gone = () => {
     if (spawnError) return `cannot start ${plan.argv[0]}: ${spawnError.message}`
     const helper = plan.helpers.find((h) => h.process.exitCode !== null || h.process.signalCode !== null)

@@ -4,7 +4,7 @@
  */
 import {
   BootError, CONSOLE_LOG_MAX_BYTES, type DiskFormat, type DriverCapabilities, type DriverPlugin, Hypervisor, HypervisorUnavailable, makeRunDir, type SavedState, SnapshotError, type Vm,
-  type VmControl, type VmExit, type VmmConfinement, type VmSpec
+  outputTail, type OutputTail, type VmControl, type VmExit, type VmmConfinement, type VmSpec
 } from "@boxlite/driver"
 import { Effect, Layer } from "effect"
 import { spawn, type StdioOptions } from "node:child_process"
@@ -513,7 +513,7 @@ const exitOf = (code: number | null, signal: NodeJS.Signals | null, jailed: bool
  */
 const launch = (plan: Launch): Promise<Vm> =>
   new Promise((resolve, reject) => {
-    let stderr = ""
+    let stderr: OutputTail | undefined
     let settled = false
     let qemuPid: number | undefined
     let child: ReturnType<typeof spawn> | undefined
@@ -540,7 +540,7 @@ const launch = (plan: Launch): Promise<Vm> =>
       qmp?.close()
       plan.files.close()
       const failure = typeof problem === "string"
-        ? new BootError(`${problem}${stderr ? `: ${stderr.trim()}` : ""}`, tail?.tail(4096).toString("utf8") ?? "")
+        ? new BootError(`${problem}${stderr?.text() ? `: ${stderr.text()}` : ""}`, tail?.tail(4096).toString("utf8") ?? "")
         : problem
       // Once QEMU is gone (a process that never started may never report an exit), so that what
       // it held, its cgroup, can go with the scope.
@@ -565,9 +565,7 @@ const launch = (plan: Launch): Promise<Vm> =>
     for (const helper of plan.network?.helpers ?? []) {
       helper.process.once("exit", () => fail(`the network (${helper.name}) stopped while the VM was booting: ${complaint(helper) || `code ${helper.process.exitCode}`}`))
     }
-    proc.stderr?.on("data", (d: Buffer) => {
-      stderr = (stderr + d.toString()).slice(-4096)
-    })
+    stderr = outputTail(proc.stderr)
     const exited = new Promise<VmExit>((done) => proc.on("exit", (code, signal) => done(exitOf(code, signal, plan.jailed))))
     proc.on("error", (e) => fail(`cannot start ${plan.argv[0]}: ${e.message}`))
     void exited.then((exit) => {
@@ -600,7 +598,7 @@ const launch = (plan: Launch): Promise<Vm> =>
         if (plan.restore) {
           restoring = true
           await restoreState(opened, exited, FD.incoming, plan.restore, plan.restoreHash!, signature()).catch((e: unknown) => {
-            const reason = stderr.trim()
+            const reason = stderr?.text()
             throw e instanceof SnapshotError && reason ? new SnapshotError(e.reason, `${e.message} (QEMU: ${reason})`) : e
           })
           restoring = false

@@ -4,3 +4,5 @@ export * from "./FakeDriver.js"
 export * from "./FakeAgent.js"
 /** The contract suite every driver runs (vitest cases). */
 export * from "./Contract.js"
+/** A VM test file's own network namespace (only lo): guest probes cannot leave the machine. */
+export * from "./NetworkNamespace.js"

@@ -12,6 +12,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Layer, Stream } from "effect"
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
+import * as net from "node:net"
 import { createRequire } from "node:module"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -308,6 +309,25 @@ describe("failures on the fake driver", { timeout: 30_000 }, () => {
       const error = yield* Effect.flip(box.start)
       expect(error).toBeInstanceOf(HypervisorUnavailable)
       expect(error.message).toContain(`driver "${missing}" cannot be loaded`)
+      expect(yield* box.info).toMatchObject({ status: "failed" })
+      yield* box.remove
+      yield* noProcessesOf(box.id)
+    }), 30_000)
+
+  it.live("a host port taken between create and start is the supervisor's InvalidOptions, field and all", () =>
+    Effect.gen(function*() {
+      const runtime = yield* openRuntime(newHome())
+      const blocker = net.createServer()
+      const port = yield* Effect.promise(() => new Promise<number>((resolve) => blocker.listen(0, "127.0.0.1", () => resolve((blocker.address() as net.AddressInfo).port))))
+      yield* Effect.addFinalizer(() => Effect.sync(() => blocker.close()))
+      // Free at create (the runtime checks), taken at start: only the supervisor sees it.
+      yield* Effect.promise(() => new Promise<void>((resolve) => blocker.close(() => resolve())))
+      const box = yield* runtime.create({ image, ports: [[port, 80]] })
+      yield* Effect.promise(() => new Promise<void>((resolve) => blocker.listen(port, "127.0.0.1", () => resolve())))
+      const error = yield* Effect.flip(box.start)
+      expect(error).toBeInstanceOf(InvalidOptions)
+      expect((error as InvalidOptions).field).toBe("ports")
+      expect(error.message).toContain(`127.0.0.1:${port} is already in use`)
       expect(yield* box.info).toMatchObject({ status: "failed" })
       yield* box.remove
       yield* noProcessesOf(box.id)

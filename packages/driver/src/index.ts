@@ -8,5 +8,7 @@ export * from "./Errors.js"
 export * from "./Egress.js"
 /** A log file with a size cap and one rotated file (a guest console, a supervisor log). */
 export * as RotatingLog from "./RotatingLog.js"
+/** The last 4 KiB a child process wrote on a stream, for error messages. */
+export * from "./OutputTail.js"
 /** A driver's run folder for a box, and removing those a dead box left. */
 export * from "./RunDir.js"

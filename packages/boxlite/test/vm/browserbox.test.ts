@@ -15,10 +15,15 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { chromium } from "playwright-core"
 import puppeteer from "puppeteer-core"
-import { addTestHost, boxDirs, holdGatewayUnreachable, qemuProcessesUnder, removeTestHost, sh, tempHome, uniqueSubnet } from "./helpers.js"
+import { enterOwnNetworkNamespace } from "@boxlite/driver-testkit"
+import { addTestHost, boxDirs, qemuProcessesUnder, removeTestHost, sh, tempHome, uniqueSubnet } from "./helpers.js"
 
 const repo = new URL("../../../../", import.meta.url).pathname
 const IMAGE = `oci:${path.join(repo, "images/out/browser")}:latest`
+
+// This file's boxes, test host and servers live in a network namespace of its own: a page's
+// probe of 10.0.2.2 (unmapped) goes nowhere, without a route added to the host's.
+enterOwnNetworkNamespace()
 
 const home = tempHome()
 const runtime = new Boxlite({ homeDir: home })
@@ -35,7 +40,6 @@ const page = (title: string) =>
 let testHost: ChildProcess
 let hostLoopback: http.Server
 let loopbackPort = 0
-let releaseGateway: () => void
 const siteDir = fs.mkdtempSync(path.join(os.tmpdir(), "bl-site-"))
 
 beforeAll(async () => {
@@ -47,14 +51,12 @@ beforeAll(async () => {
   hostLoopback = http.createServer((_, res) => res.writeHead(200, { "Access-Control-Allow-Origin": "*" }).end("host-loopback secret"))
   await new Promise<void>((r) => hostLoopback.listen(0, "127.0.0.1", r))
   loopbackPort = (hostLoopback.address() as { port: number }).port
-  releaseGateway = holdGatewayUnreachable()
 })
 
 afterAll(async () => {
   await runtime.close()
   testHost?.kill()
   hostLoopback?.close()
-  releaseGateway?.()
   removeTestHost(ns)
   fs.rmSync(siteDir, { recursive: true, force: true })
   expect(qemuProcessesUnder(home)).toEqual([])

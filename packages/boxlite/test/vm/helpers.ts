@@ -94,17 +94,6 @@ export const sh = async (box: Box, script: string): Promise<{ out: string; err: 
 }
 
 /**
- * Makes 10.0.2.2 unreachable on this host until the returned release is called, so a guest's
- * probe of it never leaves the machine (the egress policy drops it too; this is the belt). The
- * route carries a metric of this run's own: other runs on the machine add and delete theirs.
- */
-export const holdGatewayUnreachable = (): (() => void) => {
-  const metric = String(1000 + (process.pid % 50000))
-  execFileSync("ip", ["route", "add", "unreachable", "10.0.2.2/32", "metric", metric])
-  return () => execFileSync("ip", ["route", "del", "unreachable", "10.0.2.2/32", "metric", metric])
-}
-
-/**
  * A /24 for this run's test hosts (`10.A.B`, no `.0`): derived from the pid and `salt` (one per
  * test file), skipping prefixes this machine already routes, so concurrent runs and the host's
  * own networks never collide.

@@ -1,7 +1,8 @@
 /**
  * The egress policy and forwarded ports, attacked from inside the guest (root there). Every
  * destination is on this machine: services of the test process, and test hosts in a network
- * namespace this file creates behind a veth pair (addresses routed to it for the run).
+ * namespace this file creates behind a veth pair (addresses routed to it for the run), all in
+ * a network namespace of the file's own.
  */
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest"
 import { type Box, Boxlite, type BoxOptions } from "boxlite"
@@ -11,7 +12,12 @@ import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
+import { enterOwnNetworkNamespace } from "@boxlite/driver-testkit"
 import { addTestHost, BUSYBOX, PYTHON, removeTestHost, tempHome, uniqueSubnet } from "./helpers.js"
+
+// A network namespace of this file's own: the routes it adds below (test hosts, addresses made
+// unreachable) are in it, so concurrent runs cannot collide on them, and nothing leaves the machine.
+enterOwnNetworkNamespace()
 
 const home = tempHome()
 const runtime = new Boxlite({ homeDir: home })

@@ -6,12 +6,28 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import type { DiskFormat } from "@boxlite/driver"
+import { Effect } from "effect"
 import { InvalidOptions } from "../Errors.js"
+import type { StateStore } from "../StateStore.js"
 
 /** Where the per-image ext4 bases of a home directory live. */
 export const rootfsDirOf = (homeDir: string): string => path.join(homeDir, "images", "rootfs")
 
 export const boxesDirOf = (homeDir: string): string => path.join(homeDir, "boxes")
+
+/**
+ * Deletes a box for good: its directory, then its record. What cannot be deleted now (EBUSY)
+ * goes with the orphaned directories at the next open. Two processes may remove one box at
+ * once: only the one that deleted the record counts it.
+ */
+export const removeBox = (homeDir: string, store: StateStore["Service"], id: string): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    const dir = boxDirOf(homeDir, id)
+    yield* Effect.tryPromise(() => fs.promises.rm(dir, { recursive: true, force: true })).pipe(
+      Effect.catch((e) => Effect.logWarning(`cannot remove ${dir}: ${e.message}`))
+    )
+    if (yield* store.delete(id)) yield* store.increment("boxesDestroyed")
+  })
 
 export const boxDirOf = (homeDir: string, id: string): string => path.join(boxesDirOf(homeDir), id)
 

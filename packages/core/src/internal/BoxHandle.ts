@@ -4,7 +4,7 @@
  * execs, pings, metrics and stop. Several handles (in one process or many) share one box.
  */
 import { type CopyRequest, type ExecRequest, FrameType, MAX_PAYLOAD } from "@boxlite/agent-protocol"
-import { Effect, Schedule, Semaphore } from "effect"
+import { Effect, Exit, Schedule, Schema, Semaphore } from "effect"
 import type { ChildProcess } from "node:child_process"
 import * as fs from "node:fs"
 import * as net from "node:net"
@@ -21,14 +21,14 @@ import {
   resolveSnapshotOptions, resolveWriteFileOptions, type SnapshotOptions, type WriteFileOptions
 } from "../Options.js"
 import { ACTIVE_STATUSES, type BoxRecord, StateStore } from "../StateStore.js"
-import { errorFromReport, type LaunchReport, type SupervisorCommand } from "../Supervisor.js"
+import { decodeReport, encodeCommand, fromWire, type LaunchReport, SnapshotReason, type SupervisorCommand } from "../supervisor/Protocol.js"
 import { AgentConnection, type CopyChannel, CopyRefused, SpawnFailed } from "./AgentConnection.js"
 import { type SnapshotInfo, snapshotInfoOf, unsavable } from "../Snapshots.js"
-import { boxDirOf, snapshotDirOf, supervisorLogOf, supervisorSocketOf, suspendStateOf } from "./BoxFiles.js"
+import { removeBox, snapshotDirOf, supervisorLogOf, supervisorSocketOf, suspendStateOf } from "./BoxFiles.js"
 import { orWarn, removeTree } from "./Fs.js"
 import { destinationOf, extractFrom, packInto, readSingleFile, singleFileArchive } from "./FileTransfer.js"
 import { cpuTimeMs, isAlive, selfRef } from "./Proc.js"
-import { type SupervisorPool, type SupervisorProcess } from "./SupervisorPool.js"
+import { type SupervisorPool, type SupervisorProcess } from "../supervisor/SupervisorPool.js"
 
 const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 const POLL_MS = 50
@@ -54,6 +54,8 @@ export interface BoxHandleDeps {
  */
 const pollFor = <A, E, R>(ms: number, step: Effect.Effect<A | undefined, E, R>): Effect.Effect<A | undefined, E, R> =>
   Effect.repeat(step, { schedule: Schedule.spaced(POLL_MS).pipe(Schedule.upTo({ duration: ms })), until: (a) => a !== undefined })
+
+const isSnapshotReason = Schema.is(SnapshotReason)
 
 /** The agent's words for a program that does not exist (exit code 127, as shells and Docker); other spawn failures are 126. */
 const NOT_FOUND = /not found in PATH|no such file or directory/i
@@ -149,7 +151,7 @@ const awaitReport = (supervisor: SupervisorProcess, boxId: string, log: string):
     let text = ""
     const exited = (code: number | null, signal: string | null) => {
       const stderr = supervisor.stderr()
-      resolve({ ok: false, error: { _tag: "BootError", message: `the supervisor of box ${boxId} exited before the box ran (${signal ?? `code ${code}`}); see ${log}${stderr ? `: ${stderr}` : ""}` } })
+      resolve({ ok: false, error: { _tag: "BootError", problem: `the supervisor of box ${boxId} exited before the box ran (${signal ?? `code ${code}`}); see ${log}${stderr ? `: ${stderr}` : ""}`, consoleTail: "" } })
     }
     child.once("exit", exited)
     pipe.on("data", (chunk: Buffer) => {
@@ -158,11 +160,8 @@ const awaitReport = (supervisor: SupervisorProcess, boxId: string, log: string):
       if (line < 0) return
       child.off("exit", exited)
       pipe.destroy()
-      try {
-        resolve(JSON.parse(text.slice(0, line)) as LaunchReport)
-      } catch {
-        resolve({ ok: false, error: { _tag: "BootError", message: `unreadable launch report: ${text.slice(0, line)}` } })
-      }
+      const report = decodeReport(text.slice(0, line))
+      resolve(Exit.isSuccess(report) ? report.value : { ok: false, error: { _tag: "BootError", problem: `unreadable launch report: ${text.slice(0, line)}`, consoleTail: "" } })
     })
   })
 
@@ -287,7 +286,7 @@ export class BoxHandle implements Box {
       const command: SupervisorCommand = {
         boxId: id, launcher: selfRef(), owned: !detached, logMaxBytes: this.record.options.logMaxBytes, driver: this.record.driver, guest
       }
-      child.stdin!.write(`${JSON.stringify(command)}\n`)
+      child.stdin!.write(encodeCommand(command))
       // A detached box ignores its stdin from now on; an owned one stops when it closes.
       if (detached) child.stdin!.end()
       yield* Effect.logInfo("supervisor launched").pipe(Effect.annotateLogs({ box: id, supervisorPid: child.pid, detached }))
@@ -301,8 +300,9 @@ export class BoxHandle implements Box {
         child.stdin?.destroy()
         // A supervisor that died before taking the record over leaves our claim on it: release
         // it, or the box would stay "starting" for as long as this process lives.
-        yield* this.deps.store.updateIfSupervisor(id, command.launcher, { status: "failed", reason: report.error.message, supervisor: undefined })
-        return yield* errorFromReport(report.error, id) as StartError
+        const error = fromWire(report.error) as StartError
+        yield* this.deps.store.updateIfSupervisor(id, command.launcher, { status: "failed", reason: error.message, supervisor: undefined })
+        return yield* error
       }
       if (!detached) this.launched = child
       this.deps.supervisors.refill()
@@ -452,8 +452,8 @@ export class BoxHandle implements Box {
         catch: (e) => new BoxStateError(`box ${record.id}: ${op} failed: ${(e as Error).message}`)
       })
       if (done.error) {
-        const error = errorFromReport({ _tag: done.error.tag, message: done.error.message, ...(done.error.reason ? { reason: done.error.reason } : {}) }, record.id)
-        return yield* (error instanceof SnapshotError ? error : new BoxStateError(error.message))
+        const { tag, message, reason } = done.error
+        return yield* (tag === "SnapshotError" ? new SnapshotError(isSnapshotReason(reason) ? reason : "corrupt", message) : new BoxStateError(message))
       }
       return done
     })
@@ -563,7 +563,9 @@ export class BoxHandle implements Box {
           const connection = this.openConnection ?? (yield* this.connect.pipe(Effect.orElseSucceed(() => undefined)))
           connection?.shutdown()
         }
-        if (force && record.supervisor) yield* this.killSupervisor(record.id, record.supervisor)
+        // A start claim still held by its launcher names a client, not a supervisor: never killed
+        // (it hands the box over or releases it, and a dead one is reconciled above).
+        if (force && record.supervisor && !record.launching) yield* this.killSupervisor(record.id, record.supervisor)
         return undefined
       })
       // The supervisor does not finish in time: end it, as long as the box stays active.
@@ -600,13 +602,7 @@ export class BoxHandle implements Box {
   private get removeFiles(): Effect.Effect<void> {
     return Effect.gen({ self: this }, function*() {
       const id = this.record.id
-      const dir = boxDirOf(this.deps.homeDir, id)
-      // What cannot be deleted now (EBUSY) goes with the orphaned directories at the next open.
-      yield* Effect.tryPromise(() => fs.promises.rm(dir, { recursive: true, force: true })).pipe(
-        Effect.catch((e) => Effect.logWarning(`cannot remove ${dir}: ${e.message}`))
-      )
-      // Two processes may remove one box at once: only the one that deleted the record counts it.
-      if (yield* this.deps.store.delete(id)) yield* this.deps.store.increment("boxesDestroyed")
+      yield* removeBox(this.deps.homeDir, this.deps.store, id)
       yield* Effect.logInfo("box removed").pipe(Effect.annotateLogs({ box: id }))
     })
   }

@@ -7,7 +7,7 @@ import * as Logging from "../Logging.js"
 import { type BoxOptions, type CopyOutOptions, type ExecOptions, type SnapshotOptions, unknownOption, type WriteFileOptions } from "../Options.js"
 import { layer as runtimeLayer, type OpenError, type RemoveOptions, Runtime, type RuntimeInfo, type RuntimeMetrics, type RuntimeOptions } from "../Runtime.js"
 import type { SnapshotInfo, SnapshotPruneReport } from "../Snapshots.js"
-import type { SupervisorEntry } from "../Supervisor.js"
+import type { SupervisorEntry } from "../supervisor/SupervisorPool.js"
 import { Execution } from "./Execution.js"
 import { asBoxliteError } from "./run.js"
 

@@ -4,7 +4,7 @@
  * virtiofsd through setpriv --pdeathsig (and bwrap --die-with-parent), passt through the end of
  * its socketpair, pasta with passt's namespace.
  */
-import type { VmVolume } from "@boxlite/driver"
+import { outputTail, type VmVolume } from "@boxlite/driver"
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as net from "node:net"
@@ -156,14 +156,11 @@ export const startHelper = (
   const [file, ...args] = setpriv ? [setpriv, "--pdeathsig", "KILL", "--", ...argv] : argv
   const child = spawn(file!, args, { stdio: ["ignore", "pipe", "pipe", ...inherit], env: { ...process.env, ...env } })
   child.stdout?.resume()
-  let stderr = ""
-  child.stderr?.on("data", (d: Buffer) => {
-    stderr = (stderr + d.toString()).slice(-4096)
-  })
+  const stderr = outputTail(child.stderr)
   child.on("error", (e) => {
-    stderr += `cannot start: ${e.message}`
+    stderr.note(`cannot start: ${e.message}`)
   })
-  return { name, process: child, stderr: () => stderr.trim() }
+  return { name, process: child, stderr: stderr.text }
 }
 
 const connectOnce = (socket: string): Promise<net.Socket> =>

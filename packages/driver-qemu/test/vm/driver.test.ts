@@ -5,6 +5,7 @@
 import { BootError, type VmSpec } from "@boxlite/driver"
 import { GUEST_NETWORK } from "../../src/index.js"
 import { make } from "@boxlite/driver-qemu"
+import { enterOwnNetworkNamespace } from "@boxlite/driver-testkit"
 import { Effect, Exit, Scope } from "effect"
 import { execFileSync } from "node:child_process"
 import * as dgram from "node:dgram"
@@ -19,6 +20,8 @@ import { type Agent, connectAgent, specMaker } from "./guest.js"
 const driver = make()
 let maker: Awaited<ReturnType<typeof specMaker>>
 beforeAll(async () => {
+  // Only lo: an unmapped 10.0.2.2 is unreachable here, with no route added to the host's.
+  enterOwnNetworkNamespace()
   maker = await specMaker()
 })
 afterAll(() => maker.cleanup())
@@ -104,17 +107,14 @@ describe("network (passt)", () => {
   })
 
   // Checked on the servers' side: some networks accept any TCP connection, so a guest-side
-  // connect proves nothing. Unmapped, 10.0.2.2 is dropped by the egress policy, and a route
-  // that refuses it keeps the probes on this machine even so. With a UDP forward too: passt 2023-03 lost
+  // connect proves nothing. Unmapped, 10.0.2.2 is dropped by the egress policy, and this file's
+  // network namespace has no route to it: the probes stay on this machine even so. With a UDP forward too: passt 2023-03 lost
   // UDP replies without the mapping (the driver relayed UDP forwards then).
   it.each([
     ["a TCP forward", false, ["tcp"], []],
     ["TCP and UDP forwards", false, ["tcp", "udp"], []],
     ["TCP and UDP forwards, allowHostLoopback", true, ["tcp", "udp"], ["tcp /from-guest", "udp"]]
   ] as const)("10.0.2.2 reaches the host's 127.0.0.1 only with allowHostLoopback (%s)", async (_, allowHostLoopback, protocols, expected) => {
-    // A metric of this run's own: other runs on the machine add and delete theirs.
-    const metric = String(1000 + (process.pid % 50000))
-    execFileSync("ip", ["route", "add", "unreachable", "10.0.2.2/32", "metric", metric])
     const requests: Array<string> = []
     const host = http.createServer((req, res) => {
       requests.push(`tcp ${req.url}`)
@@ -136,7 +136,6 @@ describe("network (passt)", () => {
       host.close()
       hostUdp.close()
       await box.close()
-      execFileSync("ip", ["route", "del", "unreachable", "10.0.2.2/32", "metric", metric])
     }
   })
 })
@@ -177,9 +176,22 @@ describe("volumes (virtiofsd)", () => {
     expect(runDirs(spec)).toEqual([])
   })
 
-  it("boots with neither network nor volumes", async () => {
-    const box = await boot(await maker.spec({}))
+  it("boots with neither network nor volumes: no NIC, no share, no helper process, nothing left", async () => {
+    const spec = await maker.spec({})
+    const box = await boot(spec)
     console.log(`boot without network or volumes: ${box.bootMs} ms`)
-    await box.close()
+    try {
+      expect(await box.agent.configure({ mounts: [] })).toMatchObject({ ok: true })
+      expect((await box.agent.sh("ls /sys/class/net")).output.trim()).toBe("lo")
+      expect((await box.agent.sh("grep -c virtiofs /proc/mounts || true")).output.trim()).toBe("0")
+      // The VMM alone (QEMU, or the jail that runs it): no passt, pasta or virtiofsd for it.
+      const running = children()
+      expect(running.length).toBeGreaterThan(0)
+      expect(running.filter((l) => /passt|pasta|virtiofsd/.test(l))).toEqual([])
+    } finally {
+      await box.close()
+    }
+    expect(children()).toEqual([])
+    expect(runDirs(spec)).toEqual([])
   })
 })

@@ -3,6 +3,8 @@
  * and serves the same protocol to any number of clients, mapping each client's stream ids and
  * PING/METRICS tokens onto the guest's (PROTOCOL.md, "Supervisor"). Frames are forwarded one
  * for one, so the guest's credit-based flow control reaches every client unchanged.
+ *
+ * Runs in the supervisor process.
  */
 import {
   type ControlDone, ControlRequest, decodeJson, encodeFrame, encodeJson, ErrorMessage, type Frame, FrameDecoder, FrameType, type GuestConfig,
@@ -127,10 +129,6 @@ export class AgentMux {
     })
     socket.on("error", () => socket.destroy())
     socket.on("close", () => this.dropClient(client))
-  }
-
-  get clientCount(): number {
-    return this.clients.size
   }
 
   /** Ends every client connection and the agent channel. */

@@ -1,6 +1,8 @@
 /**
  * Host ports of forwards: checked free before a box boots (so "in use" is a clear error, not a
  * VMM failure), and picked when the user asked for port 0.
+ *
+ * Runs in the runtime (a create checks the ports) and in the supervisor (a start claims them).
  */
 import * as dgram from "node:dgram"
 import * as net from "node:net"

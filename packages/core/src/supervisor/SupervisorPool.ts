@@ -2,9 +2,18 @@
  * Spawns the supervisor processes of one home directory, and keeps one spare loaded ahead of
  * the next start: loading Node and the supervisor takes ~0.3 s, which would otherwise be on
  * every start's path. A spare ends by itself when this process does (its stdin closes).
+ *
+ * Runs in the runtime (the launching process), not in a supervisor.
  */
+import { Context } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import type * as net from "node:net"
+import { outputTail } from "@boxlite/driver"
+
+/** How this platform runs a supervisor: a Node module that calls `runSupervisorMain` with the same layers. */
+export class SupervisorEntry extends Context.Service<SupervisorEntry, {
+  readonly module: string
+}>()("@boxlite/core/SupervisorEntry") {}
 
 export interface SupervisorProcess {
   readonly child: ChildProcess
@@ -43,12 +52,11 @@ export class SupervisorPool {
       detached: true,
       stdio: ["pipe", "ignore", "pipe", "pipe"]
     })
-    let stderr = ""
-    child.stderr!.on("data", (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4096)))
-    child.on("error", (e) => (stderr += `cannot start: ${e.message}`))
+    const stderr = outputTail(child.stderr)
+    child.on("error", (e) => stderr.note(`cannot start: ${e.message}`))
     // Idle, it must not keep this process alive; a launch refs it while it waits for the report.
     child.unref()
     for (const pipe of [child.stdin, child.stderr, child.stdio[3]]) (pipe as net.Socket | null)?.unref()
-    return { child, stderr: () => stderr.trim() }
+    return { child, stderr: stderr.text }
   }
 }

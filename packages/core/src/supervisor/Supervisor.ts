@@ -4,55 +4,39 @@
  * client asks, when the VM ends by itself, or, for a box that is not detached, when the
  * process that launched it dies (even by SIGKILL: its end of our stdin pipe closes).
  *
- * Launch protocol: argv = the home directory and the runtime's driver. The process loads that
- * driver and probes it, then waits for one JSON line on stdin: the SupervisorCommand naming the
- * box, its driver (another one is loaded then) and the guest to boot. So a runtime can keep a
- * spare supervisor loaded ahead of the next start (Node takes ~0.3 s to load one). Stdin then stays open while the launcher lives (a non-detached box
- * stops when it closes); a stdin that closes before a command ends an unused spare. The
- * supervisor writes one JSON line on fd 3 once the box runs (`{"ok":true}`) or failed
- * (`{"ok":false,"error":{...}}`), then closes it. It logs to the box's `supervisor.log`.
+ * Runs in the supervisor process (one per running box).
+ *
+ * Launch protocol (Protocol.ts, one Schema for both ends): argv = the home directory and the
+ * runtime's driver. The process loads that driver and probes it, then waits for one
+ * SupervisorCommand line on stdin naming the box, its driver (another one is loaded then) and
+ * the guest to boot. So a runtime can keep a spare supervisor loaded ahead of the next start
+ * (Node takes ~0.3 s to load one). Stdin then stays open while the launcher lives (a
+ * non-detached box stops when it closes); a stdin that closes before a command ends an unused
+ * spare. The supervisor writes one LaunchReport line on fd 3 once the box runs or failed (the
+ * error with its tag and fields), then closes it. It logs to the box's `supervisor.log`.
  * A spare touches nothing of the home before its command: it never re-creates a home that was
  * deleted after its runtime closed (it opens the state database only if it exists).
  */
 import type { ControlDone, ControlRequest, GuestConfig } from "@boxlite/agent-protocol"
 import { DiskStore, layer as diskStoreLayer } from "@boxlite/storage"
-import { Context, Deferred, Effect, Exit, Layer, Scope } from "effect"
+import { Cause, Deferred, Effect, Exit, Layer, Runtime, Scope } from "effect"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
 import { randomBytes } from "node:crypto"
-import { BoxliteError, BootError, BoxNotFound, BoxStateError, HypervisorUnavailable, InvalidOptions, SnapshotError, StorageError, TimeoutError } from "./Errors.js"
-import { type DriverPlugin, type GuestFiles, Hypervisor, loadDriver, removeRunDirs, RotatingLog, type SavedState, type Vm, type VmExit, type VmVolume } from "@boxlite/driver"
-import { AgentMux } from "./internal/AgentMux.js"
-import { boxDirOf, rootDiskOf, rootfsDirOf, supervisorLogOf, supervisorSocketOf, suspendStateOf } from "./internal/BoxFiles.js"
-import { claimHostPorts } from "./internal/HostPorts.js"
-import { restrictFiles } from "./internal/PrivateHome.js"
-import { type ProcessRef, selfRef } from "./internal/Proc.js"
-import { openVolumeSource } from "./internal/VolumeSource.js"
-import * as Logging from "./Logging.js"
-import { unsavable } from "./Snapshots.js"
-import { LOG_MAX_BYTES, type Volume } from "./Options.js"
-import { type BoxChange, type BoxRecord, layerSqlite, StateStore } from "./StateStore.js"
-
-/** How this platform runs a supervisor: a Node module that calls `runSupervisorMain` with the same layers. */
-export class SupervisorEntry extends Context.Service<SupervisorEntry, {
-  readonly module: string
-}>()("@boxlite/core/SupervisorEntry") {}
-
-/** What a launcher writes on the supervisor's stdin: the box to run. */
-export interface SupervisorCommand {
-  readonly boxId: string
-  /** The process that claimed the start; the supervisor takes the record over from it. */
-  readonly launcher: ProcessRef
-  /** Stop the box when the launcher's end of stdin closes. */
-  readonly owned: boolean
-  /** Cap of supervisor.log (BoxOptions.logMaxBytes). */
-  readonly logMaxBytes?: number
-  /** The box's driver (BoxRecord.driver), loaded with loadDriver. */
-  readonly driver: string
-  /** The guest kernel and initramfs, as the launcher's GuestArtifacts found them. */
-  readonly guest: GuestFiles
-}
+import { BootError, BoxStateError, type HypervisorUnavailable, InvalidOptions, SnapshotError, TimeoutError } from "../Errors.js"
+import { type DriverPlugin, Hypervisor, loadDriver, removeRunDirs, RotatingLog, type SavedState, type Vm, type VmExit, type VmVolume } from "@boxlite/driver"
+import { AgentMux } from "./AgentMux.js"
+import { decodeCommand, encodeReport, fromWire, type LaunchReport, type SupervisorCommand, toWire, type WireError } from "./Protocol.js"
+import { boxDirOf, removeBox, rootDiskOf, rootfsDirOf, supervisorLogOf, supervisorSocketOf, suspendStateOf } from "../internal/BoxFiles.js"
+import { claimHostPorts } from "./HostPorts.js"
+import { restrictFiles } from "../internal/PrivateHome.js"
+import { selfRef } from "../internal/Proc.js"
+import { openVolumeSource } from "../internal/VolumeSource.js"
+import * as Logging from "../Logging.js"
+import { unsavable } from "../Snapshots.js"
+import { LOG_MAX_BYTES, type Volume } from "../Options.js"
+import { type BoxChange, type BoxRecord, layerSqlite, StateStore } from "../StateStore.js"
 
 export interface SupervisorArgs extends SupervisorCommand {
   readonly homeDir: string
@@ -60,35 +44,30 @@ export interface SupervisorArgs extends SupervisorCommand {
 
 /**
  * Reads the command line from stdin; `launcherGone` resolves when stdin closes afterwards.
- * Undefined when stdin closes first (an unused spare).
+ * Undefined when stdin closes first (an unused spare). A line that is not a SupervisorCommand
+ * fails: the launcher gets a BootError saying so.
  */
-const readCommand = (): Promise<{ command: SupervisorCommand; launcherGone: Promise<void> } | undefined> =>
-  new Promise((resolve, reject) => {
-    let text = ""
-    let command: SupervisorCommand | undefined
-    let markGone!: () => void
-    const launcherGone = new Promise<void>((r) => (markGone = r))
-    const ended = () => (command ? markGone() : resolve(undefined))
-    process.stdin.on("data", (chunk: Buffer) => {
-      if (command) return
-      text += chunk.toString()
-      const eol = text.indexOf("\n")
-      if (eol < 0) return
-      try {
-        command = JSON.parse(text.slice(0, eol)) as SupervisorCommand
-        resolve({ command, launcherGone })
-      } catch (e) {
-        reject(new Error(`unreadable supervisor command: ${(e as Error).message}`))
-      }
-    })
-    process.stdin.on("end", ended)
-    process.stdin.on("error", ended)
+const readCommand = Effect.callback<{ command: SupervisorCommand; launcherGone: Promise<void> } | undefined, BootError>((resume) => {
+  let text = ""
+  /** A line was read (a command, or not one): what stdin does next only tells the launcher's end. */
+  let read = false
+  let markGone!: () => void
+  const launcherGone = new Promise<void>((r) => (markGone = r))
+  const ended = () => (read ? markGone() : resume(Effect.succeed(undefined)))
+  process.stdin.on("data", (chunk: Buffer) => {
+    if (read) return
+    text += chunk.toString()
+    const eol = text.indexOf("\n")
+    if (eol < 0) return
+    read = true
+    const decoded = decodeCommand(text.slice(0, eol))
+    resume(Exit.isSuccess(decoded)
+      ? Effect.succeed({ command: decoded.value, launcherGone })
+      : Effect.fail(new BootError(`the supervisor received no valid command: ${String(decoded.cause)}`, "")))
   })
-
-/** The launch report on fd 3: the error crosses the process boundary as its tag and fields. */
-export type LaunchReport =
-  | { readonly ok: true }
-  | { readonly ok: false; readonly error: { readonly _tag: string; readonly message: string; readonly consoleTail?: string; readonly reason?: string } }
+  process.stdin.on("end", ended)
+  process.stdin.on("error", ended)
+})
 
 const READY_FD = 3
 const STOP_GRACE_MS = 10_000
@@ -96,36 +75,19 @@ const STOP_GRACE_MS = 10_000
 /** Writes the launch report on fd 3 and closes it; once. */
 const report = (message: LaunchReport): void => {
   try {
-    fs.writeSync(READY_FD, `${JSON.stringify(message)}\n`)
+    fs.writeSync(READY_FD, encodeReport(message))
     fs.closeSync(READY_FD)
   } catch {
     // The launcher is gone, or the report was written; the record says what happened.
   }
 }
 
+/** A boot failure that is none of the supervisor's typed errors (a bug): a BootError saying what it was. */
+const bootFailure = (boxId: string) => (message: string): WireError => ({ _tag: "BootError", problem: `box ${boxId} failed to start: ${message}`, consoleTail: "" })
+
 /** How a VM that nobody asked to stop ended: a failure, whatever its exit code. */
 const unexpectedExit = (exit: VmExit): string =>
   `the VM exited without a stop request (${exit.signal ? `killed by ${exit.signal}` : `exit code ${exit.code}`})`
-
-/** Rebuilds the typed error a supervisor reported. */
-export const errorFromReport = (error: Extract<LaunchReport, { ok: false }>["error"], boxId: string): BoxliteError => {
-  switch (error._tag) {
-    case "BootError":
-      return new BootError(error.message.split("\n--- guest console")[0]!, error.consoleTail ?? "")
-    case "HypervisorUnavailable":
-      return new HypervisorUnavailable(error.message)
-    case "StorageError":
-      return new StorageError({ message: error.message })
-    case "BoxNotFound":
-      return new BoxNotFound(boxId)
-    case "SnapshotError":
-      return new SnapshotError(error.reason as SnapshotError["reason"] ?? "corrupt", error.message)
-    case "InvalidOptions":
-    case "BoxStateError":
-    default:
-      return new BoxStateError(error.message)
-  }
-}
 
 /**
  * A volume as the VM sees it: a virtiofs share of a directory; for a single file, a share
@@ -434,7 +396,7 @@ export const runSupervisor = (args: SupervisorArgs, launcherGone?: Promise<void>
 
     const record = yield* store.find(args.boxId)
     if (!record) {
-      report({ ok: false, error: { _tag: "BoxNotFound", message: `no box ${args.boxId}` } })
+      report({ ok: false, error: { _tag: "BoxNotFound", idOrName: args.boxId } })
       return
     }
     const tookOver = yield* store.updateIfSupervisor(record.id, args.launcher, { supervisor: self })
@@ -447,18 +409,12 @@ export const runSupervisor = (args: SupervisorArgs, launcherGone?: Promise<void>
     if (Exit.isFailure(started)) {
       yield* Scope.close(scope, Exit.void)
       const error = started.cause.reasons.map((r) => ("error" in r ? r.error : undefined)).find((e) => e !== undefined)
-      const tagged = error instanceof BoxliteError
-        ? {
-          _tag: (error as { _tag?: string })._tag ?? "BoxStateError",
-          message: error.message,
-          ...(error instanceof BootError ? { consoleTail: error.consoleTail } : {}),
-          ...(error instanceof SnapshotError ? { reason: error.reason } : {})
-        }
-        : { _tag: "BootError", message: `box ${record.id} failed to start: ${String(error ?? started.cause)}` }
-      yield* Effect.logError("boot failed").pipe(Effect.annotateLogs({ error: tagged.message }))
+      const wire = toWire(error ?? started.cause, bootFailure(record.id))
+      const message = fromWire(wire).message
+      yield* Effect.logError("boot failed").pipe(Effect.annotateLogs({ error: message }))
       removeRunDirs(record.id)
-      yield* store.updateIfSupervisor(record.id, self, { status: "failed", reason: tagged.message, pid: undefined, supervisor: undefined })
-      report({ ok: false, error: tagged })
+      yield* store.updateIfSupervisor(record.id, self, { status: "failed", reason: message, pid: undefined, supervisor: undefined })
+      report({ ok: false, error: wire })
       return
     }
     const running = started.value
@@ -482,8 +438,7 @@ export const runSupervisor = (args: SupervisorArgs, launcherGone?: Promise<void>
     } else if (failure) {
       yield* Effect.logError("box failed").pipe(Effect.annotateLogs({ reason: failure }))
     } else if (record.options.autoRemove) {
-      fs.rmSync(boxDirOf(args.homeDir, record.id), { recursive: true, force: true })
-      if (yield* store.delete(record.id)) yield* store.increment("boxesDestroyed")
+      yield* removeBox(args.homeDir, store, record.id)
       yield* Effect.logInfo("removed (autoRemove)")
     }
     yield* Effect.logInfo("stopped")
@@ -522,7 +477,7 @@ export const runSupervisorMain = (argv: ReadonlyArray<string>, importer?: Driver
       Effect.tap(({ hypervisor }) => Effect.ignore(hypervisor.info)),
       Effect.option
     )
-    const received = yield* Effect.promise(readCommand)
+    const received = yield* readCommand
     if (!received) return
     const { command } = received
     try {
@@ -542,9 +497,18 @@ export const runSupervisorMain = (argv: ReadonlyArray<string>, importer?: Driver
       Layer.succeed(Hypervisor, hypervisor)
     )
     yield* runSupervisor({ homeDir, ...command }, received.launcherGone).pipe(Effect.provide(state))
-  }).pipe(Effect.tapError((e) => Effect.sync(() => report({ ok: false, error: { _tag: e._tag, message: e.message } }))))
-  Effect.runPromiseExit(Effect.provide(program, Logging.layerFromEnv(process.env, log))).then((exit) => {
-    if (Exit.isFailure(exit)) log(`supervisor failed: ${String(exit.cause)}`)
-    process.exit(Exit.isSuccess(exit) ? 0 : 1)
-  })
+  }).pipe(
+    // Once written, the report cannot be changed: this one only reaches a launcher still waiting.
+    Effect.tapError((e) => Effect.sync(() => report({ ok: false, error: toWire(e, (message) => ({ _tag: "BootError", problem: message, consoleTail: "" })) }))),
+    Effect.tapCause((cause) => Effect.sync(() => log(`supervisor failed: ${Cause.pretty(cause)}`))),
+    Effect.provide(Logging.layerFromEnv(process.env, log))
+  )
+  runMain(program, { disableErrorReporting: true })
 }
+
+/**
+ * NodeRuntime.runMain without its signal handlers: the supervisor's SIGTERM, SIGINT and SIGHUP
+ * are stop requests (runSupervisor), which power the guest off and record the box's status,
+ * where an interrupted main fiber would kill the VM. Exits with the program's exit code.
+ */
+const runMain = Runtime.makeRunMain(({ fiber, teardown }) => fiber.addObserver((exit) => teardown(exit, (code) => process.exit(code))))
