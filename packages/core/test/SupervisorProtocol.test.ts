@@ -69,7 +69,7 @@ describe("launch protocol", () => {
   it("every other supervisor error keeps its class and fields", () => {
     const errors = [
       new HypervisorUnavailable("no qemu"),
-      new StorageError("disk full"),
+      new StorageError({ message: "disk full" }),
       new BoxNotFound("01XYZ"),
       new SnapshotError("incompatible", "saved by another QEMU"),
       new BoxStateError("box x is being started by another process")
