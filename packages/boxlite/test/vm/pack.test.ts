@@ -53,7 +53,7 @@ describe("the packed boxlite", () => {
       npm(["pack", "--silent", "--pack-destination", tarballs, from], work)
     }
     const packed = fs.readdirSync(tarballs)
-    expect(packed).toContain("boxlite-0.1.0.tgz".replace("0.1.0", readJson(path.join(repo, "packages/boxlite/package.json")).version))
+    expect(packed).toContain(`boxlite-${readJson(path.join(repo, "packages/boxlite/package.json")).version}.tgz`)
     expect(packed).toHaveLength(closure("boxlite").size)
 
     const app = path.join(work, "app")
