@@ -47,7 +47,7 @@ export const table = (rows) => {
       r.name,
       quantity(r.value, r.unit),
       r.floor === undefined ? "-" : `${quantity(r.floor, r.unit)} (${r.floorName})`,
-      r.ratio === undefined ? "-" : `${r.ratio.toFixed(r.ratio < 0.1 ? 3 : 2)}x`,
+      r.ratio === undefined ? "-" : `${r.ratio.toPrecision(3)}x`,
       describeTarget(r.target),
       r.met === undefined ? "-" : r.met ? "ok" : "MISSED"
     ])

@@ -43,6 +43,8 @@ describe("benchmark targets", () => {
     expect(lines[0].split("|").map((c: string) => c.trim())).toEqual(["benchmark", "value", "floor", "ratio", "target", "result"])
     expect(lines[2].split("|").map((c: string) => c.trim())).toEqual(["cold start", "2100 ms", "1500 ms (bare boot)", "1.40x", "<= 1.5x floor", "ok"])
     expect(lines[3]).toMatch(/2\.00x \| <= 1\.5x floor \| MISSED$/)
+    // Three significant digits: 0.303x, not a rounded 0.30x beside a target of 0.3x.
+    expect(table([{ ...cold, value: 558, floor: 1842, target: TARGETS.warmStart }])).toMatch(/0\.303x \| <= 0\.3x floor \| MISSED/)
     expect(lines[4].split("|").map((c: string) => c.trim())).toEqual(["io", "384 MB/s", "-", "-", "(none)", "-"])
   })
 
