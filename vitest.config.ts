@@ -21,7 +21,7 @@ export default defineConfig({
   test: {
     projects: [
       {
-        test: { name: "unit", include: ["packages/*/test/**/*.test.ts"], exclude: ["packages/*/test/vm/**"] }
+        test: { name: "unit", include: ["packages/*/test/**/*.test.ts", "bench/test/**/*.test.ts", "test/**/*.test.ts"], exclude: ["packages/*/test/vm/**"] }
       },
       {
         // Boots real VMs under QEMU: slow under TCG, so generous timeouts and limited parallelism.

@@ -9,6 +9,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import puppeteer from "puppeteer-core"
+import { report } from "./targets.js"
 // The exact launch BrowserBox uses (internal to @boxlite/boxes; this script lives in the repo).
 import { defaultImage } from "../packages/boxes/dist/BrowserBox.js"
 import { endpointOf, GUEST_PORT, launchCommand } from "../packages/boxes/dist/internal/Browsers.js"
@@ -68,9 +69,7 @@ const main = async () => {
     }
     const b = median(boxed)
     const d = median(direct)
-    console.log(`BrowserBox start() -> first CDP command: median ${fmt(b)} (${rounds} rounds)`)
-    console.log(`same Chromium started in a running box -> first CDP command: median ${fmt(d)}`)
-    console.log(`ratio: ${(b / d).toFixed(2)}x`)
+    report([{ name: `BrowserBox start() -> first CDP command, median of ${rounds}`, value: b / 1000, unit: "s", floor: d / 1000, floorName: "the same Chromium started in a running box" }])
   } finally {
     await runtime.close()
     fs.rmSync(home, { recursive: true, force: true })

@@ -8,13 +8,13 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import { report } from "./targets.js"
 
 const repo = fileURLToPath(new URL("..", import.meta.url))
 const image = `oci:${path.join(repo, "images/out/busybox")}:latest`
 const rounds = Number(process.env.BENCH_ROUNDS ?? 5)
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
-const fmt = (ms) => `${ms.toFixed(0)} ms`
 const time = (f) => {
   const start = performance.now()
   f()
@@ -36,7 +36,6 @@ const main = async () => {
       node.push(time(() => execFileSync(process.execPath, ["-e", ""])))
       version.push(time(() => cli("version")))
     }
-    console.log(`start-up: npx boxlite version ${fmt(median(version))}, node -e "" ${fmt(median(node))}`)
     // The base of the image is built once, before any timing.
     cli("run", "-m", "128", image, "true")
     const runtime = new Boxlite({ homeDir: home })
@@ -55,7 +54,10 @@ const main = async () => {
     } finally {
       await runtime.close()
     }
-    console.log(`run true: CLI ${fmt(median(cliRun))}, API in process ${fmt(median(apiRun))}, ratio ${(median(cliRun) / median(apiRun)).toFixed(2)}`)
+    report([
+      { name: "start-up: `npx boxlite version`, median", value: median(version), unit: "ms", floor: median(node), floorName: 'node -e ""' },
+      { name: "`npx boxlite run IMAGE true`, median", value: median(cliRun), unit: "ms", floor: median(apiRun), floorName: "the same through the API in process" }
+    ])
   } finally {
     fs.rmSync(home, { recursive: true, force: true })
   }

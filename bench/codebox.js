@@ -6,12 +6,12 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import { report, TARGETS } from "./targets.js"
 
 const image = `oci:${fileURLToPath(new URL("../images/out/python", import.meta.url))}:slim`
 const rounds = Number(process.env.BENCH_ROUNDS ?? 50)
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
-const fmt = (ms) => `${ms.toFixed(ms < 10 ? 2 : 0)} ms`
 const time = async (f) => {
   const start = performance.now()
   await f()
@@ -39,7 +39,7 @@ try {
   }
   const [cell, floor] = [median(cells), median(fresh)]
   console.log(`${rounds} rounds each, accelerator ${(await runtime.info()).hypervisor.accelerator}`)
-  console.log(`runCode("1+1") round trip p50: ${fmt(cell)} | exec("python3", "-c", "1") p50: ${fmt(floor)} | ratio ${(cell / floor).toFixed(3)}x | target <= 0.2x`)
+  report([{ name: 'runCode("1+1") round trip p50', value: cell, unit: "ms", floor, floorName: 'exec("python3", "-c", "1") p50', target: TARGETS.codeboxCell }])
 } finally {
   await codebox.stop()
   await runtime.close()

@@ -6,6 +6,7 @@ import { Boxlite, ComputerBox } from "boxlite"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { report } from "./targets.js"
 
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3)
 const calls = Number(process.env.BENCH_CALLS ?? 30)
@@ -39,9 +40,11 @@ try {
     }
   }
   console.log(`new ComputerBox() -> waitUntilReady(): median ${fmt(median(ready))} (${ready.map(fmt).join(", ")})`)
-  console.log(`screenshot() p50 ${fmt(median(screenshot))} (${(median(screenshot) / median(exec)).toFixed(1)}x the exec round trip)`)
-  console.log(`leftClick() p50 ${fmt(median(click))} (${(median(click) / median(exec)).toFixed(1)}x the exec round trip)`)
-  console.log(`exec("true") round trip p50 ${fmt(median(exec))}`)
+  report([
+    { name: "new ComputerBox() -> waitUntilReady(), median", value: median(ready), unit: "ms" },
+    { name: "screenshot() p50", value: median(screenshot), unit: "ms", floor: median(exec), floorName: 'exec("true") round trip p50' },
+    { name: "leftClick() p50", value: median(click), unit: "ms", floor: median(exec), floorName: 'exec("true") round trip p50' }
+  ])
 } finally {
   await runtime.close()
   fs.rmSync(home, { recursive: true, force: true })

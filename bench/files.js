@@ -9,6 +9,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import { report } from "./targets.js"
 
 const image = `oci:${fileURLToPath(new URL("../images/out/busybox", import.meta.url))}:latest`
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3)
@@ -66,13 +67,14 @@ const main = async () => {
     await runtime.close()
     fs.rmSync(work, { recursive: true, force: true })
   }
-  const rate = (name, value, floorName, floor) =>
-    console.log(`${name}: median ${value.toFixed(1)} MB/s | floor (${floorName}): ${floor.toFixed(1)} MB/s | ratio ${(value / floor).toFixed(2)}`)
   console.log(`${rounds} rounds of 64 MiB, ${smallRounds} of 4 KiB`)
-  rate("copyIn of a 64 MiB file", median(result.copyIn), "the same bytes to an exec's stdin", median(result.stdin))
-  rate("copyOut of a 64 MiB file", median(result.copyOut), "the same bytes from an exec's stdout", median(result.stdout))
-  console.log(`writeFile 4 KiB p50 ${median(result.write).toFixed(1)} ms, readFile 4 KiB p50 ${median(result.read).toFixed(1)} ms | floor (ping p50): ${median(result.ping).toFixed(2)} ms`)
-  console.log(`host peak RSS growth during a 64 MiB copyOut: ${(peak / 1024 / 1024).toFixed(1)} MiB`)
+  report([
+    { name: "copyIn of a 64 MiB file, median", value: median(result.copyIn), unit: "MB/s", floor: median(result.stdin), floorName: "the same bytes to an exec's stdin" },
+    { name: "copyOut of a 64 MiB file, median", value: median(result.copyOut), unit: "MB/s", floor: median(result.stdout), floorName: "the same bytes from an exec's stdout" },
+    { name: "writeFile 4 KiB p50", value: median(result.write), unit: "ms", floor: median(result.ping), floorName: "ping p50" },
+    { name: "readFile 4 KiB p50", value: median(result.read), unit: "ms", floor: median(result.ping), floorName: "ping p50" },
+    { name: "host peak RSS growth during a 64 MiB copyOut", value: peak / 1024 / 1024, unit: "MiB" }
+  ])
 }
 
 await main()

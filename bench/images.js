@@ -10,6 +10,7 @@ import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import { report, TARGETS } from "./targets.js"
 
 const layout = fileURLToPath(new URL("../images/out/python", import.meta.url))
 const rounds = Number(process.env.BENCH_ROUNDS ?? 5)
@@ -80,8 +81,10 @@ const main = async () => {
   fs.rmSync(work, { recursive: true, force: true })
 
   console.log(`${rounds} pulls, ${createRounds} cached creates`)
-  console.log(`pull + prepare (python image, local registry): median ${median(ours).toFixed(0)} ms | floor (skopeo copy + umoci unpack + mke2fs -d): ${median(tools).toFixed(0)} ms | ratio ${(median(ours) / median(tools)).toFixed(2)}x | target <= 1.0x`)
-  console.log(`create from cached image: p50 ${median(creates).toFixed(1)} ms | target <= 50 ms`)
+  report([
+    { name: "pull + prepare (python image, local registry), median", value: median(ours), unit: "ms", floor: median(tools), floorName: "skopeo copy + umoci unpack + mke2fs -d", target: TARGETS.pullPrepare },
+    { name: "create from cached image p50", value: median(creates), unit: "ms", target: TARGETS.createCached }
+  ])
 }
 
 await main()

@@ -8,6 +8,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import { report } from "./targets.js"
 
 const image = `oci:${fileURLToPath(new URL("../images/out/python", import.meta.url))}:slim`
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3)
@@ -108,11 +109,11 @@ const main = async () => {
   await runtime.close()
   fs.rmSync(work, { recursive: true, force: true })
 
-  const row = (name, value, floorName, floor) =>
-    console.log(`${name}: median ${value.toFixed(0)} MB/s | floor (${floorName}): ${floor.toFixed(0)} MB/s | ratio ${(value / floor).toFixed(3)}`)
   console.log(`${rounds} rounds each`)
-  row("1 GiB read through a read-only volume (dd in the guest)", median(volume), "dd of the file on the host", median(host))
-  row("200 MB over a forwarded TCP port (guest server -> host client)", median(tcp), "the same between two host processes", median(tcpHost))
+  report([
+    { name: "1 GiB read through a read-only volume (dd in the guest), median", value: median(volume), unit: "MB/s", floor: median(host), floorName: "dd of the file on the host" },
+    { name: "200 MB over a forwarded TCP port (guest server -> host client), median", value: median(tcp), unit: "MB/s", floor: median(tcpHost), floorName: "the same between two host processes" }
+  ])
 }
 
 await main()

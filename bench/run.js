@@ -10,6 +10,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { bareBoot } from "./floor.js"
+import { report, TARGETS } from "./targets.js"
 
 const image = `oci:${fileURLToPath(new URL("../images/out/busybox", import.meta.url))}:latest`
 const rounds = Number(process.env.BENCH_ROUNDS ?? 7)
@@ -68,16 +69,13 @@ await runtime.close()`
   await runtime.close()
   fs.rmSync(home, { recursive: true, force: true })
 
-  const rows = [
-    ["cold start (create -> `true` result)", median(coldStart), "bare QEMU boot to /init", median(floorBoot), "<= 1.5x"],
-    ["exec round trip p50 (`true`)", median(execs), "agent ping p50", median(pings), "<= 20 ms"],
-    ["reattach from another process (open home, get, `true`)", median(reattach), "exec round trip p50", median(execs), "(none set)"]
-  ]
   console.log(`\n${rounds} cold starts, ${execRounds} execs`)
-  for (const [name, value, floorName, floor, target] of rows) {
-    console.log(`${name}: median ${fmt(value)} | floor (${floorName}): ${fmt(floor)} | ratio ${(value / floor).toFixed(2)}x | target ${target}`)
-  }
   console.log(`exec round trip p90 ${fmt(quantile(execs, 0.9))}, ping p90 ${fmt(quantile(pings, 0.9))}`)
+  report([
+    { name: "cold start (create -> `true` result), median", value: median(coldStart), unit: "ms", floor: median(floorBoot), floorName: "bare QEMU boot to /init", target: TARGETS.coldStart },
+    { name: "exec round trip p50 (`true`)", value: median(execs), unit: "ms", floor: median(pings), floorName: "agent ping p50", target: TARGETS.execRoundTrip },
+    { name: "reattach from another process (open home, get, `true`), median", value: median(reattach), unit: "ms", floor: median(execs), floorName: "exec round trip p50" }
+  ])
 }
 
 await main()

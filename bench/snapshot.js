@@ -9,12 +9,12 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { bareBoot } from "./floor.js"
+import { report, TARGETS } from "./targets.js"
 
 const image = `oci:${fileURLToPath(new URL("../images/out/busybox", import.meta.url))}:latest`
 const rounds = Number(process.env.BENCH_ROUNDS ?? 7)
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
-const fmt = (ms) => `${ms.toFixed(ms < 10 ? 2 : 0)} ms`
 const timed = async (f) => {
   const start = performance.now()
   await f()
@@ -70,13 +70,14 @@ const main = async () => {
 
   const floor = median(floorBoot)
   console.log(`\n${rounds} rounds; snapshot of an idle ${snapshot.memoryMib} MiB busybox box: state ${(snapshot.stateBytes / 2 ** 20).toFixed(1)} MiB, ${(snapshot.sizeBytes / 2 ** 20).toFixed(1)} MiB on disk`)
-  for (const [name, value, target] of [
-    ["warm start (create fromSnapshot -> `true` result)", median(warmStart), "<= 0.3x"],
-    ["resume from suspend (exec `true` on a suspended box -> result)", median(resumeTimes), "(none set)"]
-  ]) {
-    console.log(`${name}: median ${fmt(value)} | floor (bare QEMU boot to /init): ${fmt(floor)} | ratio ${(value / floor).toFixed(2)}x | target ${target}`)
-  }
-  console.log(`snapshot (box runs on): median ${fmt(median(snapshotTimes))}; suspend: median ${fmt(median(suspendTimes))}; pause + resume: median ${fmt(median(pauseResume))}`)
+  const floorName = "bare QEMU boot to /init"
+  report([
+    { name: "warm start (create fromSnapshot -> `true` result), median", value: median(warmStart), unit: "ms", floor, floorName, target: TARGETS.warmStart },
+    { name: "resume from suspend (exec `true` on a suspended box -> result), median", value: median(resumeTimes), unit: "ms", floor, floorName },
+    { name: "snapshot (box runs on), median", value: median(snapshotTimes), unit: "ms" },
+    { name: "suspend, median", value: median(suspendTimes), unit: "ms" },
+    { name: "pause + resume, median", value: median(pauseResume), unit: "ms" }
+  ])
 }
 
 await main()
