@@ -21,7 +21,13 @@ export default defineConfig({
   test: {
     projects: [
       {
-        test: { name: "unit", include: ["packages/*/test/**/*.test.ts", "bench/test/**/*.test.ts", "test/**/*.test.ts"], exclude: ["packages/*/test/vm/**"] }
+        // No VM, but real processes (supervisors, fake VMMs, python): 5 s was missed on a loaded 2-core host.
+        test: {
+          name: "unit",
+          include: ["packages/*/test/**/*.test.ts", "bench/test/**/*.test.ts", "test/**/*.test.ts"],
+          exclude: ["packages/*/test/vm/**"],
+          testTimeout: 20_000
+        }
       },
       {
         // Boots real VMs under QEMU: slow under TCG, so generous timeouts and limited parallelism.
