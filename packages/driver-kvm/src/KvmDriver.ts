@@ -5,7 +5,7 @@
  * KVM (probed by ioctls, KvmProbe.ts): there is no software fallback, that is the QEMU driver's.
  */
 import {
-  BootError, CONSOLE_LOG_MAX_BYTES, type DriverCapabilities, type DriverPlugin, Hypervisor, HypervisorUnavailable, makeRunDir, type Vm, type VmExit,
+  BootError, CONSOLE_LOG_MAX_BYTES, type DriverCapabilities, type DriverPlugin, Hypervisor, HypervisorUnavailable, makeRunDir, openDescriptors, type Vm, type VmExit,
   outputTail, type VmmConfinement, type VmSpec
 } from "@boxlite/driver"
 import {
@@ -287,24 +287,12 @@ interface OpenFiles {
 
 /** The box's files, opened here and inherited: the jailed VMM sees none of its directories. */
 const openFiles = (spec: VmSpec): OpenFiles => {
-  const opened: Array<number> = []
-  const open = (file: string, flags: number) => {
-    const fd = fs.openSync(file, flags)
-    opened.push(fd)
-    return fd
-  }
-  try {
-    const { O_RDONLY, O_RDWR, O_NOFOLLOW } = fs.constants
-    return {
-      kernel: open(spec.kernel, O_RDONLY),
-      initrd: open(spec.initrd, O_RDONLY),
-      disk: open(spec.rootDisk, O_RDWR | O_NOFOLLOW),
-      close: () => opened.splice(0).forEach((fd) => fs.closeSync(fd))
-    }
-  } catch (e) {
-    opened.splice(0).forEach((fd) => fs.closeSync(fd))
-    throw e
-  }
+  const { O_RDONLY, O_RDWR, O_NOFOLLOW } = fs.constants
+  return openDescriptors((open) => ({
+    kernel: open(spec.kernel, O_RDONLY),
+    initrd: open(spec.initrd, O_RDONLY),
+    disk: open(spec.rootDisk, O_RDWR | O_NOFOLLOW)
+  }))
 }
 
 interface Launch {

@@ -3,7 +3,7 @@
  * kernel boot, its disk on virtio-blk and the agent channel on a virtio-serial port.
  */
 import {
-  BootError, CONSOLE_LOG_MAX_BYTES, type DiskFormat, type DriverCapabilities, type DriverPlugin, Hypervisor, HypervisorUnavailable, makeRunDir, type SavedState, SnapshotError, type Vm,
+  BootError, CONSOLE_LOG_MAX_BYTES, type DiskFormat, type DriverCapabilities, type DriverPlugin, Hypervisor, HypervisorUnavailable, makeRunDir, openDescriptors, type SavedState, SnapshotError, type Vm,
   outputTail, type OutputTail, type VmControl, type VmExit, type VmmConfinement, type VmSpec
 } from "@boxlite/driver"
 import { Effect, Layer } from "effect"
@@ -441,28 +441,16 @@ interface OpenFiles {
 
 /** The box's files, opened here so that the jailed QEMU, which cannot see them, gets descriptors. */
 const openFiles = (spec: VmSpec): OpenFiles => {
-  const opened: Array<number> = []
-  const open = (file: string, flags: number) => {
-    const fd = fs.openSync(file, flags)
-    opened.push(fd)
-    return fd
-  }
-  try {
-    const { O_RDONLY, O_RDWR, O_NOFOLLOW } = fs.constants
-    return {
-      kernel: open(spec.kernel, O_RDONLY),
-      initrd: open(spec.initrd, O_RDONLY),
-      base: spec.rootDiskBase === undefined ? undefined : open(spec.rootDiskBase, O_RDONLY),
-      // The box's own disk is never a symlink.
-      disk: open(spec.rootDisk, O_RDWR | O_NOFOLLOW),
-      layers: (spec.rootDiskLayers ?? []).map((layer) => open(layer, O_RDONLY | O_NOFOLLOW)),
-      incoming: spec.restore ? open(spec.restore.file, O_RDONLY | O_NOFOLLOW) : undefined,
-      close: () => opened.splice(0).forEach((fd) => fs.closeSync(fd))
-    }
-  } catch (e) {
-    opened.splice(0).forEach((fd) => fs.closeSync(fd))
-    throw e
-  }
+  const { O_RDONLY, O_RDWR, O_NOFOLLOW } = fs.constants
+  return openDescriptors((open) => ({
+    kernel: open(spec.kernel, O_RDONLY),
+    initrd: open(spec.initrd, O_RDONLY),
+    base: spec.rootDiskBase === undefined ? undefined : open(spec.rootDiskBase, O_RDONLY),
+    // The box's own disk is never a symlink.
+    disk: open(spec.rootDisk, O_RDWR | O_NOFOLLOW),
+    layers: (spec.rootDiskLayers ?? []).map((layer) => open(layer, O_RDONLY | O_NOFOLLOW)),
+    incoming: spec.restore ? open(spec.restore.file, O_RDONLY | O_NOFOLLOW) : undefined
+  }))
 }
 
 /** A promise whose rejection is handled by whoever awaits it later, not reported as unhandled meanwhile. */

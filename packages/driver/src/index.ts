@@ -12,3 +12,5 @@ export * as RotatingLog from "./RotatingLog.js"
 export * from "./OutputTail.js"
 /** A driver's run folder for a box, and removing those a dead box left. */
 export * from "./RunDir.js"
+/** Opening a box's files for a jailed VMM, closed together. */
+export * from "./Descriptors.js"
