@@ -235,6 +235,35 @@ describe("errors users see are BoxliteErrors", () => {
     }
   }, 60_000)
 
+  it("a stop ends with the run it found: a run another process starts meanwhile is not stopped nor killed", async () => {
+    const home = tempHome()
+    const supervisors = { take: () => { throw new Error("must not launch") }, refill: () => {} } as unknown as SupervisorPool
+    // Two live processes standing for the supervisor of the run being stopped and of the next run.
+    const [first, next] = [spawn("sleep", ["300"], { stdio: "ignore" }), spawn("sleep", ["300"], { stdio: "ignore" })]
+    try {
+      const exit = await withStore(home, (store) =>
+        Effect.gen(function*() {
+          const options = yield* resolveBoxOptions({ image: "busybox", autoRemove: false })
+          const r = yield* Effect.promise(() => record("RESTARTED", { status: "stopping", supervisor: refOf(first.pid!)!, options }))
+          yield* store.insert(r)
+          const box = new BoxHandle(r, { homeDir: home, store, supervisors, hypervisorInfo: Effect.succeed(undefined), onRemoved: () => {} })
+          const stopping = yield* Effect.forkChild(box.stop)
+          yield* Effect.sleep("300 millis")
+          // Between two of the stop's polls the first run ended and another process started the box.
+          yield* store.update(r.id, { status: "running", supervisor: refOf(next.pid!)! })
+          const returned = yield* Fiber.join(stopping).pipe(Effect.timeout("5 seconds"), Effect.as(true), Effect.orElseSucceed(() => false))
+          return { returned, after: yield* store.find(r.id) }
+        }))
+      if (!Exit.isSuccess(exit)) throw new Error(String(exit.cause))
+      expect(exit.value.returned).toBe(true)
+      expect(exit.value.after).toMatchObject({ status: "running", supervisor: { pid: next.pid } })
+      expect(next.exitCode === null && next.signalCode === null).toBe(true)
+    } finally {
+      first.kill("SIGKILL")
+      next.kill("SIGKILL")
+    }
+  }, 30_000)
+
   it("exec on a failed box is a BoxStateError saying to start() it", async () => {
     const home = tempHome()
     const supervisors = { take: () => { throw new Error("must not launch") }, refill: () => {} } as unknown as SupervisorPool

@@ -27,7 +27,7 @@ import { type SnapshotInfo, snapshotInfoOf, unsavable } from "../Snapshots.js"
 import { removeBox, snapshotDirOf, supervisorLogOf, supervisorSocketOf, suspendStateOf } from "./BoxFiles.js"
 import { orWarn, removeTree } from "./Fs.js"
 import { destinationOf, extractFrom, packInto, readSingleFile, singleFileArchive } from "./FileTransfer.js"
-import { cpuTimeMs, isAlive, selfRef } from "./Proc.js"
+import { cpuTimeMs, isAlive, type ProcessRef, sameProcess, selfRef } from "./Proc.js"
 import { type SupervisorPool, type SupervisorProcess } from "../supervisor/SupervisorPool.js"
 
 const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -555,10 +555,15 @@ export class BoxHandle implements Box {
   /** Stops the box (any process's); true when its record is still there afterwards. */
   private get halt(): Effect.Effect<boolean, BoxNotFound> {
     return Effect.gen({ self: this }, function*() {
+      // The supervisor of the run this stop is for: once it is gone and another process has started
+      // the box again, that new run is not ours to stop (polls may miss the "stopped" in between).
+      let stopping: ProcessRef | undefined
       // Asks the supervisor to stop until the record says it has; true once it has.
       const askToStop = (force: boolean) => Effect.gen({ self: this }, function*() {
         const record = yield* this.current
         if (!ACTIVE_STATUSES.includes(record.status)) return true
+        if (stopping && !sameProcess(record.supervisor, stopping)) return true
+        if (record.supervisor && !record.launching) stopping = record.supervisor
         if (record.status === "running" || record.status === "paused") {
           const connection = this.openConnection ?? (yield* this.connect.pipe(Effect.orElseSucceed(() => undefined)))
           connection?.shutdown()

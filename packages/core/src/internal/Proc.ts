@@ -73,6 +73,10 @@ export const refOf = (pid: number, source?: ProcSource): ProcessRef | undefined 
 
 export const selfRef = (): ProcessRef => refOf(process.pid)!
 
+/** True when both name the same process (a pid reused later is another process). */
+export const sameProcess = (a: ProcessRef | undefined, b: ProcessRef | undefined): boolean =>
+  a !== undefined && b !== undefined && a.pid === b.pid && a.startTime === b.startTime
+
 /** True while the process runs (a zombie has ended). */
 export const isAlive = (ref: ProcessRef | undefined, source?: ProcSource): boolean => {
   if (!ref) return false
