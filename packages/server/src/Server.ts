@@ -4,7 +4,8 @@
  * owner-only) or on 127.0.0.1 with a bearer token. It adds no runtime logic: boxes are the
  * home's ordinary boxes, created detached (they outlive requests and the server).
  */
-import { NodeHttpServer } from "@effect/platform-node"
+// The module, not the package index: that loads the HTTP client too (undici 8, Node >= 22.19).
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { type BoxOptions, type ExecOptions, InvalidOptions } from "@boxlite/core"
 import type { Box, Boxlite } from "@boxlite/core/promise"
 import { ByteSize, Cause, Effect, Exit, Layer, Queue, Scope, Stream } from "effect"
