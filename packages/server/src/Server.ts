@@ -256,7 +256,7 @@ const middleware = (token: string | undefined) =>
 
 /** The routes of the API on `runtime` (no listener): for tests and for `serve`. */
 export const routes = (options: ServerOptions) =>
-  Layer.mergeAll(HttpApiBuilder.layer(Api).pipe(Layer.provide(handlers(options))), middleware(options.token))
+  Layer.mergeAll(HttpApiBuilder.layer(Api, { openapiPath: "/v1/openapi.json" }).pipe(Layer.provide(handlers(options))), middleware(options.token))
 
 export interface RunningServer {
   /** `unix:///abs/path.sock` or `http://127.0.0.1:PORT`: what BOXLITE_URL takes. */
@@ -274,8 +274,12 @@ export const start = async (options: ServerOptions & { readonly homeDir: string 
   const lock = await acquireLock(options.homeDir, options.listen)
   try {
     if (options.listen.type === "tcp" && !options.token) throw new InvalidOptions("tokenFile", "a TCP listener needs a bearer token (--token-file)")
+    // Opens the home now (made private; another user's is refused) rather than at the first request.
+    await options.runtime.homeDir
     if (options.listen.type === "unix") await fs.rm(options.listen.path, { force: true })
-    const listenOptions = options.listen.type === "unix" ? { path: options.listen.path } : { host: options.listen.host, port: options.listen.port }
+    // Streams still open at close (an output being read, a wait) are cut after a moment.
+    const shutdown = { gracefulShutdownTimeout: "2 seconds" } as const
+    const listenOptions = options.listen.type === "unix" ? { path: options.listen.path, ...shutdown } : { host: options.listen.host, port: options.listen.port, ...shutdown }
     // No request timeout: an output stream or a wait may last as long as the command runs.
     const server = HttpRouter.serve(routes(options), { disableLogger: true, disableListenLog: true }).pipe(
       Layer.provideMerge(NodeHttpServer.layer(() => http.createServer({ requestTimeout: 0 }), listenOptions))

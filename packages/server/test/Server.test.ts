@@ -81,6 +81,9 @@ describe("REST API v1 on the fake driver", () => {
     expect(info.status).toBe(200)
     expect(info.json).toMatchObject({ version: "test", homeDir: home, driver: FAKE_DRIVER_NAME })
     expect((await api.get("/v1/metrics")).json).toMatchObject({ boxesCreated: expect.any(Number) })
+    // The document is served too, as the Schemas derive it.
+    const served = await api.send("GET", "/v1/openapi.json", { check: false })
+    expect(served.json).toEqual(document)
   })
 
   it("a box: create, get by id and name, list, exec with stdout, stderr and exit code, stop, remove", async () => {
