@@ -260,6 +260,8 @@ describe("REST API v1 on the fake driver", () => {
         expect(refused.status).toBe(401)
         expect(refused.json.error._tag).toBe("Unauthorized")
       }
+      // Before routing: an unknown path says nothing without the token.
+      expect((await client(tcp.url).send("GET", "/v2/anything", { check: false })).status).toBe(401)
       expect((await client(tcp.url, "s3cret-token").get("/v1/boxes")).status).toBe(200)
     } finally {
       await tcp.close()
