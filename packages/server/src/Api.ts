@@ -168,6 +168,9 @@ export const CreateBox = Schema.Struct({
   options: optional(Options)
 }).annotate({ identifier: "CreateBox" })
 
+/** A body whose fields are all optional may be empty (read as null) or null. */
+const orEmpty = <S extends Schema.Top>(schema: S) => [schema, Schema.Null] as const
+
 export const ExecRequest = Schema.Struct({
   command: Schema.String,
   args: optional(Schema.Array(Schema.String)),
@@ -211,7 +214,7 @@ const images = HttpApiGroup.make("images")
   .add(HttpApiEndpoint.delete("remove", "/v1/images/:ref", { params: { ref: Schema.String.annotate({ description: "URL-encoded reference" }) }, success: Void, error }))
 
 const boxes = HttpApiGroup.make("boxes")
-  .add(HttpApiEndpoint.post("create", "/v1/boxes", { payload: CreateBox, success: BoxInfo.pipe(HttpApiSchema.status(201)), error }))
+  .add(HttpApiEndpoint.post("create", "/v1/boxes", { payload: orEmpty(CreateBox), success: BoxInfo.pipe(HttpApiSchema.status(201)), error }))
   .add(HttpApiEndpoint.get("list", "/v1/boxes", { success: Schema.Array(BoxInfo), error }))
   .add(HttpApiEndpoint.get("get", "/v1/boxes/:id", { params: idParam, success: BoxInfo, error }))
   .add(HttpApiEndpoint.post("start", "/v1/boxes/:id/start", { params: idParam, success: BoxInfo, error }))
@@ -225,7 +228,7 @@ const boxes = HttpApiGroup.make("boxes")
   .add(HttpApiEndpoint.get("metrics", "/v1/boxes/:id/metrics", { params: idParam, success: BoxMetrics, error }))
   .add(HttpApiEndpoint.post("action", "/v1/boxes/:id/actions/:method", {
     params: { ...idParam, method: Schema.String.annotate({ description: `per kind: ${Object.entries(ACTIONS).filter(([, m]) => m.length > 0).map(([k, m]) => `${k}: ${m.join(", ")}`).join("; ")}` }) },
-    payload: Schema.Struct({ args: optional(Schema.Array(Schema.Unknown)) }),
+    payload: orEmpty(Schema.Struct({ args: optional(Schema.Array(Schema.Unknown)) })),
     success: Schema.Struct({ result: Schema.Unknown }).annotate({ identifier: "ActionResult" }),
     error
   }))
@@ -277,13 +280,13 @@ const snapshots = HttpApiGroup.make("snapshots")
   .add(HttpApiEndpoint.get("list", "/v1/snapshots", { success: Schema.Array(SnapshotInfo), error }))
   .add(HttpApiEndpoint.post("create", "/v1/boxes/:id/snapshots", {
     params: idParam,
-    payload: Schema.Struct({ name: optional(Schema.String) }),
+    payload: orEmpty(Schema.Struct({ name: optional(Schema.String) })),
     success: SnapshotInfo.pipe(HttpApiSchema.status(201)),
     error
   }))
   .add(HttpApiEndpoint.post("clone", "/v1/snapshots/:id/clone", {
     params: { id: Schema.String },
-    payload: Schema.Struct({ options: optional(Options) }),
+    payload: orEmpty(Schema.Struct({ options: optional(Options) })),
     success: BoxInfo.pipe(HttpApiSchema.status(201)),
     error
   }))

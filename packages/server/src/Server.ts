@@ -9,7 +9,7 @@ import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { type BoxOptions, type ExecOptions, InvalidOptions } from "@boxlite/core"
 import type { Box, Boxlite } from "@boxlite/core/promise"
 import { ByteSize, Cause, Effect, Exit, Layer, Queue, Scope, Stream } from "effect"
-import { HttpIncomingMessage, HttpRouter, HttpServer, HttpServerError, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { Headers, HttpIncomingMessage, HttpRouter, HttpServer, HttpServerError, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { HttpApiBuilder, HttpApiError } from "effect/http-api"
 import { createHash, timingSafeEqual } from "node:crypto"
 import * as fs from "node:fs/promises"
@@ -92,8 +92,8 @@ const handlers = (options: ServerOptions) => {
     h
       .handle("create", ({ payload }) =>
         call(async () => {
-          const options = (payload.options ?? {}) as BoxOptions & Record<string, unknown>
-          const kind = payload.kind ?? "box"
+          const options = (payload?.options ?? {}) as BoxOptions & Record<string, unknown>
+          const kind = payload?.kind ?? "box"
           const created = kind === "box" ? await runtime.create({ detach: true, ...options }) : await kinds.create(kind, options)
           return plain(await created.info())
         }))
@@ -119,7 +119,7 @@ const handlers = (options: ServerOptions) => {
         })))
       .handle("metrics", ({ params }) => Effect.flatMap(box(params.id), (b) => call(() => b.metrics())))
       .handle("action", ({ params, payload }) =>
-        Effect.flatMap(box(params.id), (b) => call(async () => ({ result: await kinds.call(b.id, params.method, payload.args ?? []) })))))
+        Effect.flatMap(box(params.id), (b) => call(async () => ({ result: await kinds.call(b.id, params.method, payload?.args ?? []) })))))
 
   const entry = (params: { readonly id: string; readonly execId: string }) =>
     Effect.flatMap(box(params.id), (b) => {
@@ -202,10 +202,10 @@ const handlers = (options: ServerOptions) => {
     h
       .handle("list", () => call(async () => plain(await runtime.snapshots.list())))
       .handle("create", ({ params, payload }) =>
-        Effect.flatMap(box(params.id), (b) => call(async () => plain(await b.snapshot(payload.name === undefined ? {} : { name: payload.name })))))
+        Effect.flatMap(box(params.id), (b) => call(async () => plain(await b.snapshot(payload?.name === undefined ? {} : { name: payload.name })))))
       .handle("clone", ({ params, payload }) =>
         call(async () => {
-          const created = await runtime.create({ detach: true, ...(payload.options as BoxOptions | undefined), fromSnapshot: params.id })
+          const created = await runtime.create({ detach: true, ...(payload?.options as BoxOptions | undefined), fromSnapshot: params.id })
           return plain(await created.info())
         }))
       .handle("remove", ({ params }) => call(() => runtime.snapshots.remove(params.id))))
@@ -240,7 +240,19 @@ const asApiResponse = (cause: Cause.Cause<unknown>) => {
   return Effect.failCause(cause)
 }
 
-/** Auth on TCP, the JSON body limit, and JSON errors for what the framework refuses. */
+/**
+ * The body type each request is read as, whatever it says: raw bytes for stdin, a tar for
+ * uploads, JSON for every other body. Clients that label a JSON body as a form (`curl -d`,
+ * Python's urllib) or send none are served, not answered 415.
+ */
+const bodyTypeOf = (method: string, url: string): string | undefined => {
+  const path = url.split("?")[0]!
+  if (method === "PUT" && path.endsWith("/files")) return "application/x-tar"
+  if (method === "POST" && path.endsWith("/stdin")) return "application/octet-stream"
+  return method === "POST" ? "application/json" : undefined
+}
+
+/** Auth on TCP, body types and the JSON body limit, and JSON errors for what the framework refuses. */
 const middleware = (token: string | undefined) =>
   HttpRouter.middleware((app) =>
     Effect.gen(function*() {
@@ -248,10 +260,17 @@ const middleware = (token: string | undefined) =>
       if (token !== undefined && !authorized(request.headers["authorization"], token)) {
         return errorResponse("Unauthorized", "this server needs `Authorization: Bearer <token>` (the token in its --token-file)")
       }
-      return yield* app.pipe(
+      const bodyType = bodyTypeOf(request.method, request.url)
+      const typed = bodyType === undefined || request.headers["content-type"] === bodyType
+        ? request
+        : request.modify({ headers: Headers.set(request.headers, "content-type", bodyType) })
+      const response = yield* app.pipe(
+        Effect.provideService(HttpServerRequest.HttpServerRequest, typed),
         Effect.provideService(HttpIncomingMessage.MaxBodySize, ByteSize.bytes(MAX_JSON_BYTES)),
         Effect.catchCause(asApiResponse)
       )
+      // A stream body whose Content-Length is past its cap is refused before the handler, with an empty 413.
+      return response.status === 413 && response.body._tag === "Empty" ? errorResponse("PayloadTooLarge", "the body is larger than this endpoint takes") : response
     }), { global: true })
 
 /** The routes of the API on `runtime` (no listener): for tests and for `serve`. */

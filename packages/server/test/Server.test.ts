@@ -124,7 +124,8 @@ describe("REST API v1 on the fake driver", () => {
     const box = (await api.post("/v1/boxes", { options: { image } })).json.id as string
     const exec = (await api.post(`/v1/boxes/${box}/executions`, { command: "cat" })).json.id as string
     const base = `/v1/boxes/${box}/executions/${exec}`
-    expect((await api.send("POST", `${base}/stdin`, { body: "first line\n", headers: { "content-type": "application/octet-stream" } })).status).toBe(204)
+    // As curl -d and Python's urllib label it: a form; read as bytes all the same.
+    expect((await api.send("POST", `${base}/stdin`, { body: "first line\n", headers: { "content-type": "application/x-www-form-urlencoded" } })).status).toBe(204)
 
     // A reader that reads one line and drops the connection.
     const controller = new AbortController()
@@ -216,8 +217,16 @@ describe("REST API v1 on the fake driver", () => {
     expect(pulled.lines.at(-1).error._tag).toMatch(/Registry|Image/)
     expect((await api.delete(`/v1/images/${encodeURIComponent("no.such/image:1")}`)).status).toBeGreaterThanOrEqual(400)
     expect((await api.get("/v1/snapshots")).json).toEqual([])
-    const box = (await api.post("/v1/boxes", { options: { image } })).json.id as string
+    // A JSON body labelled as a form (curl -d) is read as JSON.
+    const created = await api.send("POST", "/v1/boxes", { body: JSON.stringify({ options: { image } }), headers: { "content-type": "application/x-www-form-urlencoded" } })
+    expect(created.status).toBe(201)
+    const box = created.json.id as string
     await api.post(`/v1/boxes/${box}/start`)
+    // No body where every field is optional: an unnamed snapshot.
+    const unnamed = await api.send("POST", `/v1/boxes/${box}/snapshots`)
+    expect(unnamed.status, JSON.stringify(unnamed.json)).toBe(201)
+    expect(unnamed.json.name).toBeUndefined()
+    expect((await api.delete(`/v1/snapshots/${unnamed.json.id}`)).status).toBe(204)
     const snap = await api.post(`/v1/boxes/${box}/snapshots`, { name: "srv-snap" })
     expect(snap.status).toBe(201)
     expect(snap.json.name).toBe("srv-snap")
