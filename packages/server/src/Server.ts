@@ -19,9 +19,9 @@ import * as path from "node:path"
 import { finished } from "node:stream/promises"
 import * as tar from "tar"
 import { Api, MAX_JSON_BYTES } from "./Api.js"
-import { apiError, detailOf, statusOf, toApiError } from "./Errors.js"
-import { Executions } from "./Executions.js"
-import { Kinds } from "./Kinds.js"
+import { apiError, detailOf, statusOf, toApiError } from "./internal/Errors.js"
+import { Executions } from "./internal/Executions.js"
+import { Kinds } from "./internal/Kinds.js"
 import { acquireLock, type Listen } from "./Listen.js"
 
 export interface ServerOptions {

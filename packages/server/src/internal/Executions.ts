@@ -8,7 +8,7 @@
 import type { ExecResult } from "@boxlite/core"
 import type { Execution } from "@boxlite/core/promise"
 import { ulid } from "ulid"
-import type { ErrorDetail } from "./Api.js"
+import type { ErrorDetail } from "../Api.js"
 import { detailOf } from "./Errors.js"
 
 /** Unread output kept per execution before the command's output waits. */

@@ -7,7 +7,7 @@
 import { BrowserBox, CodeBox, ComputerBox, SimpleBox } from "@boxlite/boxes"
 import { type BoxOptions, InvalidOptions } from "@boxlite/core"
 import type { Box, Boxlite } from "@boxlite/core/promise"
-import { ACTIONS } from "./Api.js"
+import { ACTIONS } from "../Api.js"
 
 export type Kind = keyof typeof ACTIONS
 

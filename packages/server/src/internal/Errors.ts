@@ -5,7 +5,7 @@
  */
 import {
   type ApiError, BadRequestError, ConflictError, type ErrorDetail, InternalError, NotFoundError, PayloadTooLargeError, TimeoutResponse, UnauthorizedError
-} from "./Api.js"
+} from "../Api.js"
 
 const STATUS_OF: Readonly<Record<string, number>> = {
   InvalidOptions: 400,
