@@ -167,6 +167,29 @@ describe("REST API v1 on the fake driver", () => {
     expect((await api.delete(`/v1/boxes/${box}?force=true`)).status).toBe(204)
   })
 
+  it("unread output is bounded: the command waits for a reader, and the reader gets every byte in order", async () => {
+    const box = (await api.post("/v1/boxes", { options: { image } })).json.id as string
+    const exec = (await api.post(`/v1/boxes/${box}/executions`, { command: "cat" })).json.id as string
+    const base = `/v1/boxes/${box}/executions/${exec}`
+    const input = Buffer.alloc(24 * 1024 * 1024)
+    for (let i = 0; i < input.length; i += 4) input.writeUInt32LE(i, i)
+    let fed = false
+    const feeding = api.send("POST", `${base}/stdin`, { body: input, headers: { "content-type": "application/octet-stream" } }).then((r) => {
+      fed = true
+      return r
+    })
+    // Nobody reads: past the server's bound (4 MiB) and the agent's windows, cat cannot write, so it stops reading its input.
+    await new Promise((r) => setTimeout(r, 1500))
+    expect(fed).toBe(false)
+    const reading = api.get(`${base}/output`)
+    expect((await feeding).status).toBe(204)
+    await api.post(`${base}/stdin/close`)
+    const lines = (await reading).lines
+    expect(lines.at(-1)).toEqual({ exit: { exitCode: 0 } })
+    expect(Buffer.concat(lines.filter((l) => l.stream === "stdout").map((l) => Buffer.from(l.data, "base64"))).equals(input)).toBe(true)
+    expect((await api.delete(`/v1/boxes/${box}?force=true`)).status).toBe(204)
+  })
+
   it("bad requests: typed JSON errors, and nothing left behind", async () => {
     const before = fs.existsSync(path.join(home, "boxes")) ? fs.readdirSync(path.join(home, "boxes")).length : 0
     const malformed = await api.send("POST", "/v1/boxes", { body: "{not json", headers: { "content-type": "application/json" } })
