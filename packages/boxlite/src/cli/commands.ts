@@ -6,7 +6,6 @@
  */
 import { attachTerminal } from "@boxlite/boxes"
 import { defaultHomeDir } from "@boxlite/core"
-import { parseListen, start as startServer } from "@boxlite/server"
 import { Data, Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { readFileSync } from "node:fs"
@@ -416,6 +415,8 @@ const serve = Command.make("serve", {
   home: Flag.String("home").pipe(Flag.withMetavar("DIR"), Flag.optional, Flag.withDescription("The home directory to serve (default $BOXLITE_HOME, else ~/.boxlite)"))
 }, (flags) =>
   Effect.scoped(Effect.gen(function*() {
+    // Loaded here: the other commands do not pay for the HTTP stack.
+    const { parseListen, start: startServer } = yield* Effect.promise(() => import("@boxlite/server"))
     const homeDir = path.resolve(undefinedIfNone(flags.home) ?? defaultHomeDir())
     const tokenFile = undefinedIfNone(flags.tokenFile)
     const token = tokenFile === undefined ? undefined : yield* Effect.try({ try: () => readToken(tokenFile), catch: (e) => e })
