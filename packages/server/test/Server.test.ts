@@ -100,6 +100,8 @@ describe("REST API v1 on the fake driver", () => {
     expect((await api.run(id, "echo-stderr", ["oops"])).stderr).toBe("oops\n")
     const failing = await api.run(id, "exit", ["3"])
     expect(failing.last).toEqual({ exit: { exitCode: 3 } })
+    // Read to its end already: a later reader gets its outcome again.
+    expect((await api.get(`/v1/boxes/${id}/executions/${failing.id}/output`)).lines).toEqual([{ exit: { exitCode: 3 } }])
     // Waited after its output was read: gone from the registry afterwards.
     expect((await api.get(`/v1/boxes/${id}/executions/${failing.id}/wait`)).json).toEqual({ exitCode: 3 })
     expect((await api.get(`/v1/boxes/${id}/executions/${failing.id}/wait`)).json.error._tag).toBe("ExecutionNotFound")

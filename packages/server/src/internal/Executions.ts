@@ -33,6 +33,8 @@ export class Entry {
   /** Bumped by each claim: a reader that went away (its pending next()) must not take the next reader's events. */
   private generation = 0
   private delivered = false
+  /** The last event (exit or error) and the reader it went to: a later reader gets it again. */
+  private final: { readonly event: OutputEvent; ticket: number } | undefined
   private waited = false
   /** Settles with the exit status, or rejects with the command's error (TimeoutError...). */
   readonly result: Promise<ExecResult>
@@ -94,16 +96,22 @@ export class Entry {
     this.notify()
   }
 
-  /** The next unread event, when there is one; undefined after the last was delivered or once `ticket`'s reader went away. */
+  /** The next unread event, when there is one (the last one again for a reader that comes after it went out); undefined at the end, or once `ticket`'s reader went away. */
   async next(ticket: number): Promise<OutputEvent | undefined> {
     while (true) {
-      if (this.delivered || !this.reading || ticket !== this.generation) return undefined
+      if (!this.reading || ticket !== this.generation) return undefined
+      if (this.final !== undefined) {
+        if (this.final.ticket === ticket) return undefined
+        this.final.ticket = ticket
+        return this.final.event
+      }
       const event = this.events.shift()
       if (event !== undefined) {
         if ("stream" in event) this.unreadBytes -= Buffer.byteLength(event.data, "base64")
         this.notify()
         if (isLast(event)) {
           this.delivered = true
+          this.final = { event, ticket }
           this.done()
         }
         return event
