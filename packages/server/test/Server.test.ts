@@ -265,11 +265,26 @@ describe("REST API v1 on the fake driver", () => {
     expect((await api.delete(`/v1/boxes/${box}?force=true`)).status).toBe(204)
   })
 
-  it("files: a tar that is not one is a BadRequest; a missing box a BoxNotFound", async () => {
+  it("files: a tar that is not one, or with names outside its directory, is a BadRequest; a missing box a BoxNotFound", async () => {
     const box = (await api.post("/v1/boxes", { options: { image } })).json.id as string
     const bad = await api.send("PUT", `/v1/boxes/${box}/files?path=/root`, { body: "not a tar archive at all".repeat(40), headers: { "content-type": "application/x-tar" } })
     expect(bad.status).toBe(400)
     expect((await api.send("GET", `/v1/boxes/nobox/files?path=/etc/hello`)).status).toBe(404)
+    // Names that would land outside the staging directory: refused before anything reaches the box or the host.
+    const marker = `bl-escape-${process.pid}-${Date.now()}`
+    for (const name of [`../${marker}`, `../../${marker}`, `/tmp/${marker}`]) {
+      const evil = execFileSync("python3", ["-c", `import io, sys, tarfile
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode="w") as t:
+    data = b"planted"
+    info = tarfile.TarInfo(sys.argv[1]); info.size = len(data)
+    t.addfile(info, io.BytesIO(data))
+sys.stdout.buffer.write(buf.getvalue())`, name])
+      const refused = await api.send("PUT", `/v1/boxes/${box}/files?path=/root`, { body: evil, headers: { "content-type": "application/x-tar" } })
+      expect(refused.status, name).toBe(400)
+      expect(refused.json.error._tag).toBe("BadRequest")
+    }
+    expect(fs.readdirSync(os.tmpdir()).filter((f) => f.includes(marker))).toEqual([])
     // The fake agent has no copies: the runtime's error, typed.
     const out = await api.send("GET", `/v1/boxes/${box}/files?path=/etc/hello`)
     expect(out.status).toBeGreaterThanOrEqual(400)
