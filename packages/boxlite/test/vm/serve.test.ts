@@ -139,6 +139,19 @@ describe("boxlite serve on its unix socket", () => {
     expect((await api.get(`/v1/boxes/${box}`)).json.status).toBe("running")
   })
 
+  it("many clients at once: concurrent executions on one box, each with its own output", async () => {
+    const clients = Array.from({ length: 4 }, () => client(`unix://${path.join(home, "boxlite.sock")}`))
+    try {
+      const runs = await Promise.all(clients.map((c, i) => c.run(box, "sh", ["-c", `for j in 1 2 3; do echo client${i}-$j; sleep 0.1; done; exit ${i}`])))
+      runs.forEach((r, i) => {
+        expect(r.stdout).toBe(`client${i}-1\nclient${i}-2\nclient${i}-3\n`)
+        expect(r.last).toEqual({ exit: { exitCode: i } })
+      })
+    } finally {
+      await Promise.all(clients.map((c) => c.close()))
+    }
+  })
+
   it("files in and out as tar streams", async () => {
     const src = path.join(work, "src")
     fs.mkdirSync(path.join(src, "project", "sub"), { recursive: true })
