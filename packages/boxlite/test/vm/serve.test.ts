@@ -214,6 +214,27 @@ describe("boxlite serve on its unix socket", () => {
     expect(boxDirs(home)).not.toContain(id)
   })
 
+  it("a ComputerBox through the API: screenshot, mouse; a browser kind's methods are allow-listed too", { timeout: 300_000 }, async () => {
+    const created = await api.post("/v1/boxes", { kind: "computer", options: { width: 800, height: 600 } })
+    expect(created.status, JSON.stringify(created.json)).toBe(201)
+    const id = created.json.id
+    try {
+      expect((await api.post(`/v1/boxes/${id}/actions/waitUntilReady`, { args: [240_000] })).json).toEqual({ result: null })
+      const shot = (await api.post(`/v1/boxes/${id}/actions/screenshot`)).json.result
+      expect(shot).toMatchObject({ width: 800, height: 600, format: "png" })
+      expect(Buffer.from(shot.data, "base64").subarray(1, 4).toString()).toBe("PNG")
+      await api.post(`/v1/boxes/${id}/actions/mouseMove`, { args: [123, 45] })
+      expect((await api.post(`/v1/boxes/${id}/actions/cursorPosition`)).json).toEqual({ result: [123, 45] })
+      const offScreen = await api.post(`/v1/boxes/${id}/actions/mouseMove`, { args: [5000, 5] })
+      expect([offScreen.status, offScreen.json.error._tag]).toEqual([400, "InvalidOptions"])
+      expect((await api.post(`/v1/boxes/${id}/actions/viewerUrl`)).json.result).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/vnc\.html/)
+      expect((await api.post(`/v1/boxes/${id}/actions/endpoint`)).json.error.field).toBe("method")
+    } finally {
+      expect((await api.delete(`/v1/boxes/${id}`)).status).toBe(204)
+    }
+    expect(boxDirs(home)).not.toContain(id)
+  })
+
   it("a box of the server is an ordinary box of the home: new Boxlite({ homeDir }) sees and uses it", async () => {
     const runtime = new Boxlite({ homeDir: home })
     try {
