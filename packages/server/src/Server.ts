@@ -6,7 +6,7 @@
  */
 // The module, not the package index: that loads the HTTP client too (undici 8, Node >= 22.19).
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import { type BoxOptions, type ExecOptions, InvalidOptions } from "@boxlite/core"
+import { type BoxOptions, BoxStateError, type ExecOptions, InvalidOptions } from "@boxlite/core"
 import type { Box, Boxlite } from "@boxlite/core/promise"
 import { ByteSize, Cause, Effect, Exit, Layer, Queue, Scope, Stream } from "effect"
 import { Headers, HttpIncomingMessage, HttpRouter, HttpServer, HttpServerError, HttpServerRequest, HttpServerResponse } from "effect/http"
@@ -14,6 +14,7 @@ import { HttpApiBuilder, HttpApiError } from "effect/http-api"
 import { createHash, timingSafeEqual } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as http from "node:http"
+import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { finished } from "node:stream/promises"
@@ -277,6 +278,19 @@ const middleware = (token: string | undefined) =>
 export const routes = (options: ServerOptions) =>
   Layer.mergeAll(HttpApiBuilder.layer(Api, { openapiPath: "/v1/openapi.json" }).pipe(Layer.provide(handlers(options))), middleware(options.token))
 
+/** Removes a socket file that nobody listens on (a crashed server's); one that answers is another server's: refused. */
+const clearSocket = async (socketPath: string) => {
+  const live = await new Promise<boolean>((resolve) => {
+    const probe = net.connect(socketPath, () => {
+      probe.destroy()
+      resolve(true)
+    })
+    probe.once("error", () => resolve(false))
+  })
+  if (live) throw new BoxStateError(`${socketPath} is served by another process: pick another --listen`)
+  await fs.rm(socketPath, { force: true })
+}
+
 export interface RunningServer {
   /** `unix:///abs/path.sock` or `http://127.0.0.1:PORT`: what BOXLITE_URL takes. */
   readonly url: string
@@ -295,7 +309,7 @@ export const start = async (options: ServerOptions & { readonly homeDir: string 
     if (options.listen.type === "tcp" && !options.token) throw new InvalidOptions("tokenFile", "a TCP listener needs a bearer token (--token-file)")
     // Opens the home now (made private; another user's is refused) rather than at the first request.
     await options.runtime.homeDir
-    if (options.listen.type === "unix") await fs.rm(options.listen.path, { force: true })
+    if (options.listen.type === "unix") await clearSocket(options.listen.path)
     // Streams still open at close (an output being read, a wait) are cut after a moment.
     const shutdown = { gracefulShutdownTimeout: "2 seconds" } as const
     const listenOptions = options.listen.type === "unix" ? { path: options.listen.path, ...shutdown } : { host: options.listen.host, port: options.listen.port, ...shutdown }

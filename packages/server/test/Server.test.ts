@@ -298,6 +298,11 @@ sys.stdout.buffer.write(buf.getvalue())`, name])
     await expect(start({ runtime, homeDir: home, listen: parseListen(`127.0.0.1:${port}`, home), version: "test" })).rejects.toMatchObject({ _tag: "BoxStateError" })
     expect(() => parseListen("0.0.0.0:8100", home)).toThrow(/loopback/)
 
+    // Another home told to listen on this server's socket: refused, this server keeps it.
+    const elsewhere = path.join(work, "elsewhere")
+    await expect(start({ runtime, homeDir: elsewhere, listen: parseListen(path.join(home, "boxlite.sock"), elsewhere), version: "test" })).rejects.toMatchObject({ _tag: "BoxStateError" })
+    expect((await api.get("/v1/boxes")).status).toBe(200)
+
     const otherHome = path.join(work, "tcp-home")
     const other = new Boxlite({ homeDir: otherHome }, platform(guest))
     await expect(start({ runtime: other, homeDir: otherHome, listen: parseListen(`127.0.0.1:${port}`, otherHome), version: "test" })).rejects.toMatchObject({ _tag: "InvalidOptions", field: "tokenFile" })
