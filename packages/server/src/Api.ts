@@ -292,6 +292,36 @@ const snapshots = HttpApiGroup.make("snapshots")
   }))
   .add(HttpApiEndpoint.delete("remove", "/v1/snapshots/:id", { params: { id: Schema.String }, success: Void, error }))
 
+/** What each operation does, beyond its shapes (by operationId). */
+const SUMMARIES: Readonly<Record<string, string>> = {
+  "runtime.info": "The runtime: version, home directory, driver, accelerator and why, what the driver can do",
+  "runtime.metrics": "Boxes created and destroyed, exec calls, active boxes (across processes)",
+  "images.list": "Pulled images, and the OCI layouts boxes were made from",
+  "images.pull": "Pulls an image: NDJSON progress lines, then {\"done\": ImageInfo} or {\"error\": ...}",
+  "images.remove": "Removes a pulled image (its reference URL-encoded)",
+  "boxes.create": "Creates a box (detached: it outlives the request and the server); a kind other than box is started at once",
+  "boxes.list": "Every box of the home, newest first, with its true status",
+  "boxes.get": "A box by id or name",
+  "boxes.start": "Boots the box (restarts a failed one); a no-op when running",
+  "boxes.stop": "Stops the box gracefully; an autoRemove box is removed too (its last info is returned)",
+  "boxes.remove": "Removes the box and its disk; a running one only with force=true",
+  "boxes.metrics": "CPU time, memory and network bytes of a running box",
+  "boxes.action": "Calls a method of the box's kind (CodeBox, BrowserBox, ComputerBox) with its arguments",
+  "executions.create": "Runs a command in the box (booting it if needed); its output is kept for the reader",
+  "executions.output": "The command's output, live, as NDJSON: base64 chunks of stdout and stderr, then {\"exit\": ExecResult} (or {\"error\": ...}). One reader at a time; unread output stays for the next",
+  "executions.stdin": "Writes the request body to the command's stdin (resolves once the guest took it)",
+  "executions.closeStdin": "Closes the command's stdin (end of file)",
+  "executions.resize": "A tty command's new terminal size",
+  "executions.signal": "Sends a signal to the command's process group",
+  "executions.wait": "Waits for the command to end: its exit status (504 TimeoutError if timeoutMs ran out)",
+  "files.upload": "Copies the entries of a tar archive into a guest directory (as cp -a)",
+  "files.download": "A guest file or tree as a tar archive (its base name at the top)",
+  "snapshots.list": "Snapshots with their sizes",
+  "snapshots.create": "Saves a running box (memory, devices, disk) as a snapshot; the box runs on",
+  "snapshots.clone": "Creates a box (detached) that starts from the snapshot",
+  "snapshots.remove": "Removes a snapshot (not while boxes made from it exist)"
+}
+
 export class Api extends HttpApi.make("boxlite")
   .add(runtime)
   .add(images)
@@ -308,7 +338,10 @@ export class Api extends HttpApi.make("boxlite")
     // Auth is the server's (a bearer token on TCP, none on the unix socket), for every path.
     transform: (spec) => {
       for (const item of Object.values(spec["paths"] as Record<string, Record<string, Record<string, unknown>>>)) {
-        for (const operation of Object.values(item)) delete operation["security"]
+        for (const operation of Object.values(item)) {
+          delete operation["security"]
+          operation["summary"] = SUMMARIES[operation["operationId"] as string]
+        }
       }
       return {
         ...spec,

@@ -69,6 +69,8 @@ afterAll(async () => {
 describe("REST API v1 on the fake driver", () => {
   it("the committed OpenAPI document is the one the Schemas derive (npm run openapi -w @boxlite/server)", () => {
     expect(document).toEqual(JSON.parse(JSON.stringify(openApiDocument())))
+    const unsummarized = Object.entries(document.paths as Record<string, Record<string, { summary?: string }>>).flatMap(([p, item]) => Object.entries(item).filter(([, op]) => !op.summary).map(([m]) => `${m} ${p}`))
+    expect(unsummarized).toEqual([])
   })
 
   it("listens on <home>/boxlite.sock, owner-only", () => {
