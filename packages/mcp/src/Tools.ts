@@ -141,7 +141,7 @@ const runCode = tool({
   fields: {
     box: text("A box created with kind code"),
     code: text("Python source"),
-    timeoutMs: optional(int(1, 86_400_000, "Interrupt the cell after this many ms (a TimeoutError)"))
+    timeoutMs: optional(int(1, 86_400_000, "Interrupt the cell after this many ms (error TimeoutError in the result; the variables stay)"))
   },
   run: async ({ box: idOrName, code, timeoutMs }, session) => {
     const codebox = await session.ofKind(idOrName, "code")
