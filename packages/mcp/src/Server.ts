@@ -22,7 +22,7 @@ export interface ServerOptions {
 const errorFields = (error: object): Record<string, unknown> =>
   Object.fromEntries(
     Object.entries(error).filter(([key, value]) =>
-      !["_tag", "message", "stack", "cause"].includes(key) && value !== undefined && ["string", "number", "boolean"].includes(typeof value) || Array.isArray(value)
+      !["_tag", "message", "stack", "cause"].includes(key) && (["string", "number", "boolean"].includes(typeof value) || Array.isArray(value))
     )
   )
 
@@ -49,12 +49,13 @@ export const makeServer = (runtime: Boxlite, options: ServerOptions = {}): { rea
   })
   const byName = new Map(tools.map((t) => [t.name, t]))
   server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: tools.map(describe) }))
-  server.setRequestHandler(CallToolRequestSchema, async (request) => {
+  server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
     const tool = byName.get(request.params.name)
     // An unknown tool is a protocol error (the SDK answers it as such), not a tool's failure.
     if (tool === undefined) throw new Error(`unknown tool "${request.params.name}" (tools: ${[...byName.keys()].join(", ")})`)
     try {
-      return await tool.run(decodeArguments(tool, request.params.arguments) as never, session)
+      // The client's cancellation (notifications/cancelled) aborts `extra.signal`: commands and cells in flight are stopped.
+      return await tool.run(decodeArguments(tool, request.params.arguments) as never, session, extra.signal)
     } catch (e) {
       return toolError(e)
     }

@@ -12,7 +12,8 @@ export interface Tool<F extends Schema.Struct.Fields = Schema.Struct.Fields> {
   readonly name: string
   readonly description: string
   readonly fields: F
-  readonly run: (args: Schema.Struct.Type<F>, session: Session) => Promise<CallToolResult>
+  /** `signal` aborts when the client cancels the call. */
+  readonly run: (args: Schema.Struct.Type<F>, session: Session, signal: AbortSignal) => Promise<CallToolResult>
 }
 
 /** Checks the types: a tool's `run` gets its arguments as its fields decode them. */

@@ -111,7 +111,7 @@ const runCommand = tool({
     user: optional(text("User: name, uid, name:group or uid:gid")),
     timeoutMs: optional(int(1, 86_400_000, "Kill the program after this many ms (a TimeoutError)"))
   },
-  run: async ({ box: idOrName, command, args = [], stdin, env, workingDir, user, timeoutMs }, session) => {
+  run: async ({ box: idOrName, command, args = [], stdin, env, workingDir, user, timeoutMs }, session, signal) => {
     const target = await session.box(idOrName)
     const execution = await target.exec(command, args, {
       ...(env !== undefined ? { env } : {}),
@@ -119,10 +119,13 @@ const runCommand = tool({
       ...(user !== undefined ? { user } : {}),
       ...(timeoutMs !== undefined ? { timeoutMs } : {})
     })
+    const kill = () => void execution.kill().catch(() => undefined)
+    signal.addEventListener("abort", kill, { once: true })
+    if (signal.aborted) kill()
     const input = execution.stdin()
     const fed = stdin !== undefined ? input.write(stdin).then(() => input.close()) : input.close()
     const [stdout, stderr] = await Promise.all([collect(execution.stdout().bytes()), collect(execution.stderr().bytes()), fed.catch(() => undefined)])
-    const result = await execution.wait()
+    const result = await execution.wait().finally(() => signal.removeEventListener("abort", kill))
     return json({
       exitCode: result.exitCode,
       ...(result.signal !== undefined ? { signal: result.signal } : {}),
@@ -143,9 +146,9 @@ const runCode = tool({
     code: text("Python source"),
     timeoutMs: optional(int(1, 86_400_000, "Interrupt the cell after this many ms (error TimeoutError in the result; the variables stay)"))
   },
-  run: async ({ box: idOrName, code, timeoutMs }, session) => {
+  run: async ({ box: idOrName, code, timeoutMs }, session, signal) => {
     const codebox = await session.ofKind(idOrName, "code")
-    const execution = await codebox.runCode(code, timeoutMs !== undefined ? { timeoutMs } : {})
+    const execution = await codebox.runCode(code, { signal, ...(timeoutMs !== undefined ? { timeoutMs } : {}) })
     const images = execution.results.flatMap((r) => [
       ...(r.png !== undefined ? [{ type: "image" as const, data: r.png, mimeType: "image/png" }] : []),
       ...(r.jpeg !== undefined ? [{ type: "image" as const, data: r.jpeg, mimeType: "image/jpeg" }] : [])

@@ -121,6 +121,17 @@ describe("boxlite mcp", () => {
     expect(await failed("run_code", { box: "mcp-box", code: "1" })).toMatchObject({ _tag: "InvalidOptions", field: "box" })
     expect(await failed("screenshot", { box: "mcp-box" })).toMatchObject({ _tag: "InvalidOptions", field: "box" })
 
+    // A call the client cancels (notifications/cancelled) kills its command in the box.
+    const controller = new AbortController()
+    const cancelled = client.callTool({ name: "run_command", arguments: { box: "mcp-box", command: "sleep", args: ["300"] } }, undefined, { signal: controller.signal })
+    const sleeping = async () => (await ok("run_command", { box: "mcp-box", command: "sh", args: ["-c", "for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $f; echo; done | grep -c '^sleep 300'"] })).stdout
+    for (let i = 0; i < 100 && (await sleeping()) !== "1\n"; i++) await new Promise((r) => setTimeout(r, 100))
+    expect(await sleeping()).toBe("1\n")
+    controller.abort()
+    await expect(cancelled).rejects.toThrow(/abort/i)
+    for (let i = 0; i < 100 && (await sleeping()) !== "0\n"; i++) await new Promise((r) => setTimeout(r, 100))
+    expect(await sleeping()).toBe("0\n")
+
     expect(textOf(await call("remove_box", { box: "mcp-box" }))).toBe(`removed ${created.id}`)
     expect((await ok("list_boxes")).boxes).toEqual([])
     expect(qemuProcessesUnder(home)).toEqual([])
