@@ -5,7 +5,6 @@
  * and boxes are reached through their supervisors.
  */
 import { attachTerminal } from "@boxlite/boxes"
-import { serve as serveMcp } from "@boxlite/mcp"
 import { Data, Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { readFileSync } from "node:fs"
@@ -416,7 +415,9 @@ const mcp = Command.make("mcp", {
         // Opened first: a home that cannot be (a bad config.json) fails here, before a client connects.
         try: async (signal) => {
           await runtime.homeDir
-          await serveMcp(runtime, { version: VERSION, signal })
+          // Loaded here: the MCP SDK is not on the other commands' start-up path.
+          const { serve } = await import("@boxlite/mcp")
+          await serve(runtime, { version: VERSION, signal })
         },
         catch: (e) => e
       }),
