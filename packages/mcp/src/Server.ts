@@ -79,6 +79,7 @@ export const serve = async (runtime: Boxlite, options: ServerOptions & { readonl
   const ended = new Promise<void>((resolve) => {
     server.onclose = resolve
     options.signal?.addEventListener("abort", () => resolve(), { once: true })
+    if (options.signal?.aborted) resolve()
     if (options.transport === undefined) {
       process.stdin.once("end", () => resolve())
       process.stdin.once("close", () => resolve())
