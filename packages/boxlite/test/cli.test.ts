@@ -36,7 +36,7 @@ describe("main: usage", () => {
   it("--help and SUBCOMMAND --help print usage on stdout and exit 0", async () => {
     const o = output()
     expect(await main(["--help"])).toBe(0)
-    for (const command of ["run", "create", "exec", "cp", "start", "stop", "restart", "rm", "ls", "inspect", "logs", "metrics", "pull", "images", "prune", "info", "version"]) {
+    for (const command of ["run", "create", "exec", "cp", "start", "stop", "restart", "rm", "ls", "inspect", "logs", "metrics", "pull", "images", "prune", "info", "mcp", "version"]) {
       expect(o.out()).toMatch(new RegExp(`\\n  ${command}\\b`))
     }
     expect(await main(["run", "--help"])).toBe(0)

@@ -371,29 +371,57 @@ const checkHost = (options: Omit<ResolvedBoxOptions, "volumes"> & { readonly vol
     return Effect.succeed({ ...options, volumes })
   })
 
-export const resolveBoxOptions = (input: BoxOptions | undefined): Effect.Effect<ResolvedBoxOptions, InvalidOptions> =>
+/**
+ * The box options a home's `config.json` may default (`defaults`, see Config.ts): how boxes are
+ * shaped and run. Not `name`, `ports` or `volumes` (one box's own: a name and a host port are
+ * taken once, a host path is shared only when the code asks), nor `autoRemove`, `detach`,
+ * `diskSizeGb`, `fromSnapshot` or `warm` (what a box is and how long it lives: the caller's call).
+ */
+export const BOX_DEFAULT_KEYS = [
+  "image", "cpus", "memoryMib", "workingDir", "env", "user", "network", "allowHostLoopback", "readyTimeoutMs", "logMaxBytes"
+] as const satisfies ReadonlyArray<keyof BoxOptions>
+
+export type BoxDefaults = Pick<BoxOptions, typeof BOX_DEFAULT_KEYS[number]>
+
+const defaultFields = Object.fromEntries(BOX_DEFAULT_KEYS.map((key) => [key, boxFields[key]]))
+
+/** Validates box defaults (config.json's `defaults`): InvalidOptions naming `<field>.<option>`, unknown options refused. */
+export const validateBoxDefaults = (input: unknown, field: string): Effect.Effect<BoxDefaults, InvalidOptions> =>
+  input !== undefined && (typeof input !== "object" || input === null || Array.isArray(input))
+    ? Effect.fail(new InvalidOptions(field, `must be an object of box options (got ${JSON.stringify(input)})`))
+    : Effect.as(validate(defaultFields, input, `${field}.`), (input ?? {}) as BoxDefaults)
+
+/**
+ * The options of a new box: `input`'s (validated), else `defaults`' (a home's config.json, valid
+ * already), else BoxLite's. A field given in `input` replaces the default whole, except `env`,
+ * which is merged by variable (input's value wins).
+ */
+export const resolveBoxOptions = (input: BoxOptions | undefined, defaults: BoxDefaults = {}): Effect.Effect<ResolvedBoxOptions, InvalidOptions> =>
   validate(boxFields, input, "").pipe(
-    Effect.as({
-      image: input?.image ?? "python:slim",
-      name: input?.name,
-      cpus: input?.cpus ?? 1,
-      memoryMib: input?.memoryMib ?? 512,
-      diskSizeGb: input?.diskSizeGb,
-      workingDir: input?.workingDir,
-      env: normalizeEnv(input?.env),
-      user: input?.user,
-      network: typeof input?.network === "object" ? input.network.mode : input?.network ?? "nat",
-      egress: typeof input?.network === "object"
-        ? { ...(input.network.allow ? { allow: [...input.network.allow] } : {}), deny: [...(input.network.deny ?? [])] }
-        : { deny: [] },
-      allowHostLoopback: input?.allowHostLoopback ?? false,
-      ports: (input?.ports ?? []).map(normalizePort),
-      volumes: (input?.volumes ?? []).map(normalizeVolume),
-      autoRemove: input?.autoRemove ?? true,
-      detach: input?.detach ?? false,
-      readyTimeoutMs: input?.readyTimeoutMs ?? 60_000,
-      logMaxBytes: input?.logMaxBytes ?? LOG_MAX_BYTES,
-      warm: input?.warm ?? false
+    Effect.map(() => {
+      const given: BoxOptions = { ...defaults, ...Object.fromEntries(Object.entries(input ?? {}).filter(([, v]) => v !== undefined)) }
+      return {
+        image: given.image ?? "python:slim",
+        name: given.name,
+        cpus: given.cpus ?? 1,
+        memoryMib: given.memoryMib ?? 512,
+        diskSizeGb: given.diskSizeGb,
+        workingDir: given.workingDir,
+        env: defaults.env === undefined ? normalizeEnv(input?.env) : mergeEnv(normalizeEnv(defaults.env), normalizeEnv(input?.env)),
+        user: given.user,
+        network: typeof given.network === "object" ? given.network.mode : given.network ?? "nat",
+        egress: typeof given.network === "object"
+          ? { ...(given.network.allow ? { allow: [...given.network.allow] } : {}), deny: [...(given.network.deny ?? [])] }
+          : { deny: [] },
+        allowHostLoopback: given.allowHostLoopback ?? false,
+        ports: (given.ports ?? []).map(normalizePort),
+        volumes: (given.volumes ?? []).map(normalizeVolume),
+        autoRemove: given.autoRemove ?? true,
+        detach: given.detach ?? false,
+        readyTimeoutMs: given.readyTimeoutMs ?? 60_000,
+        logMaxBytes: given.logMaxBytes ?? LOG_MAX_BYTES,
+        warm: given.warm ?? false
+      }
     }),
     Effect.flatMap(checkHost)
   )

@@ -23,12 +23,17 @@ import { recordLayout } from "./internal/Layouts.js"
 import { restrictFiles, secureTree } from "./internal/PrivateHome.js"
 import { claimHostPorts } from "./supervisor/HostPorts.js"
 import { SupervisorEntry, SupervisorPool } from "./supervisor/SupervisorPool.js"
-import { type BoxOptions, resolveBoxOptions, type ResolvedBoxOptions } from "./Options.js"
+import { mergeRegistries, readConfig, validateRegistries } from "./Config.js"
+import { type BoxDefaults, type BoxOptions, resolveBoxOptions, type ResolvedBoxOptions } from "./Options.js"
 import { findSnapshot, makeSnapshots, type Snapshots } from "./Snapshots.js"
 import { ACTIVE_STATUSES, type BoxRecord, layerSqlite, type SnapshotRecord, StateStore } from "./StateStore.js"
 
+/**
+ * A runtime's options. `registries` are merged over those of the home's `config.json` (a
+ * registry field given here wins, see Config.ts), which also holds box `defaults`.
+ */
 export interface RuntimeOptions extends RegistryOptions {
-  /** Where boxes, images and state live. Default: `$BOXLITE_HOME`, else `~/.boxlite`. */
+  /** Where boxes, images and state (and `config.json`) live. Default: `$BOXLITE_HOME`, else `~/.boxlite`. */
   readonly homeDir?: string
   /**
    * The driver of the boxes this runtime creates (each box keeps its own): `qemu`, `kvm`
@@ -57,7 +62,10 @@ export interface RuntimeInfo {
 /** `warm` boots a template box the first time: that boot's errors too. */
 export type CreateError = InvalidOptions | ImagePullError | BoxStateError | StorageError | SnapshotError | BootError | HypervisorUnavailable
 
-/** Opening a runtime: a home of another user (InvalidOptions "homeDir"), an unusable state database. */
+/**
+ * Opening a runtime: a home of another user (InvalidOptions "homeDir"), a bad `registries` option
+ * or `config.json` (InvalidOptions naming the field), an unusable state database.
+ */
 export type OpenError = InvalidOptions | StorageError
 
 export interface RemoveOptions {
@@ -178,7 +186,7 @@ const checkFreeSpace = (homeDir: string, sizeGb: number) =>
     }
   )
 
-const make = (homeDir: string, registry: RegistryOptions) =>
+const make = (homeDir: string, registry: RegistryOptions, defaults: BoxDefaults) =>
   Effect.gen(function*() {
     const hypervisor = yield* Hypervisor
     const guest = yield* GuestArtifacts
@@ -290,7 +298,7 @@ const make = (homeDir: string, registry: RegistryOptions) =>
         if (rest.fromSnapshot !== undefined) return yield* new InvalidOptions("warm", "cannot be combined with fromSnapshot: a snapshot starts warm already")
         if ((rest.volumes ?? []).length > 0) return yield* new InvalidOptions("warm", "a box with volumes cannot start warm: a virtiofs share's state cannot be saved")
         if (rest.diskSizeGb !== undefined) return yield* new InvalidOptions("warm", "a box with diskSizeGb has a disk of its own: it cannot start from a shared template")
-        const options = yield* resolveBoxOptions(rest)
+        const options = yield* resolveBoxOptions(rest, defaults)
         const name = `warm-${createHash("sha256").update(JSON.stringify([options.image, options.cpus, options.memoryMib, options.network])).digest("hex").slice(0, 16)}`
         const found = yield* store.findSnapshot(name)
         if (!found) {
@@ -310,7 +318,7 @@ const make = (homeDir: string, registry: RegistryOptions) =>
       Effect.gen(function*() {
         if (input?.warm === true) return yield* createWarm(input)
         if (input?.fromSnapshot !== undefined) return yield* createFromSnapshot(input as BoxOptions & { fromSnapshot: string })
-        const options = yield* resolveBoxOptions(input)
+        const options = yield* resolveBoxOptions(input, defaults)
         const unsupported = unsupportedOption(hypervisor.name, hypervisor.capabilities, options)
         if (unsupported) return yield* unsupported
         if (options.diskSizeGb !== undefined) yield* checkFreeSpace(homeDir, options.diskSizeGb)
@@ -381,12 +389,18 @@ const make = (homeDir: string, registry: RegistryOptions) =>
 /**
  * The Runtime of `options.homeDir`, with its state store and disk store; needs a Hypervisor (the
  * driver of the boxes it creates), the guest it boots and how to run supervisors. The home is made private (0700, its files 0600); one that belongs to
- * another user is InvalidOptions("homeDir"), an unreadable state database a StorageError.
+ * another user is InvalidOptions("homeDir"), an unreadable state database a StorageError. Its
+ * `config.json` is read once, here (Config.ts).
  */
 export const layer = (options: RuntimeOptions = {}): Layer.Layer<Runtime, OpenError, Hypervisor | GuestArtifacts | SupervisorEntry> => {
   const { homeDir: home, driver: _, ...registry } = options
   const homeDir = path.resolve(home ?? defaultHomeDir())
-  return Layer.effect(Runtime)(make(homeDir, registry)).pipe(
+  const open = Effect.gen(function*() {
+    const fromCode = yield* validateRegistries(registry.registries)
+    const config = yield* readConfig(homeDir)
+    return yield* make(homeDir, { ...registry, registries: mergeRegistries(config.registries, fromCode) }, config.defaults ?? {})
+  })
+  return Layer.effect(Runtime)(open).pipe(
     Layer.provide(Layer.mergeAll(
       layerSqlite(homeDir),
       diskStoreLayer({ rootfsDir: rootfsDirOf(homeDir) }),

@@ -1,5 +1,7 @@
 /** The Runtime service of a home directory: create, get, list, remove boxes; metrics. */
 export * from "./Runtime.js"
+/** `<home>/config.json`: registries and box defaults shared by every entry point of a home. */
+export * from "./Config.js"
 /** Images: pull, list, inspect, remove, prune; registry options. */
 export * from "./Images.js"
 /** Snapshots: list, inspect, remove, prune (taken with box.snapshot(), started with create({ fromSnapshot })). */

@@ -435,11 +435,34 @@ const version = Command.make("version", {}, () => Effect.sync(() => out(`boxlite
   Command.withDescription("The versions of boxlite and Node.js")
 )
 
+const mcp = Command.make("mcp", {
+  home: Flag.String("home").pipe(Flag.withMetavar("DIR"), Flag.optional, Flag.withDescription("The home directory of the boxes (default $BOXLITE_HOME, else ~/.boxlite)"))
+}, ({ home }) =>
+  Effect.acquireUseRelease(
+    Effect.sync(() => new Boxlite(Option.isSome(home) ? { homeDir: home.value } : {})),
+    (runtime) =>
+      Effect.tryPromise({
+        // Opened first: a home that cannot be (a bad config.json) fails here, before a client connects.
+        try: async (signal) => {
+          await runtime.homeDir
+          // Loaded here: the MCP SDK is not on the other commands' start-up path.
+          const { serve } = await import("@boxlite/mcp")
+          await serve(runtime, { version: VERSION, signal })
+        },
+        catch: (e) => e
+      }),
+    // Stops the boxes of the session that are still up, even when the client kills this process with SIGTERM.
+    (runtime) => Effect.promise(() => runtime.close())
+  )).pipe(
+    Command.withDescription("Serve BoxLite to an agent over MCP on stdin/stdout: create boxes, run commands and Python, read and write files, drive a desktop, open a browser"),
+    Command.withExamples([{ command: "boxlite mcp", description: "In an MCP client's config: command \"npx\", args [\"boxlite\", \"mcp\"]" }])
+  )
+
 export const boxlite = Command.make("boxlite").pipe(
   Command.withDescription(
     "BoxLite: run OCI images as micro-VMs. BOX is a box id or name; IMAGE a registry image or an OCI layout (oci:/path[:tag]). " +
       "Boxes, images and state live in $BOXLITE_HOME (default ~/.boxlite); new boxes run on $BOXLITE_DRIVER (qemu, kvm, hvf or a driver package; default qemu); " +
       "BOXLITE_LOG=debug logs each step."
   ),
-  Command.withSubcommands([run, create, exec, cp, start, stop, restart, pause, resume, suspend, snapshot, rm, ls, inspect, logs, metrics, pull, images, prune, serve, info, version])
+  Command.withSubcommands([run, create, exec, cp, start, stop, restart, pause, resume, suspend, snapshot, rm, ls, inspect, logs, metrics, pull, images, prune, serve, info, mcp, version])
 )

@@ -32,6 +32,7 @@ describe("examples gallery", () => {
     ["browserbox.mjs", /title after the click: Hello, BoxLite[\s\S]*screenshot: \d+ bytes of PNG/],
     ["interactive.mjs", /\/dev\/pts\/\d+\r\n24 80\r\nI am root in boxlite[\s\S]*shell exited with 0/],
     ["serve.mjs", /stdout: ready\n[\s\S]*stdout: hello BoxLite\n[\s\S]*exit: \{"exitCode":3\}\n404: BoxNotFound[\s\S]*the library lists: serve-demo running\nremoved: 204/],
+    ["mcp.mjs", /run_command: exit code 3, stdout "Python 3\.\d+\.\d+\\n", stderr "to stderr\\n"\nrun_code: 42\nread_file: 2 rows, total 42\na tool error: InvalidOptions: invalid option "memoryMib"[^\n]*\nafter remove_box: 0 boxes/],
     ["computerbox.mjs", /screen: 1024x768[\s\S]*screenshot: 1024x768 png[\s\S]*the terminal saved: "Hello from ComputerBox: ünïcödé ✓\\n"/]
   ])("%s runs and prints what it shows", runsAndPrints, 300_000)
 
