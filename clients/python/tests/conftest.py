@@ -12,9 +12,9 @@ import boxlite  # noqa: E402
 import fake_server  # noqa: E402
 
 
-def run(coro):
-    """Runs a coroutine on a fresh event loop (pytest-asyncio is not a Debian-packaged dependency we need)."""
-    return asyncio.run(asyncio.wait_for(coro, 60))
+def run(coro, timeout=300):
+    """Runs a coroutine on a fresh event loop (no pytest-asyncio needed); generous for VMs under TCG."""
+    return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
 @pytest.fixture

@@ -66,6 +66,21 @@ def test_a_running_box_is_removed_only_with_force(fake):
     assert state.boxes == {}
 
 
+def test_removing_a_box_its_stop_removed_is_a_no_op_but_the_runtime_says_box_not_found(fake):
+    runtime, state = fake
+    box = runtime.create(boxlite.BoxOptions())  # auto_remove: stop removes it
+
+    async def stop_then_remove():
+        await box.start()
+        await box.stop()
+        await box.remove()
+
+    run(stop_then_remove())
+    assert state.boxes == {}
+    with pytest.raises(boxlite.BoxNotFound):
+        runtime.remove(box.id)
+
+
 def test_stdout_is_streamed_line_by_line_across_chunks_and_utf8(fake):
     runtime, _ = fake
     box = runtime.create(boxlite.BoxOptions())

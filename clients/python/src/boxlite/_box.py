@@ -97,8 +97,12 @@ class Box:
         await self._call("POST", "/stop")
 
     async def remove(self, force: bool = False) -> None:
-        """Deletes the box and its data; a running box needs `force=True` (else BoxStateError)."""
-        await in_thread(self._endpoint.request, "DELETE", self._path + ("?force=true" if force else ""))
+        """Deletes the box and its data; a running box needs `force=True` (else BoxStateError). A box
+        already gone (an auto_remove box after `stop()`, as in the reference's stop-then-remove) is fine."""
+        try:
+            await in_thread(self._endpoint.request, "DELETE", self._path + ("?force=true" if force else ""))
+        except errors.BoxNotFound:
+            pass
 
     async def info(self) -> BoxInfo:
         return BoxInfo(await self._call("GET"))

@@ -57,10 +57,7 @@ class SimpleBox:
         box, self._box = self._box, None
         if box is None:
             return
-        try:
-            await box.remove(force=True)
-        except errors.BoxNotFound:
-            pass
+        await box.remove(force=True)
 
     async def __aenter__(self) -> SimpleBox:
         await self.start()
