@@ -23,18 +23,19 @@ from conftest import run
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLIENT = os.path.dirname(HERE)
 REPO = os.path.dirname(os.path.dirname(CLIENT))
-BIN = os.path.join(REPO, "packages", "boxlite", "dist", "bin.js")
 IMAGES = os.path.join(REPO, "images", "out")
 BUSYBOX = f"oci:{IMAGES}/busybox:latest"
 PYTHON = f"oci:{IMAGES}/python:slim"
 
 
 def server_missing():
-    if not os.path.isfile(BIN):
-        return f"the server is not built ({BIN} is missing: npm run build)"
-    help_text = subprocess.run(["node", BIN, "--help"], capture_output=True, text=True, timeout=120)
+    try:
+        command = boxlite._server.server_command()  # as the client finds it: $BOXLITE_BIN, this checkout's build, PATH
+    except boxlite.ServerUnavailable as e:
+        return f"the server is not built: {e}"
+    help_text = subprocess.run([*command, "--help"], capture_output=True, text=True, timeout=120)
     if " serve" not in help_text.stdout:
-        return "the boxlite CLI of this checkout has no `serve` command yet (packages/server)"
+        return f"`{' '.join(command)}` has no `serve` command yet (packages/server)"
     for image in ("busybox", "python"):
         if not os.path.isfile(os.path.join(IMAGES, image, "index.json")):
             return f"the offline image {image} is not built (images/build.sh)"
@@ -198,12 +199,12 @@ class TestOneBusyboxBox:
     def test_env_working_dir_and_a_missing_command(self, box):
         async def go():
             execution = await box.exec("sh", "-c", "echo $A-$(pwd)", env=[("A", "x")], working_dir="/tmp")
-            out = [line async for line in execution.stdout()]
-            missing = await box.exec("no-such-command")
-            return out, await missing.wait()
+            return [line async for line in execution.stdout()]
 
-        out, missing = run(go())
-        assert out == ["x-/tmp"] and missing.exit_code == 127
+        assert run(go()) == ["x-/tmp"]
+        with pytest.raises(boxlite.ExecError) as missing:
+            run(box.exec("no-such-command"))
+        assert missing.value.exit_code == 127 and "not found" in str(missing.value)
 
     def test_info_and_metrics_of_a_running_box(self, box):
         info = run(box.info())
@@ -219,8 +220,9 @@ def test_bad_requests_are_typed_errors_and_leave_nothing(runtime, home):
     with pytest.raises(boxlite.InvalidOptions) as e:
         runtime.create(boxlite.BoxOptions(image=BUSYBOX, memory_mib=64))
     assert e.value.field == "memoryMib"
-    with pytest.raises(boxlite.ImageError):
+    with pytest.raises(boxlite.ImageNotFound) as e:
         runtime.create(boxlite.BoxOptions(image="oci:/nonexistent/layout:latest"))
+    assert e.value.status == 404
     assert {info.id for info in runtime.list()} == before
 
 
@@ -237,7 +239,7 @@ def test_simplebox_with_an_offline_image_is_removed_on_exit(runtime, home):
 
 
 EXAMPLES = {
-    "simplebox_example.py": ["Hello from BoxLite!", "stderr: to stderr", "exit code: 3", "missing command: exit code 127",
+    "simplebox_example.py": ["Hello from BoxLite!", "stderr: to stderr", "exit code: 3", "ExecError: no-such-command cannot run (exit code 127)",
                              "state is kept between commands", "totals per region: {", "hello, world from /tmp", "per-command env wins"],
     "codebox_example.py": ["285", "words: 6", "mean 22.40", "ExecError (exit code 1): ValueError: a failing program is an ExecError"],
     "lifecycle_example.py": ["after stop: stopped", "['written before the stop'] (exit code 0)", "lines now: 2", "boxes with that id left: 0"],
