@@ -30,7 +30,7 @@ async def chromium():
         print(f"browser: {version['Browser'].split('/')[0]}, protocol {version['Protocol-Version']}")
         page = "data:text/html," + urllib.parse.quote("<title>Made in a box</title><h1>Hello</h1>")
         devtools(endpoint, "/json/new?" + urllib.parse.quote(page, safe=""), method="PUT")
-        for _ in range(60):
+        for _ in range(180):  # a page loads slowly under software emulation
             titles = [t["title"] for t in devtools(endpoint, "/json/list") if t["type"] == "page"]
             if "Made in a box" in titles:
                 break
