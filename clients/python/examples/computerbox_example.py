@@ -29,7 +29,7 @@ async def main():
         # A terminal to type into (an agent would find one by screenshot; here we open it).
         desktop = {"user": "desktop", "env": {"DISPLAY": ":1"}}
         await computer.exec("sh", "-c", "setsid -f xterm -T notes -geometry +100+100 -e sh -c 'cat > /tmp/notes.txt' >/dev/null 2>&1", **desktop)
-        await computer.exec("xdotool", "search", "--sync", "--name", "^notes$", **desktop)
+        await computer.exec("xdotool", "search", "--sync", "--onlyvisible", "--name", "^notes$", **desktop)  # mapped: clicks land in it
         await computer.mouse_move(200, 200)  # inside the terminal
         await computer.left_click()
         print(f"cursor at {await computer.cursor_position()}")

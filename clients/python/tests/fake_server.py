@@ -3,7 +3,7 @@
 Boxes live in memory and "commands" are scripted:
   echo ARGS...      prints ARGS on stdout
   fail              prints "bad" on stderr, exits 3
-  cat, sh           copy stdin to stdout until stdin is closed
+  cat, sh           copy stdin to stdout until stdin is closed (sh: or a Ctrl-D arrives)
   lines N           prints N numbered lines, one chunk each
   split             prints "hel", "lo\\nwor", "ld" as three chunks (no trailing newline)
   utf8              prints "héllo\\n" cut inside the "é"
@@ -60,6 +60,8 @@ class FakeExecution:
     def write_stdin(self, data: bytes) -> None:
         if self.spec["command"] in ("cat", "sh"):
             self.emit("stdout", data)
+        if self.spec["command"] == "sh" and b"\x04" in data:  # Ctrl-D on a terminal: the shell exits
+            self.end(0)
 
     def _run(self, argv: list[str]) -> None:
         cmd, args = argv[0], argv[1:]
@@ -126,7 +128,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(data)
+        if data:
+            self.wfile.write(data)
 
     def body(self) -> bytes:
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))

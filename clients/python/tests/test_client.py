@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -340,3 +341,37 @@ def test_interactivebox_wires_stdin_and_stdout_to_a_tty_exec(fake, home):
     assert done.stdout.decode() == "hello from stdin\nexit 0\n"
     [execution] = [body for method, path, body in state.requests if path.endswith("/executions")]
     assert execution == {"command": "sh", "args": [], "tty": {"rows": 24, "cols": 80}}
+
+
+def test_interactivebox_on_a_terminal_uses_raw_mode_and_its_size_and_restores_it(fake, home):
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    _, state = fake
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    program = "import asyncio, boxlite\nasync def main():\n    async with boxlite.InteractiveBox() as b:\n        print('exit', await b.wait())\nasyncio.run(main())\n"
+    child = subprocess.Popen([sys.executable, "-c", program], stdin=slave, stdout=slave, stderr=subprocess.PIPE,
+                             env={**os.environ, "PYTHONPATH": SRC, "BOXLITE_HOME": home})
+    try:
+        deadline = time.monotonic() + 30
+        while not any(path.endswith("/executions") for _, path, _ in state.requests):
+            assert time.monotonic() < deadline and child.poll() is None, child.stderr.read()
+            time.sleep(0.05)
+        time.sleep(0.5)  # raw mode is set right after the exec starts
+        assert not termios.tcgetattr(slave)[3] & termios.ICANON
+        os.write(master, b"typed\x04")  # raw: no line editing, Ctrl-D is a byte for the box's shell
+        assert child.wait(30) == 0, child.stderr.read()
+        output = b""
+        while not output.endswith(b"exit 0\r\n"):
+            output += os.read(master, 1024)
+        assert output == b"typed\x04exit 0\r\n"
+        assert termios.tcgetattr(slave)[3] & termios.ICANON  # restored
+        [execution] = [body for _, path, body in state.requests if path.endswith("/executions")]
+        assert execution["tty"] == {"rows": 30, "cols": 100}
+    finally:
+        child.kill()
+        os.close(master)
+        os.close(slave)

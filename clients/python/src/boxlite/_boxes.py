@@ -43,8 +43,8 @@ class SimpleBox:
         """Creates and boots the box (entering `async with` does it)."""
         if self._box is not None:
             return
-        runtime = self._runtime or Boxlite.default()
-        box = await in_thread(lambda: runtime.create(self._options, kind=self._kind, **self._extra))
+        # In a thread: the default runtime may first start its server, and create may pull the image.
+        box = await in_thread(lambda: (self._runtime or Boxlite.default()).create(self._options, kind=self._kind, **self._extra))
         self._box = box
         try:
             await box.start()
