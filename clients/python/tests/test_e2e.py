@@ -216,6 +216,34 @@ class TestOneBusyboxBox:
             run(box.exec("no-such-command"))
         assert missing.value.exit_code == 127 and "not found" in str(missing.value)
 
+    def test_concurrent_executions_keep_their_own_output(self, box):
+        async def one(i):
+            execution = await box.exec("sh", "-c", f"for j in 1 2 3; do echo {i}-$j; done; echo err-{i} >&2; exit {i}")
+            out, err = await asyncio.gather(collect(execution.stdout()), collect(execution.stderr()))
+            return out, err, (await execution.wait()).exit_code
+
+        async def collect(lines):
+            return [line async for line in lines]
+
+        async def go():
+            return await asyncio.gather(*(one(i) for i in range(8)))
+
+        assert run(go()) == [([f"{i}-1", f"{i}-2", f"{i}-3"], [f"err-{i}"], i) for i in range(8)]
+
+    def test_a_reader_that_disconnects_mid_stream_leaves_the_box_healthy(self, box):
+        async def go():
+            execution = await box.exec("sh", "-c", "i=0; while true; do echo $i; i=$((i+1)); done")
+            stdout = execution.stdout()
+            first = [await stdout.__anext__() for _ in range(3)]
+            execution.close()  # drop the output connection while the command floods it
+            await execution.kill()
+            result = await execution.wait()
+            after = await box.exec("echo", "still", "fine")
+            return first, result, [line async for line in after.stdout()]
+
+        first, result, after = run(go())
+        assert first == ["0", "1", "2"] and result.signal == "SIGKILL" and after == ["still fine"]
+
     def test_info_and_metrics_of_a_running_box(self, box):
         info = run(box.info())
         assert (info.status, info.memory_mib, info.image) == ("running", 256, BUSYBOX)

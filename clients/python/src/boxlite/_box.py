@@ -124,7 +124,7 @@ class _Output:
         self.queues: dict[str, asyncio.Queue[bytes | BaseException | None]] = {"stdout": asyncio.Queue(), "stderr": asyncio.Queue()}
         self.exit: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._conn: http.client.HTTPConnection | None = None
-        self._closed = False
+        self.closed = False
         self._loop = loop
         threading.Thread(target=self._read, args=(endpoint, path), daemon=True).start()
 
@@ -132,7 +132,7 @@ class _Output:
         try:
             self._loop.call_soon_threadsafe(fn, *args)
         except RuntimeError:  # the loop closed: nobody reads any more
-            self._closed = True
+            self.closed = True
 
     def _finish(self, error: BaseException | None, exit: dict[str, Any] | None = None) -> None:
         for queue in self.queues.values():
@@ -143,8 +143,8 @@ class _Output:
         try:
             self._conn, response = endpoint.open("GET", path)
             for line in response:
-                if self._closed:
-                    return
+                if self.closed:
+                    break
                 if not line.strip():
                     continue
                 event = json.loads(line)
@@ -154,22 +154,22 @@ class _Output:
                     return self._finish(None, event["exit"])
                 elif "error" in event:
                     return self._finish(errors.from_json(event["error"]))
-            self._finish(errors.ExecError("the execution's output ended before its exit status (the server went away?)"))
+            # Cut by close(): the stream just ends; otherwise the server went away mid-stream.
+            self._finish(None if self.closed else errors.ExecError("the execution's output ended before its exit status (the server went away?)"))
         except ValueError as e:
             self._finish(errors.ParseError(f"unreadable output line from the server: {e}"))
         except errors.BoxliteError as e:
             self._finish(e)
         except (OSError, http.client.HTTPException) as e:
-            if not self._closed:
-                self._finish(errors.ServerUnavailable(f"reading an execution's output: {e}"))
+            self._finish(None if self.closed else errors.ServerUnavailable(f"reading an execution's output: {e}"))
         finally:
             if self._conn is not None:
                 self._conn.close()
 
     def close(self) -> None:
         """Stops reading (the server keeps what is unread for the next reader)."""
-        self._closed = True
-        sock = self._conn.sock if self._conn is not None else None
+        self.closed = True
+        sock = getattr(self._conn, "raw_sock", None)
         if sock is not None:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
@@ -276,7 +276,7 @@ class Execution:
         """Waits until the command ends: its exit code (and the signal that ended it, if one did).
         A command run with `timeout` that overran raises TimeoutError."""
         answer = await in_thread(self._endpoint.request, "GET", self._path + "/wait")
-        if self._output is not None:
+        if self._output is not None and not self._output.closed:
             # Its output stream is being read: it ends with the same exit status, or with the error.
             await asyncio.shield(self._output.exit)
         return ExecResult(exit_code=answer["exitCode"], signal=answer.get("signal"))

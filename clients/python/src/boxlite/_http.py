@@ -16,6 +16,15 @@ from typing import Any
 from . import errors
 
 
+class _TcpConnection(http.client.HTTPConnection):
+    """Keeps its socket as `raw_sock`: http.client drops `sock` once a response will close, and a
+    stream reader must still be able to cut its connection (Execution.close)."""
+
+    def connect(self) -> None:
+        super().connect()
+        self.raw_sock = self.sock
+
+
 class _UnixConnection(http.client.HTTPConnection):
     def __init__(self, path: str, timeout: float | None) -> None:
         super().__init__("localhost", timeout=timeout)
@@ -29,7 +38,7 @@ class _UnixConnection(http.client.HTTPConnection):
         except BaseException:
             sock.close()
             raise
-        self.sock = sock
+        self.sock = self.raw_sock = sock
 
 
 class Endpoint:
@@ -53,7 +62,7 @@ class Endpoint:
     def connection(self, timeout: float | None = None) -> http.client.HTTPConnection:
         if self.socket_path is not None:
             return _UnixConnection(self.socket_path, timeout)
-        return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        return _TcpConnection(self.host, self.port, timeout=timeout)
 
     def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         headers = {"Accept": "application/json"}
