@@ -123,6 +123,8 @@ class _Output:
         loop = asyncio.get_running_loop()
         self.queues: dict[str, asyncio.Queue[bytes | BaseException | None]] = {"stdout": asyncio.Queue(), "stderr": asyncio.Queue()}
         self.exit: asyncio.Future[dict[str, Any]] = loop.create_future()
+        # Its error also reaches the streams' readers or wait(): not an unretrieved exception.
+        self.exit.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._conn: http.client.HTTPConnection | None = None
         self.closed = False
         self._loop = loop
