@@ -375,3 +375,11 @@ def test_interactivebox_on_a_terminal_uses_raw_mode_and_its_size_and_restores_it
         child.kill()
         os.close(master)
         os.close(slave)
+
+
+def test_default_is_one_runtime_of_boxlite_home_until_closed(fake, home):
+    runtime = boxlite.Boxlite.default()
+    assert runtime is boxlite.Boxlite.default()
+    assert runtime.url == f"unix://{home}/boxlite.sock"
+    runtime.close()
+    assert boxlite.Boxlite.default() is not runtime
