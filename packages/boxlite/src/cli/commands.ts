@@ -5,6 +5,7 @@
  * and boxes are reached through their supervisors.
  */
 import { attachTerminal } from "@boxlite/boxes"
+import { defaultHomeDir } from "@boxlite/core"
 import { Data, Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { readFileSync } from "node:fs"
@@ -401,6 +402,35 @@ const info = Command.make("info", {}, act(() => withRuntime({}, async (runtime) 
   Command.withDescription("What this host runs: the driver, its accelerator (kvm, hvf or tcg) and why, what it can do; the home directory")
 )
 
+/** The token of --token-file: its content without surrounding whitespace; an empty one is refused. */
+const readToken = (file: string): string => {
+  const token = readFileSync(file, "utf8").trim()
+  if (token.length === 0) throw new InvalidOptions("--token-file", `${file} is empty`)
+  return token
+}
+
+const serve = Command.make("serve", {
+  listen: Flag.String("listen").pipe(Flag.withMetavar("ADDRESS"), Flag.optional, Flag.withDescription("A unix socket path, or 127.0.0.1:PORT (needs --token-file); default <home>/boxlite.sock")),
+  tokenFile: Flag.String("token-file").pipe(Flag.withMetavar("FILE"), Flag.optional, Flag.withDescription("The bearer token every TCP request must carry")),
+  home: Flag.String("home").pipe(Flag.withMetavar("DIR"), Flag.optional, Flag.withDescription("The home directory to serve (default $BOXLITE_HOME, else ~/.boxlite)"))
+}, (flags) =>
+  Effect.scoped(Effect.gen(function*() {
+    // Loaded here: the other commands do not pay for the HTTP stack.
+    const { parseListen, start: startServer } = yield* Effect.promise(() => import("@boxlite/server"))
+    const homeDir = path.resolve(undefinedIfNone(flags.home) ?? defaultHomeDir())
+    const tokenFile = undefinedIfNone(flags.tokenFile)
+    const token = tokenFile === undefined ? undefined : yield* Effect.try({ try: () => readToken(tokenFile), catch: (e) => e })
+    const listen = yield* Effect.try({ try: () => parseListen(undefinedIfNone(flags.listen), homeDir), catch: (e) => e })
+    // Interrupted (SIGINT, SIGTERM): the server stops, then the runtime; the boxes stay (they are detached).
+    const runtime = yield* Effect.acquireRelease(Effect.sync(() => new Boxlite({ homeDir })), (r) => Effect.promise(() => r.close()))
+    const server = yield* Effect.acquireRelease(
+      Effect.tryPromise({ try: () => startServer({ runtime, homeDir, listen, token, version: VERSION }), catch: (e) => e }),
+      (s) => Effect.promise(() => s.close())
+    )
+    process.stderr.write(`boxlite: serving ${homeDir} on ${server.url}\n`)
+    return yield* Effect.never
+  }))).pipe(Command.withDescription("Serve the REST API (openapi/boxlite.v1.json) of the home directory on a unix socket, or on 127.0.0.1 with a token"))
+
 const version = Command.make("version", {}, () => Effect.sync(() => out(`boxlite ${VERSION}\nnode ${process.version}\n`))).pipe(
   Command.withDescription("The versions of boxlite and Node.js")
 )
@@ -411,5 +441,5 @@ export const boxlite = Command.make("boxlite").pipe(
       "Boxes, images and state live in $BOXLITE_HOME (default ~/.boxlite); new boxes run on $BOXLITE_DRIVER (qemu, kvm, hvf or a driver package; default qemu); " +
       "BOXLITE_LOG=debug logs each step."
   ),
-  Command.withSubcommands([run, create, exec, cp, start, stop, restart, pause, resume, suspend, snapshot, rm, ls, inspect, logs, metrics, pull, images, prune, info, version])
+  Command.withSubcommands([run, create, exec, cp, start, stop, restart, pause, resume, suspend, snapshot, rm, ls, inspect, logs, metrics, pull, images, prune, serve, info, version])
 )

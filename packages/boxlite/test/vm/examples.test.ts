@@ -31,6 +31,7 @@ describe("examples gallery", () => {
     ["codebox.mjs", /run: Untrusted code belongs in a box\.\nExecError: exit code 1, ZeroDivisionError[\s\S]*runCode: 42\n[\s\S]*timeout: TimeoutError \| still there: 41/],
     ["browserbox.mjs", /title after the click: Hello, BoxLite[\s\S]*screenshot: \d+ bytes of PNG/],
     ["interactive.mjs", /\/dev\/pts\/\d+\r\n24 80\r\nI am root in boxlite[\s\S]*shell exited with 0/],
+    ["serve.mjs", /stdout: ready\n[\s\S]*stdout: hello BoxLite\n[\s\S]*exit: \{"exitCode":3\}\n404: BoxNotFound[\s\S]*the library lists: serve-demo running\nremoved: 204/],
     ["computerbox.mjs", /screen: 1024x768[\s\S]*screenshot: 1024x768 png[\s\S]*the terminal saved: "Hello from ComputerBox: ünïcödé ✓\\n"/]
   ])("%s runs and prints what it shows", runsAndPrints, 300_000)
 
