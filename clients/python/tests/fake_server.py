@@ -317,7 +317,7 @@ if __name__ == "__main__":
     os.makedirs(home, mode=0o700, exist_ok=True)
     with open(os.path.join(home, "fake-server.pid"), "w") as f:
         f.write(str(os.getpid()))
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     server, _ = serve_unix(os.path.join(home, "boxlite.sock"))
-    signal.signal(signal.SIGTERM, lambda *_: (os.unlink(os.path.join(home, "boxlite.sock")), os._exit(0)))
     while True:
         time.sleep(3600)
