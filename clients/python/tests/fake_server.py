@@ -21,7 +21,6 @@ import signal
 import socketserver
 import sys
 import threading
-import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -317,7 +316,8 @@ if __name__ == "__main__":
     os.makedirs(home, mode=0o700, exist_ok=True)
     with open(os.path.join(home, "fake-server.pid"), "w") as f:
         f.write(str(os.getpid()))
-    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    # SIGTERM blocked in the server's threads (they inherit this mask), taken by the main thread.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     server, _ = serve_unix(os.path.join(home, "boxlite.sock"))
-    while True:
-        time.sleep(3600)
+    signal.sigwait({signal.SIGTERM})
+    os.unlink(os.path.join(home, "boxlite.sock"))
