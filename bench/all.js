@@ -9,7 +9,7 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { missed, table } from "./targets.js"
 
-const ALL = ["run", "images", "io", "files", "codebox", "cli", "serve", "mcp", "browserbox", "snapshot", "density"]
+const ALL = ["run", "images", "io", "files", "codebox", "cli", "serve", "python-client", "mcp", "browserbox", "snapshot", "density"]
 // computerbox only when named: a desktop boot per round.
 const KNOWN = [...ALL, "computerbox"]
 const names = process.argv.slice(2).length > 0 ? process.argv.slice(2) : ALL

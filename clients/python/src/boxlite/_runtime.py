@@ -1,0 +1,92 @@
+"""The runtime: a connection to the BoxLite server of a home directory (started on demand)."""
+from __future__ import annotations
+
+import atexit
+import threading
+from typing import Any
+
+from . import _server
+from ._box import Box
+from ._http import quote
+from ._types import BoxInfo, BoxOptions, Options, RuntimeMetrics
+
+
+class Boxlite:
+    """Creates and manages boxes. `Boxlite.default()` (the default home, or `BOXLITE_URL`), or
+    `Boxlite(Options(home_dir=...))`. Its methods are synchronous, as in the reference
+    (`box = runtime.create(...)`); a box's own methods are async. `close()` (or `with` / `async
+    with`, or the process's exit) stops the server this runtime started, if it started one;
+    boxes stay as they are (they belong to the home, not to the server)."""
+
+    _default: Boxlite | None = None
+    _default_lock = threading.Lock()
+
+    def __init__(self, options: Options | None = None) -> None:
+        self._endpoint, self._server = _server.connect((options or Options()).home_dir)
+        if self._server is not None:
+            atexit.register(self.close)
+
+    @classmethod
+    def default(cls) -> Boxlite:
+        """The process's shared runtime of the default home (`$BOXLITE_HOME` or `~/.boxlite`), or of `BOXLITE_URL`."""
+        with cls._default_lock:
+            if cls._default is None:
+                cls._default = cls()
+            return cls._default
+
+    @property
+    def url(self) -> str:
+        """Where its server listens (`unix:///.../boxlite.sock` or `http://...`)."""
+        return self._endpoint.url
+
+    def _box(self, info: Any) -> Box:
+        return Box(self._endpoint, BoxInfo(info))
+
+    def create(self, box_options: BoxOptions | None = None, *, kind: str | None = None, **extra: Any) -> Box:
+        """Creates a box (it boots at its first `exec` or `start`). `kind` ("code", "browser", ...)
+        picks a purpose-built box's defaults on the server; `extra` are that kind's own options."""
+        body: dict[str, Any] = {"options": {**(box_options or BoxOptions()).to_json(), **extra}}
+        if kind is not None:
+            body["kind"] = kind
+        return self._box(self._endpoint.request("POST", "/v1/boxes", body))
+
+    def get(self, box_id: str) -> Box:
+        """Reattaches to an existing box by id or name (BoxNotFound if there is none)."""
+        return self._box(self._endpoint.request("GET", f"/v1/boxes/{quote(box_id)}"))
+
+    def list(self) -> list[BoxInfo]:
+        """All boxes of the home, running and stopped."""
+        return [BoxInfo(info) for info in self._endpoint.request("GET", "/v1/boxes")]
+
+    def remove(self, box_id: str, force: bool = False) -> None:
+        """Removes a box; a running one needs `force=True` (else BoxStateError)."""
+        self._endpoint.request("DELETE", f"/v1/boxes/{quote(box_id)}" + ("?force=true" if force else ""))
+
+    def metrics(self) -> RuntimeMetrics:
+        return RuntimeMetrics(self._endpoint.request("GET", "/v1/metrics"))
+
+    def info(self) -> dict[str, Any]:
+        """The server's runtime info (version, driver, capabilities, homeDir)."""
+        return self._endpoint.request("GET", "/v1/info")
+
+    def close(self) -> None:
+        """Stops the server this runtime started (a no-op otherwise, and when called again)."""
+        server, self._server = self._server, None
+        if server is not None:
+            atexit.unregister(self.close)
+            server.stop()
+        with Boxlite._default_lock:
+            if Boxlite._default is self:
+                Boxlite._default = None
+
+    def __enter__(self) -> Boxlite:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Boxlite:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
