@@ -19,6 +19,7 @@ PACKAGES=(
   make gcc libc6-dev patch xz-utils  # a current passt, built from Debian's source (scripts/build-passt.sh)
   g++                              # better-sqlite3 from source on Node < 22.13 (no node:sqlite) when no prebuilt binary is reachable
   util-linux procps iproute2 ca-certificates python3  # test hosts in netns; python3 for bench/io.js and test wheels
+  python3-pytest python3-venv python3-setuptools python3-wheel  # the Python client (clients/python): its tests and offline install
   chromium                         # a real browser on the host for the ComputerBox viewer test
 )
 missing=()
