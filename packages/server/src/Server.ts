@@ -178,11 +178,24 @@ const handlers = (options: ServerOptions) => {
                 // Unpacked here (no absolute or .. names, no devices or hard links, owned by this user),
                 // then copied in with box.copyIn and its rules.
                 const unpack = tar.x({ cwd: stage, strict: true, preserveOwner: false, filter: (_p, entry) => ["File", "OldFile", "Directory", "SymbolicLink"].includes((entry as tar.ReadEntry).type) })
-                const done = finished(unpack).catch((e: unknown) => Promise.reject(apiError("BadRequest", `the body is not a tar archive: ${(e as Error).message}`)))
-                yield* Stream.runForEach(chunksOf(payload), (chunk) =>
-                  Effect.promise(() => (unpack.write(Buffer.from(chunk)) ? Promise.resolve() : new Promise<void>((r) => unpack.once("drain", () => r())))))
+                // Settles with the archive's fault, if any, and never rejects: the fault may come while
+                // chunks are still being written, before anything awaits it.
+                let fault: ReturnType<typeof apiError> | undefined
+                const settled = finished(unpack).then(
+                  () => undefined,
+                  (e: unknown) => (fault = apiError("BadRequest", `the body is not a tar archive: ${(e as Error).message}`))
+                )
+                // A broken archive stops the writing (it never drains again); the rest of the body is not read.
+                const write = (chunk: Uint8Array) =>
+                  new Promise<void>((resolve) => {
+                    if (unpack.write(Buffer.from(chunk))) return resolve()
+                    unpack.once("drain", () => resolve())
+                    void settled.then(() => resolve())
+                  })
+                yield* Stream.runForEach(chunksOf(payload), (chunk) => (fault ? Effect.fail(fault) : Effect.promise(() => write(chunk))))
                 unpack.end()
-                yield* Effect.tryPromise({ try: () => done, catch: (e) => e as ReturnType<typeof apiError> })
+                yield* Effect.promise(() => settled)
+                if (fault) return yield* Effect.fail(fault)
                 for (const name of yield* call(() => fs.readdir(stage))) yield* call(() => b.copyIn(path.join(stage, name), query.path))
               }),
             (stage) => Effect.promise(() => fs.rm(stage, { recursive: true, force: true }))
