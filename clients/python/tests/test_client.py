@@ -36,7 +36,8 @@ def test_list_get_and_info_records_in_snake_case(fake):
     runtime, _ = fake
     created = runtime.create(boxlite.BoxOptions(name="web", memory_mib=256))
     [info] = runtime.list()
-    assert (info.id, info.name, info.status, info.memory_mib, info.auto_remove) == (created.id, "web", "configured", 256, True)
+    # runtime.create's auto_remove defaults to False (stop keeps the box, as the upstream examples expect).
+    assert (info.id, info.name, info.status, info.memory_mib, info.auto_remove) == (created.id, "web", "configured", 256, False)
     assert info.created_at == datetime.datetime(2026, 11, 30, 12, tzinfo=datetime.timezone.utc)
     assert runtime.get("web").id == created.id
     assert run(runtime.get(created.id).info()) == info
@@ -69,7 +70,7 @@ def test_a_running_box_is_removed_only_with_force(fake):
 
 def test_removing_a_box_its_stop_removed_is_a_no_op_but_the_runtime_says_box_not_found(fake):
     runtime, state = fake
-    box = runtime.create(boxlite.BoxOptions())  # auto_remove: stop removes it
+    box = runtime.create(boxlite.BoxOptions(auto_remove=True))  # stop removes it
 
     async def stop_then_remove():
         await box.start()
@@ -445,7 +446,7 @@ def test_older_option_forms(fake):
     runtime, state = fake
     runtime.create(boxlite.BoxOptions(volumes=[("/h", "/g", False), ("/r", "/o", True), ("/a", "/b")], ports=[(8080, 80)]))
     body = state.requests[-1][2]
-    assert body["options"] == {"volumes": [["/h", "/g", "rw"], ["/r", "/o", "ro"], ["/a", "/b"]], "ports": [[8080, 80]]}
+    assert body["options"] == {"volumes": [["/h", "/g", "rw"], ["/r", "/o", "ro"], ["/a", "/b"]], "ports": [[8080, 80]], "autoRemove": False}
 
     async def go():
         async with boxlite.ComputerBox(cpu=2, memory=2048):

@@ -60,9 +60,15 @@ class Boxlite:
         return Box(self._endpoint, BoxInfo(info))
 
     def create(self, box_options: BoxOptions | None = None, *, kind: str | None = None, **extra: Any) -> Box:
-        """Creates a box (it boots at its first `exec` or `start`). `kind` ("code", "browser", ...)
+        """Creates a box (it boots at its first `exec` or `start`); without `kind`, `auto_remove`
+        defaults to False (`stop()` keeps it, as the upstream examples expect). `kind` ("code", "browser", ...)
         picks a purpose-built box's defaults on the server; `extra` are that kind's own options."""
-        body: dict[str, Any] = {"options": {**(box_options or BoxOptions()).to_json(), **extra}}
+        options = (box_options or BoxOptions()).to_json()
+        if kind is None:
+            # A box of the native API outlives its stop unless told otherwise: the upstream
+            # examples stop a box, then `runtime.get` it and exec to restart it, or remove it.
+            options.setdefault("autoRemove", False)
+        body: dict[str, Any] = {"options": {**options, **extra}}
         if kind is not None:
             body["kind"] = kind
         return self._box(self._endpoint.request("POST", "/v1/boxes", body))
