@@ -185,6 +185,21 @@ def test_simplebox_collects_output_and_removes_its_box(fake):
     assert state.boxes == {}
 
 
+def test_simplebox_a_command_that_cannot_run_is_exit_code_127_but_box_exec_raises(fake):
+    runtime, _ = fake
+
+    async def go():
+        async with boxlite.SimpleBox() as box:
+            missing = await box.exec("not-installed")
+        with pytest.raises(boxlite.ExecError) as raised:
+            await runtime.create(boxlite.BoxOptions()).exec("not-installed")
+        return missing, raised.value
+
+    missing, raised = run(go())
+    assert (missing.exit_code, missing.stdout, missing.stderr) == (127, "", "cannot run not-installed: not found in PATH\n")
+    assert raised.exit_code == 127
+
+
 def test_simplebox_removes_its_box_when_the_body_raises(fake):
     _, state = fake
 

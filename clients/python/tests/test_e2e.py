@@ -277,7 +277,7 @@ def test_simplebox_with_an_offline_image_is_removed_on_exit(runtime, home):
 
 
 EXAMPLES = {
-    "simplebox_example.py": ["Hello from BoxLite!", "stderr: to stderr", "exit code: 3", "ExecError: no-such-command cannot run (exit code 127)",
+    "simplebox_example.py": ["Hello from BoxLite!", "stderr: to stderr", "exit code: 3", "no-such-command cannot run (exit code 127)",
                              "state is kept between commands", "totals per region: {", "hello, world from /tmp", "per-command env wins"],
     "codebox_example.py": ["285", "words: 6", "mean 22.40", "ExecError (exit code 1): ", "ValueError: a failing program is an ExecError"],
     "lifecycle_example.py": ["after stop: stopped", "['written before the stop'] (exit code 0)", "lines now: 2", "boxes with that id left: 0"],

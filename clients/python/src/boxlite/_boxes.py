@@ -81,8 +81,15 @@ class SimpleBox:
         user: str | None = None,
         timeout: float | None = None,
     ) -> ExecResult:
-        """Runs a command to its end: its exit code, stdout and stderr (decoded as UTF-8)."""
-        execution = await self.box.exec(command, *args, env=env, working_dir=working_dir, user=user, timeout=timeout)
+        """Runs a command to its end: its exit code, stdout and stderr (decoded as UTF-8). A command
+        that cannot run (not found: 127, not executable: 126) is such a result too, as from a shell:
+        the upstream examples test `result.exit_code`, not an exception."""
+        try:
+            execution = await self.box.exec(command, *args, env=env, working_dir=working_dir, user=user, timeout=timeout)
+        except errors.ExecError as e:
+            if getattr(e, "exit_code", None) not in (126, 127):
+                raise
+            return ExecResult(exit_code=e.exit_code, stderr=f"{e}\n")
 
         async def collect(stream: str) -> str:
             return b"".join([chunk async for chunk in execution.raw_output(stream)]).decode(errors="replace")
