@@ -26,10 +26,8 @@ async def main():
         result = await box.exec("ls", "/no/such/dir")
         if result.exit_code != 0:
             print(f"Command failed ({result.exit_code}): {result.stderr.strip()}")
-        try:
-            await box.exec("no-such-command")
-        except boxlite.ExecError as e:
-            print(f"ExecError: no-such-command cannot run (exit code {e.exit_code})")
+        result = await box.exec("no-such-command")
+        print(f"no-such-command cannot run (exit code {result.exit_code}): {result.stderr.strip()}")
 
         print("\n=== Multiple commands in the same box ===")
         await box.exec("sh", "-c", "echo 'state is kept between commands' > /root/note.txt")

@@ -200,6 +200,8 @@ class Handler(BaseHTTPRequestHandler):
             case ("POST", ["actions", name]):
                 return self.action(box, name, body.get("args", []))
             case ("POST", ["executions"]):
+                if body["command"] == "not-installed":  # as the TS API: a command that cannot run is refused at once
+                    return self.send_json(500, error("ExecError", "cannot run not-installed: not found in PATH", exitCode=127))
                 exec_id = f"EXEC{next(st.ids)}"
                 st.executions[exec_id] = FakeExecution(body)
                 box["status"] = "running"

@@ -36,7 +36,8 @@ def test_list_get_and_info_records_in_snake_case(fake):
     runtime, _ = fake
     created = runtime.create(boxlite.BoxOptions(name="web", memory_mib=256))
     [info] = runtime.list()
-    assert (info.id, info.name, info.status, info.memory_mib, info.auto_remove) == (created.id, "web", "configured", 256, True)
+    # runtime.create's auto_remove defaults to False (stop keeps the box, as the upstream examples expect).
+    assert (info.id, info.name, info.status, info.memory_mib, info.auto_remove) == (created.id, "web", "configured", 256, False)
     assert info.created_at == datetime.datetime(2026, 11, 30, 12, tzinfo=datetime.timezone.utc)
     assert runtime.get("web").id == created.id
     assert run(runtime.get(created.id).info()) == info
@@ -45,7 +46,7 @@ def test_list_get_and_info_records_in_snake_case(fake):
 def test_server_errors_become_the_classes_of_their_tags(fake):
     runtime, _ = fake
     with pytest.raises(boxlite.BoxNotFound) as missing:
-        runtime.get("nope")
+        runtime.remove("nope")
     assert (missing.value.tag, missing.value.status, missing.value.id_or_name) == ("BoxNotFound", 404, "nope")
     with pytest.raises(boxlite.InvalidOptions) as invalid:
         runtime.create(boxlite.BoxOptions(memory_mib=64))
@@ -69,7 +70,7 @@ def test_a_running_box_is_removed_only_with_force(fake):
 
 def test_removing_a_box_its_stop_removed_is_a_no_op_but_the_runtime_says_box_not_found(fake):
     runtime, state = fake
-    box = runtime.create(boxlite.BoxOptions())  # auto_remove: stop removes it
+    box = runtime.create(boxlite.BoxOptions(auto_remove=True))  # stop removes it
 
     async def stop_then_remove():
         await box.start()
@@ -182,6 +183,21 @@ def test_simplebox_collects_output_and_removes_its_box(fake):
     create = next(body for method, path, body in state.requests if path == "/v1/boxes")
     assert create == {"kind": "simple", "options": {"image": "alpine:latest", "memoryMib": 256}}
     assert state.boxes == {}
+
+
+def test_simplebox_a_command_that_cannot_run_is_exit_code_127_but_box_exec_raises(fake):
+    runtime, _ = fake
+
+    async def go():
+        async with boxlite.SimpleBox() as box:
+            missing = await box.exec("not-installed")
+        with pytest.raises(boxlite.ExecError) as raised:
+            await runtime.create(boxlite.BoxOptions()).exec("not-installed")
+        return missing, raised.value
+
+    missing, raised = run(go())
+    assert (missing.exit_code, missing.stdout, missing.stderr) == (127, "", "cannot run not-installed: not found in PATH\n")
+    assert raised.exit_code == 127
 
 
 def test_simplebox_removes_its_box_when_the_body_raises(fake):
@@ -383,3 +399,101 @@ def test_default_is_one_runtime_of_boxlite_home_until_closed(fake, home):
     assert runtime.url == f"unix://{home}/boxlite.sock"
     runtime.close()
     assert boxlite.Boxlite.default() is not runtime
+
+
+# The upstream examples' API shapes (older and newer versions of the reference SDK), each as they call it.
+
+def test_runtime_calls_work_both_synchronously_and_awaited(fake):
+    runtime, state = fake
+
+    async def go():
+        box = await runtime.create(boxlite.BoxOptions(name="a", detach=True, auto_remove=False))
+        same = runtime.create(boxlite.BoxOptions(name="b"))
+        info = await runtime.get_info(box.id)
+        assert (info.state, info.status, info.pid, info.transport) == ("configured", "configured", None, None)
+        assert runtime.get_info("a").id == box.id and (await runtime.get("a")).id == box.id
+        assert [i.id for i in await runtime.list_info()] == [i.id for i in runtime.list_info()] == [box.id, same.id]
+        # A missing box is None, awaited or not.
+        assert runtime.get("nope") is None and runtime.get_info("nope") is None
+        assert await runtime.get("nope") is None and await runtime.get_info("nope") is None
+        await runtime.remove(box.id)
+        runtime.remove(same.id)
+        return box
+
+    box = run(go())
+    assert state.boxes == {}
+    body = [b for m, p, b in state.requests if p == "/v1/boxes" and m == "POST"][0]
+    assert body["options"] == {"name": "a", "detach": True, "autoRemove": False}
+
+
+def test_box_info_is_synchronous_and_awaitable_and_shutdown_stops(fake):
+    runtime, state = fake
+    box = runtime.create(boxlite.BoxOptions(auto_remove=False))
+    assert box.info().state == "configured"
+
+    async def go():
+        async with box:
+            await box.start()
+            assert (await box.info()).status == "running"
+        assert box.info().status == "stopped"  # leaving `async with` stops it
+        await box.start()
+        await box.shutdown()
+        return box.info().status
+
+    assert run(go()) == "stopped"
+
+
+def test_exec_native_positional_form_args_env(fake):
+    runtime, state = fake
+    box = runtime.create(boxlite.BoxOptions())
+
+    async def go():
+        for argv in (("env", None, [("CUSTOM", "value")]), ("pwd", None, None), ("echo", ["x y"])):
+            await (await box.exec(*argv)).wait()
+
+    run(go())
+    bodies = [b for m, p, b in state.requests if p.endswith("/executions")]
+    assert bodies == [{"command": "env", "args": [], "env": [["CUSTOM", "value"]]}, {"command": "pwd", "args": []},
+                      {"command": "echo", "args": ["x y"]}]
+
+
+def test_older_option_forms(fake):
+    runtime, state = fake
+    runtime.create(boxlite.BoxOptions(volumes=[("/h", "/g", False), ("/r", "/o", True), ("/a", "/b")], ports=[(8080, 80)]))
+    body = state.requests[-1][2]
+    assert body["options"] == {"volumes": [["/h", "/g", "rw"], ["/r", "/o", "ro"], ["/a", "/b"]], "ports": [[8080, 80]], "autoRemove": False}
+
+    async def go():
+        async with boxlite.ComputerBox(cpu=2, memory=2048):
+            pass
+        async with boxlite.BrowserBox(boxlite.BrowserBoxOptions(browser="webkit", memory=1024, cpu=2)) as browser:
+            return browser.endpoint()
+
+    run(go())
+    computer, browser = [b for m, p, b in state.requests if p == "/v1/boxes" and m == "POST"][1:]
+    assert computer["options"] == {"cpus": 2, "memoryMib": 2048}
+    assert browser["options"] == {"cpus": 2, "memoryMib": 1024, "browser": "webkit"}
+
+
+def test_screenshot_is_png_bytes_and_the_older_dict_and_type_is_type_text(fake):
+    _, state = fake
+
+    async def go():
+        async with boxlite.ComputerBox() as computer:
+            shot = await computer.screenshot()
+            await computer.type("hi")
+            return shot
+
+    shot = run(go())
+    assert shot.startswith(b"\x89PNG") and (shot["width"], shot["height"], shot["format"]) == (1024, 768, "png")
+    assert fake_server.base64.b64decode(shot["data"]) == bytes(shot) and shot[:4] == b"\x89PNG"
+    assert [b for m, p, b in state.requests if p.endswith("/actions/type")] == [{"args": ["hi"]}]
+
+
+def test_metrics_under_the_reference_names(fake):
+    runtime, _ = fake
+    box = runtime.create(boxlite.BoxOptions())
+    metrics = run(box.metrics())
+    assert (metrics.memory_bytes, metrics.commands_executed_total, metrics.cpu_percent, metrics.network_tcp_errors) == (1 << 20, None, None, None)
+    rm = runtime.metrics()
+    assert (rm.boxes_created_total, rm.num_running_boxes, rm.total_commands_executed, rm.boxes_failed_total) == (1, 0, 0, None)

@@ -109,6 +109,7 @@ def home():
     saved = {k: os.environ.get(k) for k in ("BOXLITE_HOME", "BOXLITE_URL")}
     try:
         registry.push(PYTHON, "library/python:slim")
+        registry.push(PYTHON, "library/python:alpine")  # the upstream simplebox example's image
         registry.push(BUSYBOX, "library/alpine:latest")
         with open(os.path.join(path, "config.json"), "w") as f:
             json.dump({"registries": {"docker.io": {"mirrors": [f"http://{registry.host}"]}, registry.host: {"insecure": True}}}, f)
@@ -253,8 +254,9 @@ class TestOneBusyboxBox:
 
 def test_bad_requests_are_typed_errors_and_leave_nothing(runtime, home):
     before = {info.id for info in runtime.list()}
+    assert runtime.get("no-such-box") is None and runtime.get_info("no-such-box") is None
     with pytest.raises(boxlite.BoxNotFound):
-        runtime.get("no-such-box")
+        runtime.remove("no-such-box")
     with pytest.raises(boxlite.InvalidOptions) as e:
         runtime.create(boxlite.BoxOptions(image=BUSYBOX, memory_mib=64))
     assert e.value.field == "memoryMib"
@@ -264,20 +266,47 @@ def test_bad_requests_are_typed_errors_and_leave_nothing(runtime, home):
     assert {info.id for info in runtime.list()} == before
 
 
+def test_the_upstream_examples_native_api_shapes(runtime, home):
+    """As the upstream examples call it: awaited or not, exec(cmd, [args], [(k, v)]), info().state,
+    a plain box that survives stop and restarts at its next exec, async with a Box."""
+    async def go():
+        box = await runtime.create(boxlite.BoxOptions(image=BUSYBOX, memory_mib=256, env=[("USER", "alice")]))
+        execution = await box.exec("sh", ["-c", "echo $USER $CUSTOM; echo err >&2"], [("CUSTOM", "value")])
+        out = [line async for line in execution.stdout()]
+        err = [line async for line in execution.stderr()]
+        code = (await execution.wait()).exit_code
+        assert (out, err, code, box.info().state) == (["alice value"], ["err"], 0, "running")
+        await box.shutdown()
+        assert (await runtime.get_info(box.id)).state == "stopped"
+        again = runtime.get(box.id)
+        execution = await again.exec("echo", ["restarted"])
+        assert [line async for line in execution.stdout()] == ["restarted"]
+        assert box.id in {info.id for info in await runtime.list_info()}
+        async with again:
+            pass
+        assert runtime.get_info(box.id).state == "stopped"
+        await runtime.remove(box.id)
+        return await runtime.get(box.id)
+
+    assert run(go()) is None
+
+
 def test_simplebox_with_an_offline_image_is_removed_on_exit(runtime, home):
     async def go():
         async with boxlite.SimpleBox(image=BUSYBOX, runtime=runtime) as simple:
             box_id = simple.id
             result = await simple.exec("sh", "-c", "echo out; echo err >&2; exit 2")
-        return box_id, result
+            missing = await simple.exec("no-such-command")
+        return box_id, result, missing
 
-    box_id, result = run(go())
+    box_id, result, missing = run(go())
     assert (result.exit_code, result.stdout, result.stderr) == (2, "out\n", "err\n")
+    assert (missing.exit_code, missing.stdout) == (127, "") and "not found" in missing.stderr
     assert box_id not in {info.id for info in runtime.list()}
 
 
 EXAMPLES = {
-    "simplebox_example.py": ["Hello from BoxLite!", "stderr: to stderr", "exit code: 3", "ExecError: no-such-command cannot run (exit code 127)",
+    "simplebox_example.py": ["Hello from BoxLite!", "stderr: to stderr", "exit code: 3", "no-such-command cannot run (exit code 127)",
                              "state is kept between commands", "totals per region: {", "hello, world from /tmp", "per-command env wins"],
     "codebox_example.py": ["285", "words: 6", "mean 22.40", "ExecError (exit code 1): ", "ValueError: a failing program is an ExecError"],
     "lifecycle_example.py": ["after stop: stopped", "['written before the stop'] (exit code 0)", "lines now: 2", "boxes with that id left: 0"],

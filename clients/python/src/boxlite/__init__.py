@@ -5,7 +5,7 @@ talks to `boxlite serve` (REST API v1) over the home's unix socket, starting it 
 the server `BOXLITE_URL` names. Standard library only.
 """
 from ._box import Box, ExecStderr, ExecStdin, ExecStdout, Execution
-from ._boxes import BrowserBox, CodeBox, ComputerBox, InteractiveBox, SimpleBox
+from ._boxes import BrowserBox, BrowserBoxOptions, CodeBox, ComputerBox, InteractiveBox, Screenshot, SimpleBox
 from ._runtime import Boxlite
 from ._types import BoxInfo, BoxMetrics, BoxOptions, ExecResult, Options, RuntimeMetrics
 from .errors import (
@@ -18,8 +18,8 @@ from .errors import (
 __version__ = "0.4.4"
 
 __all__ = [
-    "Box", "BoxInfo", "BoxMetrics", "BoxOptions", "Boxlite", "BrowserBox", "CodeBox", "ComputerBox", "ExecResult",
-    "ExecStderr", "ExecStdin", "ExecStdout", "Execution", "InteractiveBox", "Options", "RuntimeMetrics", "SimpleBox",
+    "Box", "BoxInfo", "BoxMetrics", "BoxOptions", "Boxlite", "BrowserBox", "BrowserBoxOptions", "CodeBox", "ComputerBox", "ExecResult",
+    "ExecStderr", "ExecStdin", "ExecStdout", "Execution", "InteractiveBox", "Options", "RuntimeMetrics", "Screenshot", "SimpleBox",
     "BadRequest", "BootError", "BoxliteError", "BoxNotFound", "BoxStateError", "CopyError", "ExecError",
     "ExecutionNotFound", "HypervisorUnavailable", "ImageError", "ImageNotFound", "InvalidOptions", "ParseError",
     "PathNotFound", "PayloadTooLarge", "RegistryAuthError", "RegistryError", "ServerUnavailable", "SnapshotError",

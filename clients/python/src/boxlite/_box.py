@@ -13,7 +13,7 @@ from typing import Any, AsyncIterator, Callable, Mapping, Sequence
 
 from . import errors
 from ._http import Endpoint, quote
-from ._types import BoxInfo, BoxMetrics, EnvInput, ExecResult, env_json
+from ._types import BoxInfo, BoxMetrics, EnvInput, ExecResult, Ready, env_json
 
 
 def _settle(future: asyncio.Future[Any], result: Any = None, error: BaseException | None = None) -> None:
@@ -45,8 +45,9 @@ def in_thread(fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
     return future
 
 
-class Box:
-    """Handle to a running or stopped box of a runtime (`runtime.create`, `runtime.get`)."""
+class Box(Ready):
+    """Handle to a running or stopped box of a runtime (`runtime.create`, `runtime.get`; awaitable
+    as itself, for `await runtime.create(...)`). `async with` it: stopped when the block ends."""
 
     def __init__(self, endpoint: Endpoint, info: BoxInfo) -> None:
         self._endpoint = endpoint
@@ -63,17 +64,25 @@ class Box:
     async def exec(
         self,
         command: str,
-        *args: str | Sequence[str],
+        *args: str | Sequence[str] | EnvInput | None,
         env: EnvInput | None = None,
         working_dir: str | None = None,
         user: str | None = None,
         tty: bool | tuple[int, int] = False,
         timeout: float | None = None,
     ) -> Execution:
-        """Starts `command` with `args` (no shell); boots a stopped box first. `box.exec("ls", "-la")`
-        or `box.exec("ls", ["-la"])`. `timeout` (seconds) kills it and makes `wait()` raise TimeoutError;
+        """Starts `command` with `args` (no shell); boots a stopped box first. `box.exec("ls", "-la")`,
+        or the native form `box.exec("ls", ["-la"])` / `box.exec("env", None, [("K", "v")])` (args,
+        env, tty positionally). `timeout` (seconds) kills it and makes `wait()` raise TimeoutError;
         `tty=True` (24x80) or `(rows, cols)` runs it on a terminal."""
-        argv = list(args[0]) if len(args) == 1 and isinstance(args[0], (list, tuple)) else [str(a) for a in args]
+        if args and (args[0] is None or isinstance(args[0], (list, tuple))):
+            if len(args) > 3:
+                raise errors.InvalidOptions("args", "the native form is exec(command, args, env, tty)", field="args")
+            argv = list(args[0] or [])
+            env = args[1] if len(args) > 1 and args[1] is not None else env  # type: ignore[assignment]
+            tty = args[2] if len(args) > 2 else tty  # type: ignore[assignment]
+        else:
+            argv = [str(a) for a in args]
         body: dict[str, Any] = {"command": command, "args": argv}
         if env is not None:
             body["env"] = env_json(env)
@@ -96,6 +105,14 @@ class Box:
         """Stops the box gracefully (an auto_remove box is then removed)."""
         await self._call("POST", "/stop")
 
+    shutdown = stop  # the reference's older name
+
+    async def __aenter__(self) -> Box:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
     async def remove(self, force: bool = False) -> None:
         """Deletes the box and its data; a running box needs `force=True` (else BoxStateError). A box
         already gone (an auto_remove box after `stop()`, as in the reference's stop-then-remove) is fine."""
@@ -104,8 +121,9 @@ class Box:
         except errors.BoxNotFound:
             pass
 
-    async def info(self) -> BoxInfo:
-        return BoxInfo(await self._call("GET"))
+    def info(self) -> BoxInfo:
+        """Its record as it is now; synchronous as in the reference, and awaitable (`await box.info()`)."""
+        return BoxInfo(self._endpoint.request("GET", self._path))
 
     async def metrics(self) -> BoxMetrics:
         return BoxMetrics(await self._call("GET", "/metrics"))

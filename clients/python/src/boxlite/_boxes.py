@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from . import errors
@@ -16,14 +17,19 @@ from ._runtime import Boxlite
 from ._types import BoxInfo, BoxMetrics, BoxOptions, EnvInput, ExecResult
 
 
+# The reference's older keyword names for BoxOptions' fields (`ComputerBox(cpu=2, memory=2048)`).
+_OLD_NAMES = {"cpu": "cpus", "memory": "memory_mib"}
+
+
 class SimpleBox:
-    """A box with automatic cleanup. Takes BoxOptions' fields as keyword arguments, and `runtime`
-    (default `Boxlite.default()`)."""
+    """A box with automatic cleanup. Takes BoxOptions' fields as keyword arguments (also `cpu` and
+    `memory`, older names of `cpus` and `memory_mib`), and `runtime` (default `Boxlite.default()`)."""
 
     _kind = "simple"
 
     def __init__(self, image: str | None = None, *, runtime: Boxlite | None = None, **options: Any) -> None:
         self._runtime = runtime
+        options = {_OLD_NAMES.get(key, key): value for key, value in options.items()}
         self._options = BoxOptions(image=image, **options)
         self._extra: dict[str, Any] = {}
         self._box: Box | None = None
@@ -75,8 +81,15 @@ class SimpleBox:
         user: str | None = None,
         timeout: float | None = None,
     ) -> ExecResult:
-        """Runs a command to its end: its exit code, stdout and stderr (decoded as UTF-8)."""
-        execution = await self.box.exec(command, *args, env=env, working_dir=working_dir, user=user, timeout=timeout)
+        """Runs a command to its end: its exit code, stdout and stderr (decoded as UTF-8). A command
+        that cannot run (not found: 127, not executable: 126) is such a result too, as from a shell:
+        the upstream examples test `result.exit_code`, not an exception."""
+        try:
+            execution = await self.box.exec(command, *args, env=env, working_dir=working_dir, user=user, timeout=timeout)
+        except errors.ExecError as e:
+            if getattr(e, "exit_code", None) not in (126, 127):
+                raise
+            return ExecResult(exit_code=e.exit_code, stderr=f"{e}\n")
 
         async def collect(stream: str) -> str:
             return b"".join([chunk async for chunk in execution.raw_output(stream)]).decode(errors="replace")
@@ -114,13 +127,28 @@ class CodeBox(SimpleBox):
         return await self.box.action("installPackages", *packages)
 
 
+@dataclass
+class BrowserBoxOptions:
+    """The reference's options object for `BrowserBox(options)`: browser, memory (MiB), cpu, image."""
+
+    browser: str | None = None
+    memory: int | None = None
+    cpu: int | None = None
+    image: str | None = None
+
+
 class BrowserBox(SimpleBox):
     """A browser in a box (`browser`: "chromium" (default), "firefox" or "webkit"); `endpoint()` is
-    what Puppeteer / Playwright connect to (CDP for Chromium)."""
+    what Puppeteer / Playwright connect to (CDP for Chromium). `BrowserBox(BrowserBoxOptions(...))` too."""
 
     _kind = "browser"
 
-    def __init__(self, image: str | None = None, *, browser: str | None = None, runtime: Boxlite | None = None, **options: Any) -> None:
+    def __init__(self, image: str | BrowserBoxOptions | None = None, *, browser: str | None = None, runtime: Boxlite | None = None, **options: Any) -> None:
+        if isinstance(image, BrowserBoxOptions):
+            given = {"cpus": image.cpu, "memory_mib": image.memory}
+            options = {**{k: v for k, v in given.items() if v is not None}, **options}
+            browser = browser or image.browser
+            image = image.image
         super().__init__(image, runtime=runtime, **options)
         if browser is not None:
             self._extra["browser"] = browser
@@ -154,10 +182,15 @@ class ComputerBox(SimpleBox):
         """Waits until the desktop answers (under software emulation it takes ~30-60 s)."""
         await self.box.action("waitUntilReady", *([round(timeout * 1000)] if timeout else []))
 
-    async def screenshot(self) -> bytes:
-        """The screen as PNG bytes."""
+    async def screenshot(self) -> Screenshot:
+        """The screen as PNG bytes; also readable as the reference's older dict (`shot["data"]`
+        base64, `shot["width"]`, `shot["height"]`, `shot["format"]`)."""
         shot = await self.box.action("screenshot")
-        return base64.b64decode(shot["data"] if isinstance(shot, dict) else shot)
+        if not isinstance(shot, dict):
+            shot = {"data": shot}
+        png = Screenshot(base64.b64decode(shot["data"]))
+        png.fields = {"format": "png", **shot}
+        return png
 
     async def mouse_move(self, x: int, y: int) -> None:
         await self.box.action("mouseMove", x, y)
@@ -185,8 +218,10 @@ class ComputerBox(SimpleBox):
         return x, y
 
     async def type_text(self, text: str) -> None:
-        """Types text as keystrokes."""
+        """Types text as keystrokes (also `type(text)`, the reference's older name)."""
         await self.box.action("type", text)
+
+    type = type_text
 
     async def key(self, keys: str) -> None:
         """Presses keys (xdotool names: "Return", "ctrl+a")."""
@@ -199,6 +234,17 @@ class ComputerBox(SimpleBox):
     async def get_screen_size(self) -> tuple[int, int]:
         width, height = await self.box.action("getScreenSize")
         return width, height
+
+
+class Screenshot(bytes):
+    """PNG bytes; `shot["width"]` (a str key) reads the screenshot's fields, as the older dict did."""
+
+    fields: dict[str, Any]
+
+    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+        if isinstance(key, str):
+            return self.fields[key]
+        return super().__getitem__(key)
 
 
 class InteractiveBox(SimpleBox):

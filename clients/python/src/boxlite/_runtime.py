@@ -2,19 +2,36 @@
 from __future__ import annotations
 
 import atexit
+import dis
+import sys
 import threading
 from typing import Any
 
 from . import _server
 from ._box import Box
 from ._http import quote
-from ._types import BoxInfo, BoxOptions, Options, RuntimeMetrics
+from ._types import BoxInfo, BoxInfoList, BoxOptions, Done, Options, RuntimeMetrics
+from .errors import BoxNotFound
+
+
+def _awaited() -> bool:
+    """Whether the caller's caller awaits the call's result (`await runtime.get(x)`): the reference's
+    versions differ, and a missing box must be `None` both for `runtime.get(x) is None` and for
+    `await runtime.get(x) is None` (`await None` is a TypeError)."""
+    frame = sys._getframe(3)  # _awaited <- _none <- get/get_info <- the caller
+    after = [i for i in dis.get_instructions(frame.f_code) if i.offset > frame.f_lasti]
+    return bool(after) and after[0].opname == "GET_AWAITABLE"
+
+
+def _none() -> Any:
+    return Done(None) if _awaited() else None
 
 
 class Boxlite:
     """Creates and manages boxes. `Boxlite.default()` (the default home, or `BOXLITE_URL`), or
     `Boxlite(Options(home_dir=...))`. Its methods are synchronous, as in the reference
-    (`box = runtime.create(...)`); a box's own methods are async. `close()` (or `with` / `async
+    (`box = runtime.create(...)`), and their results may also be awaited, as in its later
+    versions (`box = await runtime.create(...)`); a box's own methods are async. `close()` (or `with` / `async
     with`, or the process's exit) stops the server this runtime started, if it started one;
     boxes stay as they are (they belong to the home, not to the server)."""
 
@@ -43,24 +60,44 @@ class Boxlite:
         return Box(self._endpoint, BoxInfo(info))
 
     def create(self, box_options: BoxOptions | None = None, *, kind: str | None = None, **extra: Any) -> Box:
-        """Creates a box (it boots at its first `exec` or `start`). `kind` ("code", "browser", ...)
+        """Creates a box (it boots at its first `exec` or `start`); without `kind`, `auto_remove`
+        defaults to False (`stop()` keeps it, as the upstream examples expect). `kind` ("code", "browser", ...)
         picks a purpose-built box's defaults on the server; `extra` are that kind's own options."""
-        body: dict[str, Any] = {"options": {**(box_options or BoxOptions()).to_json(), **extra}}
+        options = (box_options or BoxOptions()).to_json()
+        if kind is None:
+            # A box of the native API outlives its stop unless told otherwise: the upstream
+            # examples stop a box, then `runtime.get` it and exec to restart it, or remove it.
+            options.setdefault("autoRemove", False)
+        body: dict[str, Any] = {"options": {**options, **extra}}
         if kind is not None:
             body["kind"] = kind
         return self._box(self._endpoint.request("POST", "/v1/boxes", body))
 
-    def get(self, box_id: str) -> Box:
-        """Reattaches to an existing box by id or name (BoxNotFound if there is none)."""
-        return self._box(self._endpoint.request("GET", f"/v1/boxes/{quote(box_id)}"))
+    def get(self, box_id: str) -> Box | None:
+        """Reattaches to an existing box by id or name; None if there is none."""
+        try:
+            return self._box(self._endpoint.request("GET", f"/v1/boxes/{quote(box_id)}"))
+        except BoxNotFound:
+            return _none()
+
+    def get_info(self, box_id: str) -> BoxInfo | None:
+        """A box's record by id or name; None if there is none."""
+        try:
+            return BoxInfo(self._endpoint.request("GET", f"/v1/boxes/{quote(box_id)}"))
+        except BoxNotFound:
+            return _none()
 
     def list(self) -> list[BoxInfo]:
         """All boxes of the home, running and stopped."""
-        return [BoxInfo(info) for info in self._endpoint.request("GET", "/v1/boxes")]
+        return BoxInfoList(BoxInfo(info) for info in self._endpoint.request("GET", "/v1/boxes"))
 
-    def remove(self, box_id: str, force: bool = False) -> None:
-        """Removes a box; a running one needs `force=True` (else BoxStateError)."""
+    list_info = list
+
+    def remove(self, box_id: str, force: bool = False) -> Done:
+        """Removes a box; a running one needs `force=True` (else BoxStateError), a missing one is
+        BoxNotFound. Done at the call; the result may be awaited (`await runtime.remove(id)`)."""
         self._endpoint.request("DELETE", f"/v1/boxes/{quote(box_id)}" + ("?force=true" if force else ""))
+        return Done()
 
     def metrics(self) -> RuntimeMetrics:
         return RuntimeMetrics(self._endpoint.request("GET", "/v1/metrics"))
