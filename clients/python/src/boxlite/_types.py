@@ -37,7 +37,9 @@ class BoxOptions:
     cpus: vCPUs (default 1); memory_mib: 128-65536 (default 512); disk_size_gb: a persistent disk
     (default none: ephemeral); working_dir (default the image's, else /root); env: (key, value)
     pairs or a dict; volumes: (host_path, guest_path, "ro"|"rw"); ports: (host_port, guest_port,
-    "tcp"|"udp"); auto_remove: remove the box when it stops (default True); detach: outlive the
+    "tcp"|"udp"); auto_remove: remove the box when it stops (default True for SimpleBox and the purpose-built
+    boxes; a box of `runtime.create` keeps False unless set, so `stop()` keeps it as the upstream
+    examples expect: stop, `runtime.get`, exec restarts it); detach: outlive the
     process that starts it (the server creates boxes detached unless told `detach=False`). Older forms are taken too: volumes' third item a read-only bool, ports
     as (host_port, guest_port). Beyond the reference,
     the TypeScript API's name, user, network ("nat", "none" or {"mode", "allow", "deny"}) and
