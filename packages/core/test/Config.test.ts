@@ -7,13 +7,12 @@ import type { AddressInfo } from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
-import { GuestArtifacts, Hypervisor } from "@boxlite/driver"
 import { decodeConfig, mergeRegistries, readConfig, validateRegistries } from "../src/Config.js"
-import { HypervisorUnavailable, InvalidOptions } from "../src/Errors.js"
+import { InvalidOptions } from "../src/Errors.js"
 import { resolveBoxOptions } from "../src/Options.js"
 import { Boxlite } from "../src/promise/Boxlite.js"
 import { layer, Runtime } from "../src/Runtime.js"
-import { SupervisorEntry } from "../src/supervisor/SupervisorPool.js"
+import { noVmPlatform } from "./noVmPlatform.js"
 
 const homes: Array<string> = []
 afterEach(() => homes.splice(0).forEach((home) => fs.rmSync(home, { recursive: true, force: true })))
@@ -127,18 +126,6 @@ describe("what code passes wins", () => {
   })
 })
 
-/** Nothing here boots: a hypervisor that is not there, a supervisor module never started. */
-const platform = Layer.mergeAll(
-  Layer.succeed(Hypervisor, Hypervisor.of({
-    name: "none",
-    capabilities: { diskFormats: ["qcow2"], network: false, portForwards: false, egressPolicy: false, volumes: false, snapshots: false, agentTransport: "vsock" },
-    guestNetwork: { address: "10.0.2.15", prefixLength: 24, gateway: "10.0.2.2", dns: "10.0.2.3", mtu: 1500 },
-    info: Effect.fail(new HypervisorUnavailable("no VMs in this test")),
-    start: () => Effect.fail(new HypervisorUnavailable("no VMs in this test"))
-  })),
-  Layer.succeed(GuestArtifacts, GuestArtifacts.of({ files: Effect.fail(new HypervisorUnavailable("no guest in this test")) })),
-  Layer.succeed(SupervisorEntry, SupervisorEntry.of({ module: "/nonexistent/supervisor.js" }))
-)
 
 /** A registry that has nothing: records the paths asked, answers 404. */
 const emptyRegistry = async () => {
@@ -158,7 +145,7 @@ describe("opening a runtime reads config.json", () => {
       // 127.0.0.1:1 listens to nothing: after the mirror's 404 the pull ends on this machine.
       const home = tempHome({ registries: { "127.0.0.1:1": { mirrors: [mirror.url] } } })
       const failed = await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
-        const runtime = yield* Layer.build(layer({ homeDir: home, registries: { "127.0.0.1:1": { insecure: true } } }).pipe(Layer.provide(platform)))
+        const runtime = yield* Layer.build(layer({ homeDir: home, registries: { "127.0.0.1:1": { insecure: true } } }).pipe(Layer.provide(noVmPlatform)))
         return yield* Effect.flip(Runtime.use((r) => r.images.pull("127.0.0.1:1/library/busybox:latest")).pipe(Effect.provide(runtime)))
       })))
       expect(mirror.paths[0]).toBe("/v2/library/busybox/manifests/latest")
@@ -171,7 +158,7 @@ describe("opening a runtime reads config.json", () => {
 
   it("a bad file makes every call of the Promise face reject with InvalidOptions naming config.json and the field", async () => {
     const home = tempHome({ defaults: { cpus: 0 } })
-    await using runtime = new Boxlite({ homeDir: home }, platform)
+    await using runtime = new Boxlite({ homeDir: home }, noVmPlatform)
     const error = await runtime.list().catch((e: unknown) => e)
     expect(error).toBeInstanceOf(InvalidOptions)
     expect((error as InvalidOptions).field).toBe("config.json:defaults.cpus")
@@ -179,7 +166,7 @@ describe("opening a runtime reads config.json", () => {
   })
 
   it("a bad registries option in code is InvalidOptions naming it", async () => {
-    await using runtime = new Boxlite({ homeDir: tempHome(), registries: { "docker.io": { insecure: "no" as unknown as boolean } } }, platform)
+    await using runtime = new Boxlite({ homeDir: tempHome(), registries: { "docker.io": { insecure: "no" as unknown as boolean } } }, noVmPlatform)
     expect(await runtime.list().catch((e: unknown) => (e as InvalidOptions).field)).toBe(`registries["docker.io"].insecure`)
   })
 })

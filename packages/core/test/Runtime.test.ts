@@ -4,28 +4,14 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
-import { HypervisorUnavailable } from "../src/Errors.js"
-import { GuestArtifacts, Hypervisor } from "@boxlite/driver"
 import { layer } from "../src/Runtime.js"
-import { SupervisorEntry } from "../src/supervisor/SupervisorPool.js"
+import { noVmPlatform } from "./noVmPlatform.js"
 
 const homes: Array<string> = []
 afterEach(() => homes.splice(0).forEach((home) => fs.rmSync(home, { recursive: true, force: true })))
 
-/** Nothing here boots: a hypervisor that is not there, a supervisor module never started. */
-const platform = Layer.mergeAll(
-  Layer.succeed(Hypervisor, Hypervisor.of({
-    name: "none",
-    capabilities: { diskFormats: ["qcow2"], network: false, portForwards: false, egressPolicy: false, volumes: false, snapshots: false, agentTransport: "vsock" },
-    guestNetwork: { address: "10.0.2.15", prefixLength: 24, gateway: "10.0.2.2", dns: "10.0.2.3", mtu: 1500 },
-    info: Effect.fail(new HypervisorUnavailable("no VMs in this test")),
-    start: () => Effect.fail(new HypervisorUnavailable("no VMs in this test"))
-  })),
-  Layer.succeed(GuestArtifacts, GuestArtifacts.of({ files: Effect.fail(new HypervisorUnavailable("no guest in this test")) })),
-  Layer.succeed(SupervisorEntry, SupervisorEntry.of({ module: "/nonexistent/supervisor.js" }))
-)
 
-const open = (homeDir: string) => Effect.runPromise(Effect.scoped(Effect.asVoid(Layer.build(layer({ homeDir }).pipe(Layer.provide(platform))))))
+const open = (homeDir: string) => Effect.runPromise(Effect.scoped(Effect.asVoid(Layer.build(layer({ homeDir }).pipe(Layer.provide(noVmPlatform))))))
 
 describe("opening a runtime", () => {
   it("removes box and snapshot directories that no record claims once they are 10 minutes old, and keeps younger ones", async () => {
